@@ -1,0 +1,189 @@
+"""Public request and result shapes (contract). JSON and msgpack carry the same fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+JSON_CONTENT_TYPE = "application/json"
+MSGPACK_CONTENT_TYPE = "application/msgpack"
+
+ExpectedVersionIn = int | str
+"""`"any"`, `"no_stream"`, `"stream_exists"` or an exact version (>= -1)."""
+
+
+class EventIn(msgspec.Struct, kw_only=True):
+    """One event of an append request."""
+
+    type: str
+    data: msgspec.Raw = msgspec.Raw()
+    metadata: msgspec.Raw = msgspec.Raw()
+    event_id: str | None = None
+    content_type: str = JSON_CONTENT_TYPE
+
+
+class AppendRequest(msgspec.Struct, kw_only=True):
+    """`esdb.api.<store>.append`."""
+
+    stream: str
+    events: list[EventIn]
+    expected_version: ExpectedVersionIn = "any"
+    timeout_ms: int | None = None
+
+
+class AppendSpec(msgspec.Struct, kw_only=True):
+    """One stream's part of an `append_multi`."""
+
+    stream: str
+    events: list[EventIn]
+    expected_version: ExpectedVersionIn = "any"
+
+
+class AppendMultiRequest(msgspec.Struct, kw_only=True):
+    """`esdb.api.<store>.append_multi`: all appends land or none do."""
+
+    appends: list[AppendSpec]
+    timeout_ms: int | None = None
+
+
+class ReadFilter(msgspec.Struct, kw_only=True):
+    """Server-side filters of `read_all`; all given conditions must hold."""
+
+    event_types: list[str] | None = None
+    event_type_prefix: str | None = None
+    stream_prefix: str | None = None
+    category: str | None = None
+    event_type_regex: str | None = None
+    stream_regex: str | None = None
+
+
+class ReadStreamRequest(msgspec.Struct, kw_only=True):
+    """`esdb.api.<store>.read_stream`."""
+
+    stream: str
+    from_: int | str = msgspec.field(name="from", default="start")
+    direction: str = "forward"
+    limit: int = 100
+    min_position: int | None = None
+    timeout_ms: int | None = None
+
+
+class ReadAllRequest(msgspec.Struct, kw_only=True):
+    """`esdb.api.<store>.read_all`."""
+
+    from_position: int | str = "start"
+    direction: str = "forward"
+    limit: int = 100
+    filter: ReadFilter | None = None
+    min_position: int | None = None
+    timeout_ms: int | None = None
+
+
+class ListStreamsRequest(msgspec.Struct, kw_only=True):
+    """`esdb.api.<store>.list_streams`: streams in name order, paged by `after`."""
+
+    after: str | None = None
+    limit: int = 100
+    timeout_ms: int | None = None
+
+
+class StreamInfoRequest(msgspec.Struct, kw_only=True):
+    """`esdb.api.<store>.stream_info`."""
+
+    stream: str
+    timeout_ms: int | None = None
+
+
+class AppendResult(msgspec.Struct, kw_only=True):
+    """Where an append landed: versions in its stream, positions in the store."""
+
+    first_version: int
+    last_version: int
+    first_position: int
+    last_position: int
+
+
+class AppendMultiResult(msgspec.Struct, kw_only=True):
+    """One `AppendResult` per append of the request, in order."""
+
+    results: list[AppendResult]
+
+
+class EventOut(msgspec.Struct, kw_only=True):
+    """A stored event as read back. `data`/`metadata` are JSON values for JSON content,
+    base64 in JSON replies otherwise, raw bytes in msgpack replies."""
+
+    event_id: str
+    stream_id: str
+    version: int
+    position: int
+    event_type: str
+    data: msgspec.Raw | bytes | None
+    metadata: msgspec.Raw | bytes | None
+    content_type: str
+    created: datetime
+
+
+class ReadStreamResult(msgspec.Struct, kw_only=True):
+    """A page of a stream; `next` is the version to read from next, null at the end."""
+
+    events: list[EventOut]
+    next: int | None
+    last_version: int
+
+
+class ReadAllResult(msgspec.Struct, kw_only=True):
+    """A page of `$all`; `next_position` continues the scan, null at the end."""
+
+    events: list[EventOut]
+    next_position: int | None
+
+
+class StreamSummary(msgspec.Struct, kw_only=True):
+    """A stream in `list_streams`."""
+
+    stream: str
+    version: int
+
+
+class ListStreamsResult(msgspec.Struct, kw_only=True):
+    """A page of stream names; `next` is the `after` of the next page, null at the end."""
+
+    streams: list[StreamSummary]
+    next: str | None
+
+
+class StreamInfoResult(msgspec.Struct, kw_only=True):
+    """A stream's version, metadata and state (`active`, `deleted`, `tombstoned`)."""
+
+    stream: str
+    version: int
+    metadata: dict[str, object]
+    state: str
+
+
+class NodeStatus(msgspec.Struct, kw_only=True):
+    """One writer node as seen in `cluster_status`."""
+
+    node_id: str
+    role: str
+    applied_sequence: int
+    log_last_sequence: int
+    lag: int
+    stores: list[str]
+
+
+class ClusterStatus(msgspec.Struct, kw_only=True):
+    """`esdb.api._sys.cluster_status`: the leader and every node that answered."""
+
+    leader: str | None
+    nodes: list[NodeStatus]
+
+
+class Health(msgspec.Struct, kw_only=True):
+    """`esdb.api._sys.health`: `ok` when a leader accepts writes and a reader answers."""
+
+    status: str
+    leader: str | None
+    readers: int

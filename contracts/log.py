@@ -1,0 +1,56 @@
+"""Entries of the replicated log (contract between writers): fully stamped, so apply is pure."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class StampedEvent(msgspec.Struct, array_like=True, frozen=True):
+    """An event with everything non-deterministic decided by the leader."""
+
+    event_id: bytes
+    type: str
+    data: bytes
+    metadata: bytes
+    content_type: str
+    created_us: int
+
+
+class AppendOp(msgspec.Struct, tag="append", array_like=True, frozen=True):
+    """Events for one stream at `first_version`, taking positions from `first_position`."""
+
+    store: str
+    stream: str
+    first_version: int
+    first_position: int
+    events: list[StampedEvent]
+
+
+class CreateStoreOp(msgspec.Struct, tag="create_store", array_like=True, frozen=True):
+    """Create a store (its own LMDB environment) on every node."""
+
+    store: str
+
+
+LogOp = AppendOp | CreateStoreOp
+
+
+class LogEntry(msgspec.Struct, array_like=True, frozen=True):
+    """One message of the log stream: a batch of ops applied in one transaction per store."""
+
+    ops: list[LogOp]
+    leader: str = ""
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(LogEntry)
+
+
+def encode_entry(entry: LogEntry) -> bytes:
+    """Serialize a log entry."""
+    return _encoder.encode(entry)
+
+
+def decode_entry(data: bytes) -> LogEntry:
+    """Deserialize a log entry; raises msgspec.DecodeError on a corrupt entry."""
+    return _decoder.decode(data)

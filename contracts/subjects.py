@@ -1,0 +1,46 @@
+"""NATS subject names (contract) and the JetStream resources esdb owns."""
+
+from __future__ import annotations
+
+API_PREFIX = "esdb.api"
+SYSTEM_STORE = "_sys"
+INTERNAL_PREFIX = "esdb.internal"
+
+GATEWAY_QUEUE = "esdb-gateway"
+READER_QUEUE = "esdb-reader"
+
+WRITER_COMMANDS = f"{INTERNAL_PREFIX}.writer.commands"
+NODE_STATUS = f"{INTERNAL_PREFIX}.node.status"
+
+LOG_STREAM = "ESDB_LOG"
+LOG_SUBJECT = f"{INTERNAL_PREFIX}.log"
+LEASE_BUCKET = "esdb_leader"
+LEASE_KEY = "writer"
+
+
+def api_subject(store: str, operation: str) -> str:
+    """The public request subject of `operation` on `store`."""
+    return f"{API_PREFIX}.{store}.{operation}"
+
+
+def reader_subject(operation: str) -> str:
+    """The internal subject the readers serve `operation` on."""
+    return f"{INTERNAL_PREFIX}.reader.{operation}"
+
+
+class Op:
+    """Public operation names: the last token of `esdb.api.<store>.<operation>`."""
+
+    APPEND = "append"
+    APPEND_MULTI = "append_multi"
+    READ_STREAM = "read_stream"
+    READ_ALL = "read_all"
+    LIST_STREAMS = "list_streams"
+    STREAM_INFO = "stream_info"
+    HEALTH = "health"
+    CLUSTER_STATUS = "cluster_status"
+    STORE_LIST = "store_list"
+
+
+READ_OPERATIONS = frozenset({Op.READ_STREAM, Op.READ_ALL, Op.LIST_STREAMS, Op.STREAM_INFO})
+WRITE_OPERATIONS = frozenset({Op.APPEND, Op.APPEND_MULTI})

@@ -1,0 +1,1 @@
+"""The `esdb` command line."""

@@ -1,0 +1,43 @@
+"""`esdb` entry point: subcommands and their arguments."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from esdb.services.supervisor.stack import StackOptions, up
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="esdb", description="An event store over NATS.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up_cmd = commands.add_parser("up", help="start the whole stack in the foreground")
+    up_cmd.add_argument("--nodes", type=int, default=1)
+    up_cmd.add_argument("--data-dir", type=Path, default=Path("./esdb-data"))
+    where = up_cmd.add_mutually_exclusive_group()
+    where.add_argument("--nats-port", type=int, default=None)
+    where.add_argument("--nats-url", default=None)
+    up_cmd.add_argument("--durability", choices=("fsync", "interval", "memory"), default="fsync")
+    up_cmd.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one `esdb` subcommand."""
+    args = build_parser().parse_args(argv)
+    if args.command == "up":
+        up(
+            StackOptions(
+                data_dir=args.data_dir,
+                durability=args.durability,
+                nodes=args.nodes,
+                nats_port=args.nats_port,
+                nats_url=args.nats_url,
+                log_level=args.log_level,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The esdb services: gateway, writer, reader, and the supervisor that runs them."""

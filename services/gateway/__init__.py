@@ -1,0 +1,1 @@
+"""The gateway: the public NATS API. Decodes, validates, routes, coalesces appends."""

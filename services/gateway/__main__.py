@@ -1,0 +1,29 @@
+"""Entry point: `python -m esdb.services.gateway`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from esdb.contracts.subjects import API_PREFIX, GATEWAY_QUEUE
+from esdb.services.gateway.handlers import Gateway
+from esdb.shared.nats_connection import concurrently, connect
+from esdb.shared.service_runtime import run_service
+from esdb.shared.settings import Settings
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Composition root of a gateway: serve the public API until `stop`, then drain."""
+    nc = await connect(settings.nats_url, "esdb-gateway")
+    gateway = Gateway(nc, settings)
+    await nc.subscribe(f"{API_PREFIX}.>", queue=GATEWAY_QUEUE, cb=concurrently(gateway.handle), pending_msgs_limit=65536)
+    await stop.wait()
+    await nc.drain()  # stops taking requests, lets in-flight ones answer
+
+
+def main() -> None:
+    """Run the gateway until SIGINT/SIGTERM."""
+    run_service("gateway", serve)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Public requests to internal commands and queries; every rejection names its field."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import msgspec
+
+from esdb.contracts.api import (
+    JSON_CONTENT_TYPE,
+    AppendMultiRequest,
+    AppendRequest,
+    EventIn,
+    ExpectedVersionIn,
+    ListStreamsRequest,
+    ReadAllRequest,
+    ReadFilter,
+    ReadStreamRequest,
+    StreamInfoRequest,
+)
+from esdb.contracts.commands import (
+    EXPECT_ANY,
+    EXPECT_NO_STREAM,
+    EXPECT_STREAM_EXISTS,
+    AllQuery,
+    InfoQuery,
+    ListQuery,
+    NewEvent,
+    StreamAppend,
+    StreamQuery,
+    WriteRequest,
+)
+from esdb.contracts.errors import InvalidRequest, TooLarge
+from esdb.shared.settings import Settings
+from esdb.shared.wire import Codec
+
+STORE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+MAX_STREAM_BYTES = 1024
+MAX_TYPE_BYTES = 512
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EXPECTED = {"any": EXPECT_ANY, "no_stream": EXPECT_NO_STREAM, "stream_exists": EXPECT_STREAM_EXISTS}
+_json_encoder = msgspec.json.Encoder()
+
+
+def check_store(store: str) -> str:
+    """A store name must be a plain subject token."""
+    if not STORE_NAME.fullmatch(store):
+        raise InvalidRequest(
+            f"store name {store!r} must be 1-64 letters, digits, '_' or '-', not starting "
+            "with '_' or '-'",
+            field="store",
+        )
+    return store
+
+
+def check_stream(stream: str, field: str = "stream") -> str:
+    """Stream ids are non-empty, at most 1 KiB, without control characters or a leading `$`."""
+    if not stream:
+        raise InvalidRequest("stream must not be empty", field=field)
+    if len(stream.encode()) > MAX_STREAM_BYTES:
+        raise TooLarge(f"stream id is over {MAX_STREAM_BYTES} bytes", field=field)
+    if _CONTROL.search(stream):
+        raise InvalidRequest("stream id must not contain control characters", field=field)
+    if stream.startswith("$"):
+        raise InvalidRequest("stream ids starting with '$' are reserved", field=field)
+    return stream
+
+
+def expected_version(value: ExpectedVersionIn, field: str) -> int:
+    """`any`/`no_stream`/`stream_exists` or an exact version >= -1, as an internal integer."""
+    if isinstance(value, str):
+        if value in _EXPECTED:
+            return _EXPECTED[value]
+    elif value >= -1:
+        return value
+    raise InvalidRequest(
+        f"expected_version must be 'any', 'no_stream', 'stream_exists' or an integer >= -1, "
+        f"not {value!r}",
+        field=field,
+    )
+
+
+def _payload(raw: msgspec.Raw, content_type: str, codec: Codec, field: str) -> bytes:
+    """Event data or metadata as the bytes to store (empty when absent)."""
+    if not raw:
+        return b""
+    is_json = content_type == JSON_CONTENT_TYPE
+    try:
+        if codec is Codec.JSON:
+            if is_json:
+                return bytes(raw)
+            return msgspec.json.decode(raw, type=bytes)
+        value = msgspec.msgpack.decode(raw)
+        if isinstance(value, bytes):
+            if is_json:
+                msgspec.json.decode(value)
+            return value
+        if is_json:
+            return _json_encoder.encode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as e:
+        expected = "valid JSON" if is_json else "base64 bytes"
+        raise InvalidRequest(f"{field} must be {expected} for {content_type!r}: {e}", field=field) from e
+    raise InvalidRequest(f"{field} must be bytes for content type {content_type!r}", field=field)
+
+
+def _event(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewEvent:
+    if not event.type or len(event.type.encode()) > MAX_TYPE_BYTES or _CONTROL.search(event.type):
+        raise InvalidRequest(
+            f"type must be 1-{MAX_TYPE_BYTES} bytes without control characters", field=f"{field}.type"
+        )
+    if event.event_id is None:
+        event_id = uuid.uuid4().bytes
+    else:
+        try:
+            event_id = uuid.UUID(event.event_id).bytes
+        except ValueError as e:
+            raise InvalidRequest("event_id must be a UUID", field=f"{field}.event_id") from e
+    data = _payload(event.data, event.content_type, codec, f"{field}.data")
+    metadata = _payload(event.metadata, event.content_type, codec, f"{field}.metadata")
+    if len(data) + len(metadata) > settings.max_event_bytes:
+        raise TooLarge(
+            f"event is {len(data) + len(metadata)} bytes; the limit is {settings.max_event_bytes}",
+            field=f"{field}.data",
+            limit=settings.max_event_bytes,
+        )
+    return NewEvent(event_id, event.type, data, metadata, event.content_type)
+
+
+def _stream_append(
+    stream: str, expected: ExpectedVersionIn, events: list[EventIn], codec: Codec, prefix: str,
+    settings: Settings,
+) -> StreamAppend:
+    check_stream(stream, f"{prefix}stream")
+    if not events:
+        raise InvalidRequest("events must not be empty", field=f"{prefix}events")
+    if len(events) > settings.max_events_per_append:
+        raise TooLarge(
+            f"{len(events)} events in one append; the limit is {settings.max_events_per_append}",
+            field=f"{prefix}events",
+        )
+    version = expected_version(expected, f"{prefix}expected_version")
+    new = [_event(e, codec, f"{prefix}events[{i}]", settings) for i, e in enumerate(events)]
+    return StreamAppend(stream, version, new)
+
+
+def _unique_ids(appends: list[StreamAppend]) -> None:
+    ids = [e.event_id for a in appends for e in a.events]
+    if len(set(ids)) != len(ids):
+        raise InvalidRequest("event ids must be unique within a request", field="events")
+
+
+def append_command(store: str, request: AppendRequest, codec: Codec, settings: Settings) -> WriteRequest:
+    """A validated single-stream append."""
+    append = _stream_append(
+        request.stream, request.expected_version, request.events, codec, "", settings
+    )
+    _unique_ids([append])
+    return WriteRequest(store, [append])
+
+
+def append_multi_command(
+    store: str, request: AppendMultiRequest, codec: Codec, settings: Settings
+) -> WriteRequest:
+    """A validated multi-stream transaction."""
+    if not request.appends:
+        raise InvalidRequest("appends must not be empty", field="appends")
+    appends = [
+        _stream_append(a.stream, a.expected_version, a.events, codec, f"appends[{i}].", settings)
+        for i, a in enumerate(request.appends)
+    ]
+    if len({a.stream for a in appends}) != len(appends):
+        raise InvalidRequest("each stream may appear once in append_multi", field="appends")
+    _unique_ids(appends)
+    return WriteRequest(store, appends)
+
+
+def _limit(limit: int, settings: Settings) -> int:
+    if not 1 <= limit <= settings.max_read_limit:
+        raise InvalidRequest(f"limit must be between 1 and {settings.max_read_limit}", field="limit")
+    return limit
+
+
+def _backward(direction: str) -> bool:
+    if direction not in ("forward", "backward"):
+        raise InvalidRequest("direction must be 'forward' or 'backward'", field="direction")
+    return direction == "backward"
+
+
+def _min_position(value: int | None) -> int | None:
+    if value is not None and value < 0:
+        raise InvalidRequest("min_position must be >= 0", field="min_position")
+    return value
+
+
+def _wait_ms(timeout_ms: int | None, settings: Settings) -> int:
+    if timeout_ms is not None and timeout_ms <= 0:
+        raise InvalidRequest("timeout_ms must be positive", field="timeout_ms")
+    return timeout_ms or settings.timeout_ms
+
+
+def _start(value: int | str, field: str, *, first: int) -> int | None:
+    if value == "start":
+        return first
+    if value == "end":
+        return None
+    if isinstance(value, int) and value >= 0:
+        return value
+    raise InvalidRequest(f"{field} must be 'start', 'end' or an integer >= 0", field=field)
+
+
+def stream_query(store: str, request: ReadStreamRequest, codec: Codec, settings: Settings) -> StreamQuery:
+    """A validated `read_stream`."""
+    return StreamQuery(
+        store=store,
+        stream=check_stream(request.stream),
+        from_version=_start(request.from_, "from", first=0),
+        backward=_backward(request.direction),
+        limit=_limit(request.limit, settings),
+        min_position=_min_position(request.min_position),
+        wait_ms=_wait_ms(request.timeout_ms, settings),
+        codec=codec.value,
+    )
+
+
+def _check_filter(flt: ReadFilter | None) -> ReadFilter | None:
+    if flt is not None:
+        for name in ("event_type_regex", "stream_regex"):
+            pattern = getattr(flt, name)
+            if pattern is not None:
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    raise InvalidRequest(f"bad regex: {e}", field=f"filter.{name}") from e
+    return flt
+
+
+def all_query(store: str, request: ReadAllRequest, codec: Codec, settings: Settings) -> AllQuery:
+    """A validated `read_all`."""
+    return AllQuery(
+        store=store,
+        from_position=_start(request.from_position, "from_position", first=1),
+        backward=_backward(request.direction),
+        limit=_limit(request.limit, settings),
+        filter=_check_filter(request.filter),
+        min_position=_min_position(request.min_position),
+        wait_ms=_wait_ms(request.timeout_ms, settings),
+        codec=codec.value,
+    )
+
+
+def list_query(store: str, request: ListStreamsRequest, codec: Codec, settings: Settings) -> ListQuery:
+    """A validated `list_streams`."""
+    return ListQuery(store=store, after=request.after, limit=_limit(request.limit, settings), codec=codec.value)
+
+
+def info_query(store: str, request: StreamInfoRequest, codec: Codec, settings: Settings) -> InfoQuery:
+    """A validated `stream_info`."""
+    return InfoQuery(store=store, stream=check_stream(request.stream), codec=codec.value)

@@ -1,0 +1,82 @@
+"""Entry point: `python -m esdb.services.reader`: thin NATS handlers over `queries`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from nats.aio.msg import Msg
+
+from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StreamQuery
+from esdb.contracts.errors import EsdbError, InternalError
+from esdb.contracts.subjects import READER_QUEUE, Op, reader_subject
+from esdb.services.reader import queries
+from esdb.shared.nats_connection import concurrently, connect
+from esdb.shared.service_runtime import run_service
+from esdb.shared.settings import Settings
+from esdb.shared.storage.catalog import ReadOnlyStores
+from esdb.shared.wire import Codec, encode, encode_error
+
+log = logging.getLogger(__name__)
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+def _handler(
+    stores: ReadOnlyStores,
+    query_type: type[StreamQuery | AllQuery | ListQuery | InfoQuery],
+    answer: Callable[..., msgspec.Struct],
+) -> Handler:
+    decoder = msgspec.msgpack.Decoder(query_type)
+
+    async def handle(msg: Msg) -> None:
+        codec = Codec.MSGPACK
+        try:
+            query = decoder.decode(msg.data)
+            codec = Codec(query.codec)
+            store = stores.get(query.store)
+            if isinstance(query, StreamQuery | AllQuery):
+                await queries.wait_for_position(store, query.min_position, query.wait_ms)
+            reply = encode(answer(store, query), codec)
+        except EsdbError as e:
+            reply = encode_error(e, codec)
+        except Exception:
+            log.exception("reader failed on %s", msg.subject)
+            reply = encode_error(InternalError("internal error; see the reader log"), codec)
+        await msg.respond(reply)
+
+    return handle
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Composition root of a reader: read-only stores behind the internal read subjects."""
+    nc = await connect(settings.nats_url, f"esdb-reader-{settings.node_id}")
+    stores = ReadOnlyStores(settings.data_dir)
+    routes: dict[str, Handler] = {
+        Op.READ_STREAM: _handler(stores, StreamQuery, queries.read_stream),
+        Op.READ_ALL: _handler(stores, AllQuery, queries.read_all),
+        Op.LIST_STREAMS: _handler(stores, ListQuery, queries.list_streams),
+        Op.STREAM_INFO: _handler(stores, InfoQuery, queries.stream_info),
+    }
+
+    async def ping(msg: Msg) -> None:
+        await msg.respond(b"pong")
+
+    for operation, handle in routes.items():
+        await nc.subscribe(reader_subject(operation), queue=READER_QUEUE, cb=concurrently(handle))
+    await nc.subscribe(reader_subject("ping"), queue=READER_QUEUE, cb=ping)
+    try:
+        await stop.wait()
+        await nc.drain()
+    finally:
+        stores.close()
+
+
+def main() -> None:
+    """Run the reader until SIGINT/SIGTERM."""
+    run_service("reader", serve)
+
+
+if __name__ == "__main__":
+    main()

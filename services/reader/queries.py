@@ -1,0 +1,90 @@
+"""The reader's core: answer validated queries from a store, without NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from esdb.contracts.api import (
+    ListStreamsResult,
+    ReadAllResult,
+    ReadStreamResult,
+    StreamInfoResult,
+    StreamSummary,
+)
+from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StreamQuery
+from esdb.contracts.errors import StreamNotFound, Timeout
+from esdb.services.reader.filters import compile_filter
+from esdb.shared.storage.port import StoreReader
+from esdb.shared.wire import Codec, event_out
+
+_POLL_S = 0.002
+
+
+async def wait_for_position(store: StoreReader, position: int | None, wait_ms: int) -> None:
+    """Wait (bounded) until this node has applied `position`: read-your-writes anywhere."""
+    if position is None or store.last_position() >= position:
+        return
+    deadline = time.monotonic() + wait_ms / 1000
+    while store.last_position() < position:
+        if time.monotonic() >= deadline:
+            raise Timeout(
+                f"position {position} was not applied on this node within {wait_ms} ms",
+                min_position=position,
+                applied_position=store.last_position(),
+            )
+        await asyncio.sleep(_POLL_S)
+
+
+def read_stream(store: StoreReader, query: StreamQuery) -> ReadStreamResult:
+    """A page of one stream."""
+    state = store.stream_state(query.stream)
+    if state is None:
+        raise StreamNotFound(f"stream {query.stream!r} does not exist", stream=query.stream)
+    records = store.read_stream(
+        query.stream, query.from_version, backward=query.backward, limit=query.limit
+    )
+    codec = Codec(query.codec)
+    if len(records) < query.limit or not records:
+        next_version = None
+    elif query.backward:
+        next_version = records[-1].version - 1 if records[-1].version > 0 else None
+    else:
+        next_version = records[-1].version + 1 if records[-1].version < state.version else None
+    return ReadStreamResult(
+        events=[event_out(r, codec) for r in records],
+        next=next_version,
+        last_version=state.version,
+    )
+
+
+def read_all(store: StoreReader, query: AllQuery) -> ReadAllResult:
+    """A page of `$all`, filtered on the server."""
+    records, next_position = store.read_all(
+        query.from_position,
+        backward=query.backward,
+        limit=query.limit,
+        predicate=compile_filter(query.filter),
+    )
+    codec = Codec(query.codec)
+    return ReadAllResult(events=[event_out(r, codec) for r in records], next_position=next_position)
+
+
+def list_streams(store: StoreReader, query: ListQuery) -> ListStreamsResult:
+    """A page of stream names with their versions."""
+    found = store.list_streams(query.after, query.limit + 1)
+    page = found[: query.limit]
+    return ListStreamsResult(
+        streams=[StreamSummary(stream=name, version=state.version) for name, state in page],
+        next=page[-1][0] if len(found) > query.limit else None,
+    )
+
+
+def stream_info(store: StoreReader, query: InfoQuery) -> StreamInfoResult:
+    """A stream's version, metadata and state."""
+    state = store.stream_state(query.stream)
+    if state is None:
+        raise StreamNotFound(f"stream {query.stream!r} does not exist", stream=query.stream)
+    return StreamInfoResult(
+        stream=query.stream, version=state.version, metadata=state.metadata, state=state.state
+    )

@@ -1,0 +1,1 @@
+"""`esdb up`: an embedded nats-server plus every service as a supervised child process."""

@@ -1,0 +1,79 @@
+"""Supervised child processes: start, restart on crash with backoff, stop gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("esdb.supervisor")
+
+_MIN_BACKOFF_S = 0.2
+_MAX_BACKOFF_S = 5.0
+_STABLE_AFTER_S = 30.0
+
+
+@dataclass
+class Child:
+    """One service process and how to start it again."""
+
+    name: str
+    module: str
+    env: dict[str, str]
+    pid_file: Path
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    _backoff: float = field(default=_MIN_BACKOFF_S, repr=False)
+
+    async def start(self) -> None:
+        """Spawn the process and record its pid."""
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", self.module, env={**os.environ, **self.env}
+        )
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write_text(str(self.process.pid))
+
+    async def supervise(self, stopping: asyncio.Event) -> None:
+        """Keep the process running until `stopping` is set."""
+        while not stopping.is_set():
+            if self.process is None:
+                await self.start()
+            assert self.process is not None
+            started = time.monotonic()
+            code = await self.process.wait()
+            if stopping.is_set():
+                return
+            if time.monotonic() - started > _STABLE_AFTER_S:
+                self._backoff = _MIN_BACKOFF_S
+            log.warning(
+                "%s (pid %s) exited with code %s; restarting in %.1f s",
+                self.name, self.process.pid, code, self._backoff,
+            )
+            self.process = None
+            self.restarts += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self._backoff)
+            self._backoff = min(self._backoff * 2, _MAX_BACKOFF_S)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds."""
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            log.warning("%s did not stop in %.0f s; killing it", self.name, grace)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file.unlink()

@@ -1,0 +1,1 @@
+"""The writer: applies the replicated log to LMDB; its elected leader sequences commands."""

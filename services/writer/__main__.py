@@ -1,0 +1,44 @@
+"""Entry point: `python -m esdb.services.writer`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from esdb.services.writer.applier import Applier
+from esdb.services.writer.lease import Lease
+from esdb.services.writer.log import JetStreamLog
+from esdb.services.writer.node import WriterNode
+from esdb.shared.nats_connection import connect
+from esdb.shared.service_runtime import run_service
+from esdb.shared.settings import Settings
+from esdb.shared.storage.catalog import lmdb_catalog
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Composition root of a writer node."""
+    nc = await connect(settings.nats_url, f"esdb-writer-{settings.node_id}")
+    js = nc.jetstream(timeout=settings.timeout_ms / 1000)
+    await JetStreamLog.ensure(js, replicas=settings.replicas, durability=settings.durability)
+    lease = await Lease.open(
+        js,
+        settings.node_id,
+        ttl=settings.lease_ttl_s,
+        replicas=settings.replicas,
+        durability=settings.durability,
+    )
+    catalog = lmdb_catalog(settings.data_dir)
+    try:
+        node = WriterNode(settings, nc, JetStreamLog(js), Applier(catalog), lease)
+        await node.run(stop)
+    finally:
+        await nc.drain()
+        catalog.close()
+
+
+def main() -> None:
+    """Run the writer until SIGINT/SIGTERM."""
+    run_service("writer", serve)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Applies log entries in order to the node's stores, once each, from the tail or the leader."""
+
+from __future__ import annotations
+
+import asyncio
+
+from esdb.contracts.log import LogEntry, decode_entry
+from esdb.services.writer.apply import ApplyError, apply_entry
+from esdb.shared.storage.catalog import Catalog
+
+
+class Applier:
+    """Serializes every apply on a node; an entry at or below the applied sequence is skipped."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.lock = asyncio.Lock()
+        self.applied = asyncio.Condition()
+
+    def apply_locked(self, sequence: int, entry: LogEntry) -> None:
+        """Apply `entry` as `sequence`; the caller holds `lock`."""
+        applied = self.catalog.applied_sequence()
+        if sequence <= applied:
+            return
+        if sequence != applied + 1:
+            raise ApplyError(f"log entry {sequence} arrived after {applied}: a gap")
+        apply_entry(self.catalog, sequence, entry)
+
+    async def apply_raw(self, sequence: int, data: bytes) -> None:
+        """Decode and apply an entry from the log tail; a corrupt entry raises, never skips."""
+        async with self.lock:
+            if sequence <= self.catalog.applied_sequence():
+                return
+            try:
+                entry = decode_entry(data)
+            except Exception as e:
+                raise ApplyError(f"log entry {sequence} cannot be decoded: {e}") from e
+            self.apply_locked(sequence, entry)
+        await self.notify()
+
+    async def notify(self) -> None:
+        """Wake whoever waits for the applied sequence to move."""
+        async with self.applied:
+            self.applied.notify_all()
+
+    async def wait_applied(self, sequence: int) -> None:
+        """Return once `sequence` has been applied."""
+        async with self.applied:
+            await self.applied.wait_for(lambda: self.catalog.applied_sequence() >= sequence)

@@ -1,0 +1,69 @@
+"""Deterministic apply: a pure function of (state, entry), shared by the leader and replay."""
+
+from __future__ import annotations
+
+from esdb.contracts.log import AppendOp, CreateStoreOp, LogEntry
+from esdb.shared.storage.catalog import Catalog
+from esdb.shared.storage.port import StoreTransaction
+from esdb.shared.storage.records import EventRecord, StreamState
+
+
+class ApplyError(Exception):
+    """An entry does not fit the state it is applied to; the writer must stop, not skip it."""
+
+
+def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry) -> None:
+    """Apply log entry `sequence` to every store it touches, each in one transaction.
+
+    A store that already applied `sequence` (a crash between stores) is left as it is,
+    so applying an entry twice is harmless."""
+    if sequence != catalog.applied_sequence() + 1:
+        raise ApplyError(f"entry {sequence} follows {catalog.applied_sequence()}")
+    created = [op.store for op in entry.ops if isinstance(op, CreateStoreOp)]
+    if created:
+        catalog.record(sequence - 1, [n for n in created if not catalog.exists(n)])
+    by_store: dict[str, list[AppendOp]] = {}
+    for op in entry.ops:
+        if isinstance(op, AppendOp):
+            by_store.setdefault(op.store, []).append(op)
+    for name, ops in by_store.items():
+        store = catalog.get(name)
+        if store.applied_sequence() >= sequence:
+            continue
+        next_position = store.last_position() + 1
+        with store.transaction(sequence) as txn:
+            versions: dict[str, StreamState] = {}
+            for op in ops:
+                state = versions.get(op.stream) or store.stream_state(op.stream) or StreamState()
+                next_position = _apply_append(txn, op, state, next_position)
+                versions[op.stream] = StreamState(
+                    op.first_version + len(op.events) - 1, state.state, state.metadata
+                )
+            for stream, state in versions.items():
+                txn.put_stream_state(stream, state)
+    catalog.record(sequence, [])
+
+
+def _apply_append(
+    txn: StoreTransaction, op: AppendOp, state: StreamState, next_position: int
+) -> int:
+    if op.first_version != state.version + 1 or op.first_position != next_position:
+        raise ApplyError(
+            f"append to {op.stream!r} at version {op.first_version}/position "
+            f"{op.first_position} does not follow {state.version}/{next_position - 1}"
+        )
+    for offset, event in enumerate(op.events):
+        txn.put_event(
+            EventRecord(
+                event_id=event.event_id,
+                stream=op.stream,
+                version=op.first_version + offset,
+                position=op.first_position + offset,
+                type=event.type,
+                data=event.data,
+                metadata=event.metadata,
+                content_type=event.content_type,
+                created_us=event.created_us,
+            )
+        )
+    return next_position + len(op.events)

@@ -1,0 +1,84 @@
+"""Leader election: a key in a JetStream KV bucket with a TTL, renewed by compare-and-set."""
+
+from __future__ import annotations
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from esdb.contracts.subjects import LEASE_BUCKET, LEASE_KEY
+
+
+class Lease:
+    """The writer-leader lease: whoever holds the key sequences the log until it expires."""
+
+    def __init__(self, kv: KeyValue, node_id: str) -> None:
+        self._kv = kv
+        self._node_id = node_id.encode()
+        self._revision: int | None = None
+
+    @classmethod
+    async def open(
+        cls, js: JetStreamContext, node_id: str, *, ttl: float, replicas: int, durability: str
+    ) -> Lease:
+        """Create or bind the lease bucket."""
+        try:
+            kv = await js.key_value(LEASE_BUCKET)
+        except nats.js.errors.BucketNotFoundError:
+            kv = await js.create_key_value(
+                KeyValueConfig(
+                    bucket=LEASE_BUCKET,
+                    ttl=ttl,
+                    history=1,
+                    replicas=replicas,
+                    storage=StorageType.MEMORY if durability == "memory" else StorageType.FILE,
+                )
+            )
+        return cls(kv, node_id)
+
+    async def try_acquire(self) -> bool:
+        """Take the lease if it is free (or already ours from before a restart)."""
+        try:
+            self._revision = await self._kv.create(LEASE_KEY, self._node_id)
+            return True
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass
+        try:
+            entry = await self._kv.get(LEASE_KEY)
+        except nats.js.errors.KeyNotFoundError:
+            return False
+        if entry.value != self._node_id or entry.revision is None:
+            return False
+        return await self._update(entry.revision)
+
+    async def renew(self) -> bool:
+        """Extend the lease; False if it was lost (expired and taken, or changed)."""
+        if self._revision is None:
+            return False
+        return await self._update(self._revision)
+
+    async def _update(self, revision: int) -> bool:
+        try:
+            self._revision = await self._kv.update(LEASE_KEY, self._node_id, last=revision)
+            return True
+        except nats.js.errors.KeyWrongLastSequenceError:
+            self._revision = None
+            return False
+
+    async def release(self) -> None:
+        """Give the lease up so another node can take it at once."""
+        if self._revision is not None:
+            try:
+                await self._kv.delete(LEASE_KEY, last=self._revision)
+            except nats.js.errors.Error:
+                pass
+            self._revision = None
+
+    async def holder(self) -> str | None:
+        """The node that holds the lease, if any."""
+        try:
+            entry = await self._kv.get(LEASE_KEY)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return entry.value.decode() if entry.value else None

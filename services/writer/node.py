@@ -1,0 +1,160 @@
+"""A writer node: tails the log into LMDB, competes for the lease, and sequences while leader."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from esdb.contracts.api import NodeStatus
+from esdb.contracts.commands import WriteBatch, WriteBatchReply, WriteOutcome
+from esdb.contracts.errors import InvalidRequest, Unavailable
+from esdb.contracts.log import CreateStoreOp
+from esdb.contracts.subjects import NODE_STATUS, WRITER_COMMANDS
+from esdb.services.writer.applier import Applier
+from esdb.services.writer.apply import ApplyError
+from esdb.services.writer.lease import Lease
+from esdb.services.writer.log import ReplicatedLog
+from esdb.services.writer.sequencer import LeadershipLost, Sequencer
+from esdb.shared.nats_connection import concurrently
+from esdb.shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_batch_decoder = msgspec.msgpack.Decoder(WriteBatch)
+_encoder = msgspec.msgpack.Encoder()
+
+
+class WriterNode:
+    """Everything one writer process does, wired from explicit collaborators."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        nc: NatsClient,
+        log_: ReplicatedLog,
+        applier: Applier,
+        lease: Lease,
+    ) -> None:
+        self._settings = settings
+        self._nc = nc
+        self._log = log_
+        self._applier = applier
+        self._lease = lease
+        self._sequencer: Sequencer | None = None
+        self._log_last = 0
+        self.role = "follower"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set or a fatal error (a bad log entry) ends the node."""
+        status_sub = await self._nc.subscribe(NODE_STATUS, cb=self._on_status)
+        tail = asyncio.create_task(self._tail(), name="tail")
+        lead = asyncio.create_task(self._lead(stop), name="lead")
+        stopper = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            done, _ = await asyncio.wait({tail, lead, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done - {stopper}:
+                task.result()  # re-raise a fatal error
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError, LeadershipLost):
+                await lead
+            tail.cancel()
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tail
+            await status_sub.unsubscribe()
+
+    async def _tail(self) -> None:
+        while True:
+            try:
+                async for sequence, data in self._log.entries(self._applier.catalog.applied_sequence()):
+                    self._log_last = max(self._log_last, sequence)
+                    await self._applier.apply_raw(sequence, data)
+            except ApplyError:
+                raise
+            except Exception as e:
+                log.warning("log tail interrupted (%s); resuming", e)
+                await asyncio.sleep(0.5)
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        interval = self._settings.lease_ttl_s / 3
+        while not stop.is_set():
+            if await self._lease.try_acquire():
+                log.info("%s acquired the writer lease", self._settings.node_id)
+                try:
+                    await self._serve_as_leader(stop, interval)
+                except LeadershipLost as e:
+                    log.warning("stepping down: %s", e)
+                finally:
+                    self.role = "follower"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    async def _serve_as_leader(self, stop: asyncio.Event, interval: float) -> None:
+        last = await self._log.last_sequence()
+        await asyncio.wait_for(self._applier.wait_applied(last), timeout=60)
+        sequencer = Sequencer(
+            self._log,
+            self._applier,
+            node_id=self._settings.node_id,
+            max_batch_events=self._settings.max_batch_events,
+        )
+        await self._ensure_default_store(sequencer)
+        run = asyncio.create_task(sequencer.run(), name="sequencer")
+        self._sequencer = sequencer
+        sub: Subscription = await self._nc.subscribe(WRITER_COMMANDS, cb=concurrently(self._on_commands))
+        self.role = "leader"
+        try:
+            while not stop.is_set() and not run.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(run), interval)
+                if not run.done() and not await self._lease.renew():
+                    raise LeadershipLost("lease lost")
+        finally:
+            await sub.unsubscribe()
+            self._sequencer = None
+            sequencer.close()
+            await run  # finishes the queued batches; raises LeadershipLost if fenced
+            if stop.is_set():
+                await self._lease.release()
+
+    async def _ensure_default_store(self, sequencer: Sequencer) -> None:
+        name = self._settings.default_store
+        async with self._applier.lock:
+            if not self._applier.catalog.exists(name):
+                await sequencer.append_locked([CreateStoreOp(store=name)])
+                log.info("created store %r", name)
+
+    async def _on_commands(self, msg: Msg) -> None:
+        sequencer = self._sequencer
+        try:
+            batch = _batch_decoder.decode(msg.data)
+        except msgspec.DecodeError as e:
+            error = InvalidRequest(f"bad write batch: {e}").to_body()
+            await msg.respond(_encoder.encode(WriteBatchReply([WriteOutcome(error=error)])))
+            return
+        if sequencer is None:
+            error = Unavailable("this writer is not the leader").to_body()
+            outcomes = [WriteOutcome(error=error) for _ in batch.requests]
+        else:
+            outcomes = list(await asyncio.gather(*(sequencer.submit(r) for r in batch.requests)))
+        await msg.respond(_encoder.encode(WriteBatchReply(outcomes)))
+
+    async def _on_status(self, msg: Msg) -> None:
+        applied = self._applier.catalog.applied_sequence()
+        last = max(self._log_last, applied)
+        status = NodeStatus(
+            node_id=self._settings.node_id,
+            role=self.role,
+            applied_sequence=applied,
+            log_last_sequence=last,
+            lag=last - applied,
+            stores=self._applier.catalog.names(),
+        )
+        await msg.respond(_encoder.encode(status))

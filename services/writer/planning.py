@@ -1,0 +1,197 @@
+"""Leader-side validation and stamping: turn waiting writes into one log entry and replies.
+
+Pure: reads the applied state through a `Catalog`, keeps the batch's own effects in an overlay,
+and never touches it. Everything non-deterministic (timestamps) is stamped here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from esdb.contracts.api import AppendResult
+from esdb.contracts.commands import (
+    EXPECT_ANY,
+    EXPECT_NO_STREAM,
+    EXPECT_STREAM_EXISTS,
+    StreamAppend,
+    WriteOutcome,
+    WriteRequest,
+)
+from esdb.contracts.errors import (
+    EsdbError,
+    IdempotencyConflict,
+    StreamDeleted,
+    WrongExpectedVersion,
+)
+from esdb.contracts.log import AppendOp, LogOp, StampedEvent
+from esdb.shared.storage.catalog import Catalog
+from esdb.shared.storage.records import STREAM_TOMBSTONED, StreamState
+
+
+@dataclass
+class _StoreOverlay:
+    """What earlier writes of this batch did to one store."""
+
+    last_position: int
+    versions: dict[str, int] = field(default_factory=dict)
+    event_ids: dict[bytes, tuple[str, int, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """The ops of one log entry and one outcome per planned write."""
+
+    ops: list[LogOp]
+    outcomes: list[WriteOutcome]
+
+
+class _Planner:
+    def __init__(self, catalog: Catalog, now_us: int) -> None:
+        self._catalog = catalog
+        self._now_us = now_us
+        self._overlays: dict[str, _StoreOverlay] = {}
+
+    def overlay(self, store: str) -> _StoreOverlay:
+        found = self._overlays.get(store)
+        if found is None:
+            found = self._overlays[store] = _StoreOverlay(self._catalog.get(store).last_position())
+        return found
+
+    def stream_state(self, store: str, stream: str) -> StreamState:
+        overlay = self.overlay(store)
+        state = self._catalog.get(store).stream_state(stream) or StreamState()
+        if stream in overlay.versions:
+            return StreamState(overlay.versions[stream], state.state, state.metadata)
+        return state
+
+    def locate(self, store: str, event_id: bytes) -> tuple[str, int, int] | None:
+        """(stream, version, position) of a stored or batched event id."""
+        overlay = self.overlay(store)
+        if event_id in overlay.event_ids:
+            return overlay.event_ids[event_id]
+        reader = self._catalog.get(store)
+        position = reader.event_position(event_id)
+        if position is None:
+            return None
+        record = reader.get_event(position)
+        if record is None:
+            return None
+        return record.stream, record.version, record.position
+
+    def plan(self, request: WriteRequest) -> tuple[list[AppendOp], WriteOutcome]:
+        try:
+            overlay = self.overlay(request.store)
+            replayed = self._replayed(request)
+            if replayed is not None:
+                return [], WriteOutcome(results=replayed)
+            ops: list[AppendOp] = []
+            results: list[AppendResult] = []
+            position = overlay.last_position + 1
+            for append in request.appends:
+                version = self._check_expected(request.store, append)
+                op = AppendOp(
+                    store=request.store,
+                    stream=append.stream,
+                    first_version=version + 1,
+                    first_position=position,
+                    events=[
+                        StampedEvent(e.event_id, e.type, e.data, e.metadata, e.content_type, self._now_us)
+                        for e in append.events
+                    ],
+                )
+                count = len(append.events)
+                ops.append(op)
+                results.append(
+                    AppendResult(
+                        first_version=version + 1,
+                        last_version=version + count,
+                        first_position=position,
+                        last_position=position + count - 1,
+                    )
+                )
+                position += count
+        except EsdbError as error:
+            return [], WriteOutcome(error=error.to_body())
+        for op in ops:
+            overlay.versions[op.stream] = op.first_version + len(op.events) - 1
+            for offset, event in enumerate(op.events):
+                overlay.event_ids[event.event_id] = (
+                    op.stream,
+                    op.first_version + offset,
+                    op.first_position + offset,
+                )
+        overlay.last_position = position - 1
+        return ops, WriteOutcome(results=results)
+
+    def _check_expected(self, store: str, append: StreamAppend) -> int:
+        state = self.stream_state(store, append.stream)
+        if state.state == STREAM_TOMBSTONED:
+            raise StreamDeleted(f"stream {append.stream!r} is tombstoned", stream=append.stream)
+        expected, actual = append.expected_version, state.version
+        ok = (
+            expected == EXPECT_ANY
+            or (expected == EXPECT_STREAM_EXISTS and actual >= 0)
+            or expected == actual
+        )
+        if not ok:
+            raise WrongExpectedVersion(
+                f"stream {append.stream!r} is at version {actual}, expected {_describe(expected)}",
+                stream=append.stream,
+                actual_version=actual,
+                expected_version=_describe(expected),
+            )
+        return actual
+
+    def _replayed(self, request: WriteRequest) -> list[AppendResult] | None:
+        """The original results if every event of the request is already stored in place."""
+        results: list[AppendResult] = []
+        seen = missing = 0
+        for append in request.appends:
+            where = [self.locate(request.store, e.event_id) for e in append.events]
+            found = [w for w in where if w is not None]
+            seen += len(found)
+            missing += len(where) - len(found)
+            if len(found) == len(where):
+                streams = {stream for stream, _, _ in found}
+                versions = [v for _, v, _ in found]
+                positions = [p for _, _, p in found]
+                contiguous = versions == list(range(versions[0], versions[0] + len(versions)))
+                if streams != {append.stream} or not contiguous:
+                    raise IdempotencyConflict(
+                        "event ids are already stored elsewhere", stream=append.stream
+                    )
+                results.append(
+                    AppendResult(
+                        first_version=versions[0],
+                        last_version=versions[-1],
+                        first_position=positions[0],
+                        last_position=positions[-1],
+                    )
+                )
+        if seen == 0:
+            return None
+        if missing:
+            raise IdempotencyConflict(
+                f"{seen} of {seen + missing} event ids are already stored", stored=seen
+            )
+        return results
+
+
+def _describe(expected: int) -> str | int:
+    return {EXPECT_ANY: "any", EXPECT_NO_STREAM: "no_stream", EXPECT_STREAM_EXISTS: "stream_exists"}.get(
+        expected, expected
+    )
+
+
+def plan_batch(requests: list[WriteRequest], catalog: Catalog, *, now_us: int) -> Plan:
+    """Validate and stamp `requests` in order; failed ones get an error and add no ops."""
+    planner = _Planner(catalog, now_us)
+    ops: list[LogOp] = []
+    outcomes: list[WriteOutcome] = []
+    for request in requests:
+        try:
+            request_ops, outcome = planner.plan(request)
+        except EsdbError as error:
+            request_ops, outcome = [], WriteOutcome(error=error.to_body())
+        ops.extend(request_ops)
+        outcomes.append(outcome)
+    return Plan(ops=ops, outcomes=outcomes)

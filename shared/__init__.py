@@ -1,0 +1,1 @@
+"""Infrastructure shared by the services: storage, codecs, settings, NATS plumbing."""

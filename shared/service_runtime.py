@@ -1,0 +1,43 @@
+"""Running a service process: logging, signal handling, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from esdb.shared.settings import Settings, SettingsError, load_settings
+
+ServiceMain = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def configure_logging(level: str, service: str) -> None:
+    """One log format for every service, to stderr."""
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("nats").setLevel(logging.WARNING)
+
+
+def run_service(name: str, service_main: ServiceMain) -> None:
+    """Load settings, run `service_main` until SIGINT/SIGTERM, then let it stop cleanly."""
+    try:
+        settings = load_settings()
+    except SettingsError as e:
+        print(f"esdb {name}: invalid configuration: {e}", file=sys.stderr)
+        raise SystemExit(2) from e
+    configure_logging(settings.log_level, name)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await service_main(settings, stop)
+
+    asyncio.run(main())

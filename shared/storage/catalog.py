@@ -1,0 +1,99 @@
+"""The set of stores on a node plus the node's system store (applied log sequence, store list)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from esdb.contracts.errors import NotFound
+from esdb.shared.storage.lmdb_store import LmdbStore, store_exists
+from esdb.shared.storage.memory import MemoryStore
+from esdb.shared.storage.port import Store, StoreReader
+from esdb.shared.storage.records import StreamState
+
+SYSTEM_STORE_DIR = "_system"
+_STORE_PREFIX = "store:"
+
+
+class Catalog:
+    """Opens stores by name; the system store records which stores exist and the sequence
+    up to which every store has applied the log."""
+
+    def __init__(self, open_store: Callable[[str], Store], system: Store) -> None:
+        self._open_store = open_store
+        self._stores: dict[str, Store] = {}
+        self.system = system
+
+    def names(self) -> list[str]:
+        """Names of the stores that exist."""
+        return [name[len(_STORE_PREFIX) :] for name, _ in self.system.list_streams(None, 1 << 30)]
+
+    def exists(self, name: str) -> bool:
+        """Whether a store was created."""
+        return self.system.stream_state(_STORE_PREFIX + name) is not None
+
+    def get(self, name: str) -> Store:
+        """The named store; `NotFound` if it was never created."""
+        store = self._stores.get(name)
+        if store is None:
+            if not self.exists(name):
+                raise NotFound(f"store {name!r} does not exist", field="store", store=name)
+            store = self._stores[name] = self._open_store(name)
+        return store
+
+    def applied_sequence(self) -> int:
+        """The log sequence every store has applied."""
+        return self.system.applied_sequence()
+
+    def record(self, sequence: int, created: list[str]) -> None:
+        """Mark `sequence` applied to every store, registering the stores it created."""
+        with self.system.transaction(sequence) as txn:
+            for name in created:
+                txn.put_stream_state(_STORE_PREFIX + name, StreamState())
+        for name in created:
+            self.get(name)  # creates its environment, so readers can open it
+
+    def close(self) -> None:
+        """Close every open store."""
+        for store in self._stores.values():
+            store.close()
+        self.system.close()
+
+
+def lmdb_catalog(data_dir: Path, *, map_size: int | None = None) -> Catalog:
+    """A writable catalog of LMDB stores under `data_dir`."""
+    options = {} if map_size is None else {"map_size": map_size}
+    return Catalog(
+        lambda name: LmdbStore(data_dir / name, **options),
+        LmdbStore(data_dir / SYSTEM_STORE_DIR, **options),
+    )
+
+
+def memory_catalog() -> Catalog:
+    """An in-memory catalog for unit tests."""
+    return Catalog(lambda name: MemoryStore(), MemoryStore())
+
+
+class ReadOnlyStores:
+    """Read-only views of a node's LMDB stores, opened lazily, for readers."""
+
+    def __init__(self, data_dir: Path, *, map_size: int | None = None) -> None:
+        self._data_dir = data_dir
+        self._map_size = map_size
+        self._open: dict[str, LmdbStore] = {}
+
+    def get(self, name: str) -> StoreReader:
+        """The named store; `NotFound` until the writer has created it."""
+        store = self._open.get(name)
+        if store is None:
+            path = self._data_dir / name
+            if name.startswith("_") or not store_exists(path):
+                raise NotFound(f"store {name!r} does not exist", field="store", store=name)
+            options = {} if self._map_size is None else {"map_size": self._map_size}
+            store = self._open[name] = LmdbStore(path, readonly=True, **options)
+        return store
+
+    def close(self) -> None:
+        """Close every open store."""
+        for store in self._open.values():
+            store.close()

@@ -1,0 +1,223 @@
+"""The LMDB store: one environment per store under `<data_dir>/<store>/` (layout in DESIGN.md)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import lmdb
+
+from esdb.contracts.errors import Unavailable
+from esdb.shared.storage.port import DEFAULT_SCAN_BUDGET, Predicate, page_of_all
+from esdb.shared.storage.records import (
+    EventRecord,
+    StreamState,
+    record_decoder,
+    record_encoder,
+    stream_state_decoder,
+)
+
+DEFAULT_MAP_SIZE = 64 << 30  # virtual address space only; the file grows with the data
+_U64 = struct.Struct(">Q")
+_APPLIED = b"applied_sequence"
+_LAST_POSITION = b"last_position"
+_DATABASES = (b"events", b"streams", b"stream_meta", b"event_ids", b"meta")
+
+
+def _u64(value: int) -> bytes:
+    return _U64.pack(value)
+
+
+def _stream_key(stream: str, version: int) -> bytes:
+    # Stream names never hold NUL (validated at the gateway), so the prefix is unambiguous.
+    return stream.encode() + b"\x00" + _U64.pack(version)
+
+
+def store_exists(path: Path) -> bool:
+    """Whether an LMDB store environment has been created at `path`."""
+    return (path / "data.mdb").exists()
+
+
+class _LmdbTransaction:
+    def __init__(self, store: LmdbStore, txn: lmdb.Transaction) -> None:
+        self._store = store
+        self._txn = txn
+        self.last_position = 0
+
+    def put_event(self, record: EventRecord) -> None:
+        db = self._store._dbs
+        position = _u64(record.position)
+        self._txn.put(position, record_encoder.encode(record), db=db[b"events"], append=True)
+        self._txn.put(_stream_key(record.stream, record.version), position, db=db[b"streams"])
+        self._txn.put(record.event_id, position, db=db[b"event_ids"])
+        self.last_position = record.position
+
+    def put_stream_state(self, stream: str, state: StreamState) -> None:
+        self._txn.put(stream.encode(), record_encoder.encode(state), db=self._store._dbs[b"stream_meta"])
+
+
+class LmdbStore:
+    """One store's LMDB environment; read-write in the writer, read-only everywhere else."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        readonly: bool = False,
+        map_size: int = DEFAULT_MAP_SIZE,
+        sync: bool = False,
+    ) -> None:
+        if not readonly:
+            path.mkdir(parents=True, exist_ok=True)
+        # sync=False: the replicated log is the source of truth; after a crash the writer
+        # replays whatever LMDB lost from the sequence it did store.
+        self._env = lmdb.open(
+            str(path),
+            map_size=map_size,
+            max_dbs=len(_DATABASES) + 2,
+            readonly=readonly,
+            sync=sync,
+            metasync=sync,
+            readahead=False,
+            max_readers=512,
+        )
+        self._dbs = {name: self._env.open_db(name, create=not readonly) for name in _DATABASES}
+        self.path = path
+
+    def _meta(self, txn: lmdb.Transaction, key: bytes) -> int:
+        raw = txn.get(key, db=self._dbs[b"meta"])
+        return 0 if raw is None else int(_U64.unpack(raw)[0])
+
+    def applied_sequence(self) -> int:
+        with self._env.begin() as txn:
+            return self._meta(txn, _APPLIED)
+
+    def last_position(self) -> int:
+        with self._env.begin() as txn:
+            return self._meta(txn, _LAST_POSITION)
+
+    def stream_state(self, stream: str) -> StreamState | None:
+        with self._env.begin() as txn:
+            raw = txn.get(stream.encode(), db=self._dbs[b"stream_meta"])
+        return None if raw is None else stream_state_decoder.decode(raw)
+
+    def event_position(self, event_id: bytes) -> int | None:
+        with self._env.begin() as txn:
+            raw = txn.get(event_id, db=self._dbs[b"event_ids"])
+        return None if raw is None else int(_U64.unpack(raw)[0])
+
+    def get_event(self, position: int) -> EventRecord | None:
+        with self._env.begin() as txn:
+            raw = txn.get(_u64(position), db=self._dbs[b"events"])
+        return None if raw is None else record_decoder.decode(raw)
+
+    def read_stream(
+        self, stream: str, from_version: int | None, *, backward: bool, limit: int
+    ) -> list[EventRecord]:
+        prefix = stream.encode() + b"\x00"
+        out: list[EventRecord] = []
+        if limit <= 0 or (from_version is not None and from_version < 0 and backward):
+            return out
+        with self._env.begin() as txn:
+            cursor = txn.cursor(db=self._dbs[b"streams"])
+            events = txn.cursor(db=self._dbs[b"events"])
+            if backward:
+                start = prefix + _U64.pack(from_version if from_version is not None else 2**63)
+                found = cursor.set_range(start)
+                if not found or cursor.key() != start:
+                    found = cursor.prev() if found else cursor.last()
+                entries = cursor.iterprev(keys=True, values=True)
+            else:
+                found = cursor.set_range(prefix + _U64.pack(max(from_version or 0, 0)))
+                if from_version is None:
+                    return out
+                entries = cursor.iternext(keys=True, values=True)
+            if not found:
+                return out
+            for key, position in entries:
+                if not key.startswith(prefix) or len(key) != len(prefix) + 8:
+                    break
+                out.append(record_decoder.decode(events.get(position)))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def read_all(
+        self,
+        from_position: int | None,
+        *,
+        backward: bool,
+        limit: int,
+        predicate: Predicate | None = None,
+        scan_budget: int = DEFAULT_SCAN_BUDGET,
+    ) -> tuple[list[EventRecord], int | None]:
+        with self._env.begin() as txn:
+            last = self._meta(txn, _LAST_POSITION)
+            start = last if from_position is None else from_position
+            cursor = txn.cursor(db=self._dbs[b"events"])
+            records = self._scan(cursor, start, backward, last)
+            return page_of_all(
+                records,
+                backward=backward,
+                limit=limit,
+                predicate=predicate,
+                scan_budget=scan_budget,
+                last_position=last,
+            )
+
+    @staticmethod
+    def _scan(cursor: lmdb.Cursor, start: int, backward: bool, last: int) -> Iterator[EventRecord]:
+        if backward:
+            start = min(start, last)
+            if start < 1 or not cursor.set_key(_u64(start)):
+                return
+            values = cursor.iterprev(keys=False, values=True)
+        else:
+            if not cursor.set_range(_u64(max(start, 1))):
+                return
+            values = cursor.iternext(keys=False, values=True)
+        for raw in values:
+            yield record_decoder.decode(raw)
+
+    def list_streams(self, after: str | None, limit: int) -> list[tuple[str, StreamState]]:
+        out: list[tuple[str, StreamState]] = []
+        with self._env.begin() as txn:
+            cursor = txn.cursor(db=self._dbs[b"stream_meta"])
+            if after is None:
+                found = cursor.first()
+            else:
+                key = after.encode()
+                found = cursor.set_range(key)
+                if found and cursor.key() == key:
+                    found = cursor.next()
+            if not found:
+                return out
+            for key, raw in cursor.iternext(keys=True, values=True):
+                out.append((bytes(key).decode(), stream_state_decoder.decode(raw)))
+                if len(out) >= limit:
+                    break
+        return out
+
+    @contextmanager
+    def transaction(self, sequence: int) -> Iterator[_LmdbTransaction]:
+        try:
+            with self._env.begin(write=True) as txn:
+                staged = _LmdbTransaction(self, txn)
+                yield staged
+                meta = self._dbs[b"meta"]
+                txn.put(_APPLIED, _u64(sequence), db=meta)
+                if staged.last_position:
+                    txn.put(_LAST_POSITION, _u64(staged.last_position), db=meta)
+        except lmdb.MapFullError as e:
+            raise Unavailable(f"store at {self.path} is full", path=str(self.path)) from e
+        except lmdb.DiskError as e:
+            raise Unavailable(f"disk error on {self.path}: {e}", path=str(self.path)) from e
+
+    def sync(self) -> None:
+        """Flush the environment to disk."""
+        self._env.sync(True)
+
+    def close(self) -> None:
+        self._env.close()

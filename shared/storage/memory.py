@@ -1,0 +1,114 @@
+"""An in-memory store with the same behaviour as the LMDB one, for unit tests of the core."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from esdb.shared.storage.port import DEFAULT_SCAN_BUDGET, Predicate, page_of_all
+from esdb.shared.storage.records import EventRecord, StreamState
+
+
+class _MemoryTransaction:
+    def __init__(self) -> None:
+        self.events: list[EventRecord] = []
+        self.streams: dict[str, StreamState] = {}
+
+    def put_event(self, record: EventRecord) -> None:
+        self.events.append(record)
+
+    def put_stream_state(self, stream: str, state: StreamState) -> None:
+        self.streams[stream] = state
+
+
+class MemoryStore:
+    """A store held in dicts and lists; a transaction is staged and applied on success."""
+
+    def __init__(self) -> None:
+        self._events: list[EventRecord] = []
+        self._stream_positions: dict[str, list[int]] = {}
+        self._streams: dict[str, StreamState] = {}
+        self._stream_names: list[str] = []
+        self._event_ids: dict[bytes, int] = {}
+        self._applied = 0
+
+    def applied_sequence(self) -> int:
+        return self._applied
+
+    def last_position(self) -> int:
+        return len(self._events)
+
+    def stream_state(self, stream: str) -> StreamState | None:
+        return self._streams.get(stream)
+
+    def event_position(self, event_id: bytes) -> int | None:
+        return self._event_ids.get(event_id)
+
+    def get_event(self, position: int) -> EventRecord | None:
+        if 1 <= position <= len(self._events):
+            return self._events[position - 1]
+        return None
+
+    def read_stream(
+        self, stream: str, from_version: int | None, *, backward: bool, limit: int
+    ) -> list[EventRecord]:
+        positions = self._stream_positions.get(stream, [])
+        if not positions:
+            return []
+        start = len(positions) - 1 if from_version is None else from_version
+        if backward:
+            start = min(start, len(positions) - 1)
+            chosen = positions[max(start - limit + 1, 0) : start + 1][::-1] if start >= 0 else []
+        else:
+            chosen = positions[max(start, 0) : max(start, 0) + limit]
+        return [self._events[p - 1] for p in chosen]
+
+    def read_all(
+        self,
+        from_position: int | None,
+        *,
+        backward: bool,
+        limit: int,
+        predicate: Predicate | None = None,
+        scan_budget: int = DEFAULT_SCAN_BUDGET,
+    ) -> tuple[list[EventRecord], int | None]:
+        last = len(self._events)
+        start = last if from_position is None else from_position
+        if backward:
+            indexes: range = range(min(start, last), 0, -1)
+        else:
+            indexes = range(max(start, 1), last + 1)
+        records: Iterator[EventRecord] = (self._events[p - 1] for p in indexes)
+        return page_of_all(
+            records,
+            backward=backward,
+            limit=limit,
+            predicate=predicate,
+            scan_budget=scan_budget,
+            last_position=last,
+        )
+
+    def list_streams(self, after: str | None, limit: int) -> list[tuple[str, StreamState]]:
+        start = 0 if after is None else bisect.bisect_right(self._stream_names, after)
+        names = self._stream_names[start : start + limit]
+        return [(name, self._streams[name]) for name in names]
+
+    @contextmanager
+    def transaction(self, sequence: int) -> Iterator[_MemoryTransaction]:
+        txn = _MemoryTransaction()
+        yield txn
+        for record in txn.events:
+            if record.position != len(self._events) + 1:
+                raise ValueError(f"position {record.position} is not next")
+            self._events.append(record)
+            self._stream_positions.setdefault(record.stream, []).append(record.position)
+            self._event_ids[record.event_id] = record.position
+        for stream, state in txn.streams.items():
+            if stream not in self._streams:
+                bisect.insort(self._stream_names, stream)
+            self._streams[stream] = state
+        self._applied = sequence
+
+    def close(self) -> None:
+        pass

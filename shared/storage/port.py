@@ -1,0 +1,113 @@
+"""The storage port every store implementation provides (LMDB for real, memory for unit tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from esdb.shared.storage.records import EventRecord, StreamState
+
+Predicate = Callable[[EventRecord], bool]
+
+# How many records one read_all may look at before it returns a partial page, so a sparse
+# filter cannot hold a reader for long.
+DEFAULT_SCAN_BUDGET = 100_000
+
+
+class StoreReader(Protocol):
+    """Read access to one store's applied state."""
+
+    def applied_sequence(self) -> int:
+        """The last log sequence applied to this store (0 when none)."""
+        ...
+
+    def last_position(self) -> int:
+        """The highest global position written (0 when empty)."""
+        ...
+
+    def stream_state(self, stream: str) -> StreamState | None:
+        """A stream's state, or None if it never existed."""
+        ...
+
+    def event_position(self, event_id: bytes) -> int | None:
+        """Where an event id is stored, for idempotency checks."""
+        ...
+
+    def get_event(self, position: int) -> EventRecord | None:
+        """The event at a global position."""
+        ...
+
+    def read_stream(
+        self, stream: str, from_version: int | None, *, backward: bool, limit: int
+    ) -> list[EventRecord]:
+        """Up to `limit` events of a stream from `from_version` (None = the end)."""
+        ...
+
+    def read_all(
+        self,
+        from_position: int | None,
+        *,
+        backward: bool,
+        limit: int,
+        predicate: Predicate | None = None,
+        scan_budget: int = DEFAULT_SCAN_BUDGET,
+    ) -> tuple[list[EventRecord], int | None]:
+        """Matching events from `from_position` (None = the end) and the position to go on
+        from, or None when the scan reached the end of the log."""
+        ...
+
+    def list_streams(self, after: str | None, limit: int) -> list[tuple[str, StreamState]]:
+        """Streams in name order after `after`."""
+        ...
+
+
+class StoreTransaction(Protocol):
+    """One atomic write to a store, committed together with the log sequence it applies."""
+
+    def put_event(self, record: EventRecord) -> None:
+        """Store an event and index it by stream version and event id."""
+        ...
+
+    def put_stream_state(self, stream: str, state: StreamState) -> None:
+        """Set a stream's state."""
+        ...
+
+
+class Store(StoreReader, Protocol):
+    """A store the writer applies log entries to."""
+
+    def transaction(self, sequence: int) -> AbstractContextManager[StoreTransaction]:
+        """A write transaction that records `sequence` as applied when it commits."""
+        ...
+
+    def close(self) -> None:
+        """Release the store's resources."""
+        ...
+
+
+def page_of_all(
+    records: Iterator[EventRecord],
+    *,
+    backward: bool,
+    limit: int,
+    predicate: Predicate | None,
+    scan_budget: int,
+    last_position: int,
+) -> tuple[list[EventRecord], int | None]:
+    """Take one `read_all` page from records in scan order: the matches and where to go on."""
+    page: list[EventRecord] = []
+    scanned = 0
+    last_seen: int | None = None
+    for record in records:
+        last_seen = record.position
+        scanned += 1
+        if predicate is None or predicate(record):
+            page.append(record)
+        if len(page) >= limit or scanned >= scan_budget:
+            break
+    if last_seen is None:
+        return page, None
+    if backward:
+        return page, (last_seen - 1 if last_seen > 1 else None)
+    return page, (last_seen + 1 if last_seen < last_position else None)
