@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -37,7 +38,9 @@ async def connect(url: str, name: str) -> NatsClient:
     )
 
 
-def concurrently(handler: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:
+def concurrently(
+    handler: Callable[[Msg], Coroutine[Any, Any, None]],
+) -> Callable[[Msg], Awaitable[None]]:
     """A subscription callback that handles each message in its own task: nats-py awaits
     callbacks one at a time per subscription, which would serialize slow handlers."""
     running: set[asyncio.Task[None]] = set()

@@ -58,7 +58,7 @@ def encode_error(error: EsdbError, codec: Codec) -> bytes:
 
 
 def decode_request(data: bytes, type_: type[T], codec: Codec) -> T:
-    """Decode a request, turning any decode or shape error into `InvalidRequest` naming the field."""
+    """Decode a request; a decode or shape error becomes `InvalidRequest` naming the field."""
     try:
         if codec is Codec.MSGPACK:
             return msgspec.msgpack.decode(data, type=type_)

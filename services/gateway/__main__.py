@@ -15,7 +15,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Composition root of a gateway: serve the public API until `stop`, then drain."""
     nc = await connect(settings.nats_url, "esdb-gateway")
     gateway = Gateway(nc, settings)
-    await nc.subscribe(f"{API_PREFIX}.>", queue=GATEWAY_QUEUE, cb=concurrently(gateway.handle), pending_msgs_limit=65536)
+    await nc.subscribe(
+        f"{API_PREFIX}.>",
+        queue=GATEWAY_QUEUE,
+        cb=concurrently(gateway.handle),
+        pending_msgs_limit=65536,
+    )
     await stop.wait()
     await nc.drain()  # stops taking requests, lets in-flight ones answer
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NatsClient
@@ -40,8 +42,8 @@ class WriteCoalescer:
         except TimeoutError:
             return WriteOutcome(error=Timeout("the write did not complete in time").to_body())
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -55,7 +57,9 @@ class WriteCoalescer:
         finally:
             self._flushing = False
 
-    async def _send(self, batch: list[tuple[WriteRequest, float, asyncio.Future[WriteOutcome]]]) -> None:
+    async def _send(
+        self, batch: list[tuple[WriteRequest, float, asyncio.Future[WriteOutcome]]]
+    ) -> None:
         try:
             payload = _encoder.encode(WriteBatch([request for request, _, _ in batch]))
             timeout = max(t for _, t, _ in batch)
@@ -63,7 +67,9 @@ class WriteCoalescer:
                 reply = await self._nc.request(WRITER_COMMANDS, payload, timeout=timeout)
                 outcomes = _reply_decoder.decode(reply.data).outcomes
                 if len(outcomes) != len(batch):
-                    raise Unavailable(outcomes[0].error.message if outcomes and outcomes[0].error else "bad reply")
+                    raise Unavailable(
+                        outcomes[0].error.message if outcomes and outcomes[0].error else "bad reply"
+                    )
             except NoRespondersError:
                 outcomes = _all(batch, Unavailable("no writer leader is available; retry"))
             except NatsTimeout:
@@ -77,5 +83,7 @@ class WriteCoalescer:
             self._slots.release()
 
 
-def _all(batch: list[tuple[WriteRequest, float, asyncio.Future[WriteOutcome]]], error: EsdbError) -> list[WriteOutcome]:
+def _all(
+    batch: list[tuple[WriteRequest, float, asyncio.Future[WriteOutcome]]], error: EsdbError
+) -> list[WriteOutcome]:
     return [WriteOutcome(error=error.to_body()) for _ in batch]

@@ -46,10 +46,16 @@ class Gateway:
         self._store_ops: dict[str, Handler] = {
             Op.APPEND: self.append,
             Op.APPEND_MULTI: self.append_multi,
-            Op.READ_STREAM: self._reader(api.ReadStreamRequest, validation.stream_query, Op.READ_STREAM),
+            Op.READ_STREAM: self._reader(
+                api.ReadStreamRequest, validation.stream_query, Op.READ_STREAM
+            ),
             Op.READ_ALL: self._reader(api.ReadAllRequest, validation.all_query, Op.READ_ALL),
-            Op.LIST_STREAMS: self._reader(api.ListStreamsRequest, validation.list_query, Op.LIST_STREAMS),
-            Op.STREAM_INFO: self._reader(api.StreamInfoRequest, validation.info_query, Op.STREAM_INFO),
+            Op.LIST_STREAMS: self._reader(
+                api.ListStreamsRequest, validation.list_query, Op.LIST_STREAMS
+            ),
+            Op.STREAM_INFO: self._reader(
+                api.StreamInfoRequest, validation.info_query, Op.STREAM_INFO
+            ),
         }
         self._system_ops: dict[str, Callable[[], Awaitable[msgspec.Struct]]] = {
             Op.HEALTH: self.health,
@@ -67,12 +73,16 @@ class Gateway:
             log.exception("unexpected error on %s", msg.subject)
             reply = encode_error(InternalError("internal error; see the gateway log"), codec)
         if msg.reply:
-            await self._nc.publish(msg.reply, reply, headers={"Content-Type": content_type_of(codec)})
+            await self._nc.publish(
+                msg.reply, reply, headers={"Content-Type": content_type_of(codec)}
+            )
 
     async def _dispatch(self, subject: str, data: bytes, codec: Codec) -> bytes:
         tokens = subject.split(".")
         if len(tokens) != 4:
-            raise InvalidRequest(f"subject {subject!r} is not esdb.api.<store>.<operation>", field="subject")
+            raise InvalidRequest(
+                f"subject {subject!r} is not esdb.api.<store>.<operation>", field="subject"
+            )
         store, operation = tokens[2], tokens[3]
         if store == SYSTEM_STORE:
             system_op = self._system_ops.get(operation)

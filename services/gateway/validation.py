@@ -39,7 +39,11 @@ STORE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MAX_STREAM_BYTES = 1024
 MAX_TYPE_BYTES = 512
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_EXPECTED = {"any": EXPECT_ANY, "no_stream": EXPECT_NO_STREAM, "stream_exists": EXPECT_STREAM_EXISTS}
+_EXPECTED = {
+    "any": EXPECT_ANY,
+    "no_stream": EXPECT_NO_STREAM,
+    "stream_exists": EXPECT_STREAM_EXISTS,
+}
 _json_encoder = msgspec.json.Encoder()
 
 
@@ -100,14 +104,17 @@ def _payload(raw: msgspec.Raw, content_type: str, codec: Codec, field: str) -> b
             return _json_encoder.encode(value)
     except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as e:
         expected = "valid JSON" if is_json else "base64 bytes"
-        raise InvalidRequest(f"{field} must be {expected} for {content_type!r}: {e}", field=field) from e
+        raise InvalidRequest(
+            f"{field} must be {expected} for {content_type!r}: {e}", field=field
+        ) from e
     raise InvalidRequest(f"{field} must be bytes for content type {content_type!r}", field=field)
 
 
 def _event(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewEvent:
     if not event.type or len(event.type.encode()) > MAX_TYPE_BYTES or _CONTROL.search(event.type):
         raise InvalidRequest(
-            f"type must be 1-{MAX_TYPE_BYTES} bytes without control characters", field=f"{field}.type"
+            f"type must be 1-{MAX_TYPE_BYTES} bytes without control characters",
+            field=f"{field}.type",
         )
     if event.event_id is None:
         event_id = uuid.uuid4().bytes
@@ -128,7 +135,11 @@ def _event(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewE
 
 
 def _stream_append(
-    stream: str, expected: ExpectedVersionIn, events: list[EventIn], codec: Codec, prefix: str,
+    stream: str,
+    expected: ExpectedVersionIn,
+    events: list[EventIn],
+    codec: Codec,
+    prefix: str,
     settings: Settings,
 ) -> StreamAppend:
     check_stream(stream, f"{prefix}stream")
@@ -150,7 +161,9 @@ def _unique_ids(appends: list[StreamAppend]) -> None:
         raise InvalidRequest("event ids must be unique within a request", field="events")
 
 
-def append_command(store: str, request: AppendRequest, codec: Codec, settings: Settings) -> WriteRequest:
+def append_command(
+    store: str, request: AppendRequest, codec: Codec, settings: Settings
+) -> WriteRequest:
     """A validated single-stream append."""
     append = _stream_append(
         request.stream, request.expected_version, request.events, codec, "", settings
@@ -177,7 +190,9 @@ def append_multi_command(
 
 def _limit(limit: int, settings: Settings) -> int:
     if not 1 <= limit <= settings.max_read_limit:
-        raise InvalidRequest(f"limit must be between 1 and {settings.max_read_limit}", field="limit")
+        raise InvalidRequest(
+            f"limit must be between 1 and {settings.max_read_limit}", field="limit"
+        )
     return limit
 
 
@@ -209,7 +224,9 @@ def _start(value: int | str, field: str, *, first: int) -> int | None:
     raise InvalidRequest(f"{field} must be 'start', 'end' or an integer >= 0", field=field)
 
 
-def stream_query(store: str, request: ReadStreamRequest, codec: Codec, settings: Settings) -> StreamQuery:
+def stream_query(
+    store: str, request: ReadStreamRequest, codec: Codec, settings: Settings
+) -> StreamQuery:
     """A validated `read_stream`."""
     return StreamQuery(
         store=store,
@@ -249,11 +266,17 @@ def all_query(store: str, request: ReadAllRequest, codec: Codec, settings: Setti
     )
 
 
-def list_query(store: str, request: ListStreamsRequest, codec: Codec, settings: Settings) -> ListQuery:
+def list_query(
+    store: str, request: ListStreamsRequest, codec: Codec, settings: Settings
+) -> ListQuery:
     """A validated `list_streams`."""
-    return ListQuery(store=store, after=request.after, limit=_limit(request.limit, settings), codec=codec.value)
+    return ListQuery(
+        store=store, after=request.after, limit=_limit(request.limit, settings), codec=codec.value
+    )
 
 
-def info_query(store: str, request: StreamInfoRequest, codec: Codec, settings: Settings) -> InfoQuery:
+def info_query(
+    store: str, request: StreamInfoRequest, codec: Codec, settings: Settings
+) -> InfoQuery:
     """A validated `stream_info`."""
     return InfoQuery(store=store, stream=check_stream(request.stream), codec=codec.value)

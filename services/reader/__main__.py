@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
@@ -20,7 +21,7 @@ from esdb.shared.storage.catalog import ReadOnlyStores
 from esdb.shared.wire import Codec, encode, encode_error
 
 log = logging.getLogger(__name__)
-Handler = Callable[[Msg], Awaitable[None]]
+Handler = Callable[[Msg], Coroutine[Any, Any, None]]
 
 
 def _handler(

@@ -53,7 +53,10 @@ class Child:
                 self._backoff = _MIN_BACKOFF_S
             log.warning(
                 "%s (pid %s) exited with code %s; restarting in %.1f s",
-                self.name, self.process.pid, code, self._backoff,
+                self.name,
+                self.process.pid,
+                code,
+                self._backoff,
             )
             self.process = None
             self.restarts += 1

@@ -65,7 +65,9 @@ async def start_nats_server(
     return process
 
 
-async def wait_for_port(port: int, process: asyncio.subprocess.Process, timeout: float = 15.0) -> None:
+async def wait_for_port(
+    port: int, process: asyncio.subprocess.Process, timeout: float = 15.0
+) -> None:
     """Wait until something listens on `port`, or fail if the process exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

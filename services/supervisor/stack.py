@@ -115,7 +115,9 @@ async def run_stack(options: StackOptions, stop: asyncio.Event) -> None:
 
 def up(options: StackOptions) -> None:
     """Run the stack in the foreground until SIGINT/SIGTERM."""
-    logging.basicConfig(level=options.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=options.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
@@ -62,17 +65,17 @@ class Lease:
         try:
             self._revision = await self._kv.update(LEASE_KEY, self._node_id, last=revision)
             return True
-        except nats.js.errors.KeyWrongLastSequenceError:
+        except nats.errors.Error:
+            # Taken by another node, or NATS unreachable: either way we cannot prove we
+            # still hold it, so we stop sequencing (the log fence would stop us anyway).
             self._revision = None
             return False
 
     async def release(self) -> None:
         """Give the lease up so another node can take it at once."""
         if self._revision is not None:
-            try:
+            with contextlib.suppress(nats.errors.Error):
                 await self._kv.delete(LEASE_KEY, last=self._revision)
-            except nats.js.errors.Error:
-                pass
             self._revision = None
 
     async def holder(self) -> str | None:

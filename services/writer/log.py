@@ -128,7 +128,8 @@ class MemoryLog:
         sequence = after
         while True:
             async with self._grew:
-                await self._grew.wait_for(lambda: len(self._entries) > sequence)
+                at = sequence
+                await self._grew.wait_for(lambda: len(self._entries) > at)  # noqa: B023
             while sequence < len(self._entries):
                 sequence += 1
                 yield sequence, self._entries[sequence - 1]

@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -73,7 +74,9 @@ class WriterNode:
     async def _tail(self) -> None:
         while True:
             try:
-                async for sequence, data in self._log.entries(self._applier.catalog.applied_sequence()):
+                async for sequence, data in self._log.entries(
+                    self._applier.catalog.applied_sequence()
+                ):
                     self._log_last = max(self._log_last, sequence)
                     await self._applier.apply_raw(sequence, data)
             except ApplyError:
@@ -85,7 +88,12 @@ class WriterNode:
     async def _lead(self, stop: asyncio.Event) -> None:
         interval = self._settings.lease_ttl_s / 3
         while not stop.is_set():
-            if await self._lease.try_acquire():
+            try:
+                acquired = await self._lease.try_acquire()
+            except nats.errors.Error as e:
+                log.warning("cannot reach the lease bucket: %s", e)
+                acquired = False
+            if acquired:
                 log.info("%s acquired the writer lease", self._settings.node_id)
                 try:
                     await self._serve_as_leader(stop, interval)
@@ -108,7 +116,9 @@ class WriterNode:
         await self._ensure_default_store(sequencer)
         run = asyncio.create_task(sequencer.run(), name="sequencer")
         self._sequencer = sequencer
-        sub: Subscription = await self._nc.subscribe(WRITER_COMMANDS, cb=concurrently(self._on_commands))
+        sub: Subscription = await self._nc.subscribe(
+            WRITER_COMMANDS, cb=concurrently(self._on_commands)
+        )
         self.role = "leader"
         try:
             while not stop.is_set() and not run.done():

@@ -94,7 +94,9 @@ class _Planner:
                     first_version=version + 1,
                     first_position=position,
                     events=[
-                        StampedEvent(e.event_id, e.type, e.data, e.metadata, e.content_type, self._now_us)
+                        StampedEvent(
+                            e.event_id, e.type, e.data, e.metadata, e.content_type, self._now_us
+                        )
                         for e in append.events
                     ],
                 )
@@ -128,9 +130,8 @@ class _Planner:
             raise StreamDeleted(f"stream {append.stream!r} is tombstoned", stream=append.stream)
         expected, actual = append.expected_version, state.version
         ok = (
-            expected == EXPECT_ANY
+            expected in (EXPECT_ANY, actual)
             or (expected == EXPECT_STREAM_EXISTS and actual >= 0)
-            or expected == actual
         )
         if not ok:
             raise WrongExpectedVersion(
@@ -177,9 +178,11 @@ class _Planner:
 
 
 def _describe(expected: int) -> str | int:
-    return {EXPECT_ANY: "any", EXPECT_NO_STREAM: "no_stream", EXPECT_STREAM_EXISTS: "stream_exists"}.get(
-        expected, expected
-    )
+    return {
+        EXPECT_ANY: "any",
+        EXPECT_NO_STREAM: "no_stream",
+        EXPECT_STREAM_EXISTS: "stream_exists",
+    }.get(expected, expected)
 
 
 def plan_batch(requests: list[WriteRequest], catalog: Catalog, *, now_us: int) -> Plan:

@@ -50,7 +50,9 @@ class Sequencer:
         """Queue a write; the future resolves after its entry is durable and applied."""
         future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
         if self._closed:
-            future.set_result(WriteOutcome(error=Unavailable("this writer is not the leader").to_body()))
+            future.set_result(
+                WriteOutcome(error=Unavailable("this writer is not the leader").to_body())
+            )
         else:
             self._queue.append((request, future))
             self._wake.set()
@@ -90,7 +92,9 @@ class Sequencer:
     async def _commit(self, batch: list[tuple[WriteRequest, asyncio.Future[WriteOutcome]]]) -> None:
         try:
             async with self._applier.lock:
-                plan = plan_batch([r for r, _ in batch], self._applier.catalog, now_us=self._clock())
+                plan = plan_batch(
+                    [r for r, _ in batch], self._applier.catalog, now_us=self._clock()
+                )
                 if plan.ops:
                     await self.append_locked(plan.ops)
         except LeadershipLost as e:
@@ -110,7 +114,9 @@ class Sequencer:
         try:
             sequence = await self._log.append(encode_entry(entry), expected_last=expected)
         except FencedOut as e:
-            raise LeadershipLost(f"fenced out at sequence {expected}: another leader appended") from e
+            raise LeadershipLost(
+                f"fenced out at sequence {expected}: another leader appended"
+            ) from e
         except Exception as e:
             # The entry may or may not be in the log; only the tail can tell, so step down.
             raise LeadershipLost(f"log append failed ({e!r}); outcome unknown") from e

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from esdb.contracts.errors import NotFound
-from esdb.shared.storage.lmdb_store import LmdbStore, store_exists
+from esdb.shared.storage.lmdb_store import DEFAULT_MAP_SIZE, LmdbStore, store_exists
 from esdb.shared.storage.memory import MemoryStore
 from esdb.shared.storage.port import Store, StoreReader
 from esdb.shared.storage.records import StreamState
@@ -60,12 +60,11 @@ class Catalog:
         self.system.close()
 
 
-def lmdb_catalog(data_dir: Path, *, map_size: int | None = None) -> Catalog:
+def lmdb_catalog(data_dir: Path, *, map_size: int = DEFAULT_MAP_SIZE) -> Catalog:
     """A writable catalog of LMDB stores under `data_dir`."""
-    options = {} if map_size is None else {"map_size": map_size}
     return Catalog(
-        lambda name: LmdbStore(data_dir / name, **options),
-        LmdbStore(data_dir / SYSTEM_STORE_DIR, **options),
+        lambda name: LmdbStore(data_dir / name, map_size=map_size),
+        LmdbStore(data_dir / SYSTEM_STORE_DIR, map_size=map_size),
     )
 
 
@@ -77,7 +76,7 @@ def memory_catalog() -> Catalog:
 class ReadOnlyStores:
     """Read-only views of a node's LMDB stores, opened lazily, for readers."""
 
-    def __init__(self, data_dir: Path, *, map_size: int | None = None) -> None:
+    def __init__(self, data_dir: Path, *, map_size: int = DEFAULT_MAP_SIZE) -> None:
         self._data_dir = data_dir
         self._map_size = map_size
         self._open: dict[str, LmdbStore] = {}
@@ -89,8 +88,7 @@ class ReadOnlyStores:
             path = self._data_dir / name
             if name.startswith("_") or not store_exists(path):
                 raise NotFound(f"store {name!r} does not exist", field="store", store=name)
-            options = {} if self._map_size is None else {"map_size": self._map_size}
-            store = self._open[name] = LmdbStore(path, readonly=True, **options)
+            store = self._open[name] = LmdbStore(path, readonly=True, map_size=self._map_size)
         return store
 
     def close(self) -> None:

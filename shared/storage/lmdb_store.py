@@ -55,7 +55,9 @@ class _LmdbTransaction:
         self.last_position = record.position
 
     def put_stream_state(self, stream: str, state: StreamState) -> None:
-        self._txn.put(stream.encode(), record_encoder.encode(state), db=self._store._dbs[b"stream_meta"])
+        self._txn.put(
+            stream.encode(), record_encoder.encode(state), db=self._store._dbs[b"stream_meta"]
+        )
 
 
 class LmdbStore:
@@ -139,7 +141,7 @@ class LmdbStore:
             for key, position in entries:
                 if not key.startswith(prefix) or len(key) != len(prefix) + 8:
                     break
-                out.append(record_decoder.decode(events.get(position)))
+                out.append(record_decoder.decode(events.get(position) or b""))
                 if len(out) >= limit:
                     break
         return out

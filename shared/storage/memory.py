@@ -54,8 +54,8 @@ class MemoryStore:
         self, stream: str, from_version: int | None, *, backward: bool, limit: int
     ) -> list[EventRecord]:
         positions = self._stream_positions.get(stream, [])
-        if not positions:
-            return []
+        if not positions or (from_version is None and not backward):
+            return []  # forward from the end: nothing yet, as in the LMDB store
         start = len(positions) - 1 if from_version is None else from_version
         if backward:
             start = min(start, len(positions) - 1)

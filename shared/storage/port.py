@@ -97,11 +97,9 @@ def page_of_all(
 ) -> tuple[list[EventRecord], int | None]:
     """Take one `read_all` page from records in scan order: the matches and where to go on."""
     page: list[EventRecord] = []
-    scanned = 0
     last_seen: int | None = None
-    for record in records:
+    for scanned, record in enumerate(records, 1):
         last_seen = record.position
-        scanned += 1
         if predicate is None or predicate(record):
             page.append(record)
         if len(page) >= limit or scanned >= scan_budget:
