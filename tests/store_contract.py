@@ -216,9 +216,7 @@ class StoreContract:
 
     # -- read_all -------------------------------------------------------------------------
 
-    def test_read_all_forward_from_the_start(
-        self, store: Store, seeded: list[EventRecord]
-    ) -> None:
+    def test_read_all_forward_from_the_start(self, store: Store, seeded: list[EventRecord]) -> None:
         assert store.read_all(1, backward=False, limit=100) == (seeded, None)
         # Position 0 is before the first event: the same as the start.
         assert store.read_all(0, backward=False, limit=100) == (seeded, None)
@@ -244,9 +242,7 @@ class StoreContract:
     ) -> None:
         assert store.read_all(None, backward=False, limit=10) == (seeded[-1:], None)
 
-    def test_read_all_backward_from_the_end(
-        self, store: Store, seeded: list[EventRecord]
-    ) -> None:
+    def test_read_all_backward_from_the_end(self, store: Store, seeded: list[EventRecord]) -> None:
         page, next_position = store.read_all(None, backward=True, limit=3)
 
         assert page == seeded[::-1][:3]
@@ -308,10 +304,14 @@ class StoreContract:
     def test_read_all_returns_a_partial_page_when_the_scan_budget_runs_out(
         self, store: Store, seeded: list[EventRecord]
     ) -> None:
-        nothing = store.read_all(1, backward=False, limit=10, predicate=lambda r: False, scan_budget=4)
+        nothing = store.read_all(
+            1, backward=False, limit=10, predicate=lambda r: False, scan_budget=4
+        )
         assert nothing == ([], 5)
 
-        nothing = store.read_all(None, backward=True, limit=10, predicate=lambda r: False, scan_budget=4)
+        nothing = store.read_all(
+            None, backward=True, limit=10, predicate=lambda r: False, scan_budget=4
+        )
         assert nothing == ([], len(seeded) - 4)
 
         page, next_position = store.read_all(

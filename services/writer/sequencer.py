@@ -97,7 +97,8 @@ class Sequencer:
                 )
                 if plan.ops:
                     await self.append_locked(plan.ops)
-        except LeadershipLost as e:
+        except BaseException as e:
+            # Fenced out, an apply that failed, or cancelled: never leave the batch waiting.
             for _, future in batch:
                 _resolve(future, WriteOutcome(error=Timeout(str(e)).to_body()))
             raise

@@ -64,12 +64,13 @@ _READER = textwrap.dedent(
 
     def look():
         events, _ = store.read_all(1, backward=False, limit=100)
+        order_1 = store.read_stream("order-1", 0, backward=False, limit=100)
         state = store.stream_state("order-1")
         print(json.dumps({
             "applied": store.applied_sequence(),
             "last_position": store.last_position(),
             "positions": [e.position for e in events],
-            "order_1": [e.version for e in store.read_stream("order-1", 0, backward=False, limit=100)],
+            "order_1": [e.version for e in order_1],
             "order_1_version": None if state is None else state.version,
         }), flush=True)
 

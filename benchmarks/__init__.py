@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks: esdb's public API against JetStream used as an event store."""

@@ -1,0 +1,27 @@
+"""One real stack (nats-server with JetStream, writer, reader, gateway) per test session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.stack import Api, Stack, connect_api, start_stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """`esdb up` in fsync mode on a free port with its data in a temp dir."""
+    running = start_stack(Path(tmp_path_factory.mktemp("stack")), durability="fsync")
+    yield running
+    code = running.stop()
+    assert code == 0, f"esdb up exited with {code}:\n{running.log_tail()}"
+
+
+@pytest.fixture(scope="session")
+async def api(stack: Stack) -> AsyncIterator[Api]:
+    """JSON request-reply against the session's stack."""
+    client = await connect_api(stack.url)
+    yield client
+    await client.nc.close()

@@ -1,0 +1,160 @@
+"""A real esdb stack (`esdb up` as a child process) for integration and system tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+
+from esdb.services.supervisor.nats_server import free_port
+
+READY_TIMEOUT_S = 90.0
+
+
+class StackFailed(RuntimeError):
+    """The stack did not start; carries the tail of its log."""
+
+
+@dataclass
+class Stack:
+    """A running `esdb up`: its NATS URL, data directory and process."""
+
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+
+    def pid(self, service: str) -> int:
+        """The pid of a supervised service (`writer`, `reader`, `gateway`)."""
+        return int((self.data_dir / "run" / f"{service}.pid").read_text())
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The last lines of the stack's stderr."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGINT, as Ctrl-C would, and wait for a clean exit; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_stack(data_dir: Path, *, durability: str = "fsync", port: int | None = None) -> Stack:
+    """Run `esdb up` and wait for its `ready` line."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "stack.log"
+    args = [
+        sys.executable,
+        "-m",
+        "esdb.cli.main",
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--nats-port",
+        str(port),
+        "--durability",
+        durability,
+    ]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env=os.environ.copy())
+    stack = Stack(f"nats://127.0.0.1:{port}", data_dir, process, log_path, args)
+    assert process.stdout is not None
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    os.set_blocking(process.stdout.fileno(), False)
+    buffered = b""
+    while time.monotonic() < deadline:
+        chunk = process.stdout.read() or b""
+        buffered += chunk
+        if b"ready" in buffered:
+            return stack
+        if process.poll() is not None:
+            raise StackFailed(f"esdb up exited with {process.returncode}:\n{stack.log_tail()}")
+        time.sleep(0.05)  # polling a pipe, not waiting on state
+    stack.stop()
+    raise StackFailed(f"esdb up was not ready in {READY_TIMEOUT_S} s:\n{stack.log_tail()}")
+
+
+class Api:
+    """JSON request-reply on the public subjects, as any NATS client would do it."""
+
+    def __init__(self, nc: NatsClient, store: str = "default") -> None:
+        self.nc = nc
+        self.store = store
+
+    async def raw(
+        self,
+        subject: str,
+        body: bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> bytes:
+        """Send raw bytes and return the raw reply."""
+        reply = await self.nc.request(subject, body, timeout=timeout, headers=headers)
+        return bytes(reply.data)
+
+    async def call(
+        self, operation: str, body: Any = None, *, store: str | None = None, timeout: float = 10.0
+    ) -> Any:
+        """Send `body` as JSON to `esdb.api.<store>.<operation>` and decode the JSON reply."""
+        subject = f"esdb.api.{store or self.store}.{operation}"
+        data = await self.raw(subject, json.dumps(body or {}).encode(), timeout=timeout)
+        return json.loads(data)
+
+    async def ok(self, operation: str, body: Any = None, **kwargs: Any) -> Any:
+        """Like `call`, failing the test on an error reply."""
+        reply = await self.call(operation, body, **kwargs)
+        assert "error" not in reply, reply
+        return reply
+
+    async def error(self, operation: str, body: Any = None, **kwargs: Any) -> dict[str, Any]:
+        """Like `call`, expecting an error reply; returns its `error` object."""
+        reply = await self.call(operation, body, **kwargs)
+        assert "error" in reply, reply
+        error: dict[str, Any] = reply["error"]
+        return error
+
+
+async def connect_api(url: str) -> Api:
+    """An `Api` on a fresh NATS connection."""
+    return Api(await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2))
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float, what: str) -> None:
+    """Poll an async condition until it holds or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+async def read_all_events(api: Api, *, page: int = 1000) -> list[dict[str, Any]]:
+    """Every event of the store's `$all`, paged forward."""
+    events: list[dict[str, Any]] = []
+    position: int | None = 1
+    while position is not None:
+        reply = await api.ok("read_all", {"from_position": position, "limit": page})
+        events.extend(reply["events"])
+        position = reply["next_position"]
+    return events

@@ -1,0 +1,84 @@
+"""A history checker: record appends and their replies under load, then verify the store."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.stack import Api, read_all_events
+
+RETRYABLE = {"timeout", "unavailable"}
+
+
+@dataclass
+class Acked:
+    """An append the store acknowledged, with where it said the events landed."""
+
+    stream: str
+    event_ids: list[str]
+    first_version: int
+    first_position: int
+
+
+@dataclass
+class History:
+    """Every acknowledged append and every definitely failed one."""
+
+    acked: list[Acked] = field(default_factory=list)
+    failed_ids: set[str] = field(default_factory=set)
+    retries: int = 0
+
+
+async def append_until_acked(api: Api, history: History, stream: str, expected: int | str,
+                             count: int, *, deadline_s: float = 60.0) -> int:
+    """Append `count` events, retrying with the same ids through faults; the new version."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    body: dict[str, Any] = {
+        "stream": stream,
+        "expected_version": expected,
+        "events": [{"event_id": i, "type": "Loaded", "data": {"id": i}} for i in ids],
+        "timeout_ms": 2000,
+    }
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline_s
+    while True:
+        try:
+            reply = await api.call("append", body, timeout=3)
+        except Exception:  # a NATS-level timeout or disconnect: outcome unknown, retry
+            reply = {"error": {"code": "timeout"}}
+        error = reply.get("error")
+        if error is None:
+            history.acked.append(Acked(stream, ids, reply["first_version"], reply["first_position"]))
+            return int(reply["last_version"])
+        if error["code"] not in RETRYABLE or loop.time() > give_up:
+            history.failed_ids.update(ids)
+            raise AssertionError(f"append to {stream} failed: {error}")
+        history.retries += 1
+        await asyncio.sleep(0.05)
+
+
+async def verify(api: Api, history: History) -> list[dict[str, Any]]:
+    """Every acked event exactly once where it was acked; versions gapless; positions dense."""
+    events = await read_all_events(api)
+    positions = [e["position"] for e in events]
+    assert positions == list(range(1, len(events) + 1)), "global positions must be dense"
+    by_id: dict[str, dict[str, Any]] = {}
+    for event in events:
+        assert event["event_id"] not in by_id, f"duplicate event {event['event_id']}"
+        by_id[event["event_id"]] = event
+    for acked in history.acked:
+        for offset, event_id in enumerate(acked.event_ids):
+            event = by_id.get(event_id)
+            assert event is not None, f"acknowledged event {event_id} is missing"
+            assert event["stream_id"] == acked.stream
+            assert event["version"] == acked.first_version + offset
+            assert event["position"] == acked.first_position + offset
+    streams: dict[str, list[int]] = {}
+    for event in events:
+        streams.setdefault(event["stream_id"], []).append(event["version"])
+    for stream, versions in streams.items():
+        assert versions == list(range(len(versions))), f"{stream} has version gaps"
+    assert not history.failed_ids & by_id.keys(), "a failed append left events behind"
+    return events

@@ -1,0 +1,208 @@
+"""The leader's sequencer over an in-memory log: batching, replies after apply, stepping down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from esdb.contracts.commands import EXPECT_NO_STREAM, WriteOutcome
+from esdb.contracts.errors import ErrorCode
+from esdb.contracts.log import AppendOp, CreateStoreOp, LogEntry, decode_entry
+from esdb.services.writer.applier import Applier
+from esdb.services.writer.apply import ApplyError
+from esdb.services.writer.log import MemoryLog
+from esdb.services.writer.sequencer import LeadershipLost, Sequencer
+from esdb.shared.storage.catalog import memory_catalog
+from tests.builders import append, write
+
+
+@dataclass
+class Leader:
+    """A sequencer and the task running it."""
+
+    sequencer: Sequencer
+    run: asyncio.Task[None]
+
+
+MakeLeader = Callable[..., Awaitable[Leader]]
+
+
+class _FailingApplier(Applier):
+    """An applier whose stores break once `broken` is set."""
+
+    broken = False
+
+    def apply_locked(self, sequence: int, entry: LogEntry) -> None:
+        if self.broken:
+            raise ApplyError("the store is broken")
+        super().apply_locked(sequence, entry)
+
+
+@pytest.fixture
+def log() -> MemoryLog:
+    return MemoryLog()
+
+
+@pytest.fixture
+def applier() -> _FailingApplier:
+    return _FailingApplier(memory_catalog())
+
+
+@pytest.fixture
+async def make_leader(log: MemoryLog, applier: Applier) -> AsyncIterator[MakeLeader]:
+    """Starts a sequencer that has created the default store (log entry 1)."""
+    started: list[Leader] = []
+
+    async def make(max_batch_events: int = 1000) -> Leader:
+        sequencer = Sequencer(log, applier, node_id="n1", max_batch_events=max_batch_events)
+        async with applier.lock:
+            await sequencer.append_locked([CreateStoreOp(store="default")])
+        started.append(Leader(sequencer, asyncio.create_task(sequencer.run())))
+        return started[-1]
+
+    yield make
+    for leader in started:
+        leader.run.cancel()
+        await asyncio.gather(leader.run, return_exceptions=True)
+
+
+async def log_entries(log: MemoryLog) -> list[LogEntry]:
+    """Every entry in the log so far, decoded."""
+    count = await log.last_sequence()
+    tail = log.entries(0)
+    try:
+        return [decode_entry((await anext(tail))[1]) for _ in range(count)]
+    finally:
+        await tail.aclose()  # type: ignore[attr-defined]
+
+
+def events_in(entry: LogEntry) -> int:
+    return sum(len(op.events) for op in entry.ops if isinstance(op, AppendOp))
+
+
+def error_code(outcome: WriteOutcome) -> str | None:
+    return None if outcome.error is None else outcome.error.code
+
+
+async def test_concurrent_writes_share_one_entry(
+    make_leader: MakeLeader, log: MemoryLog, applier: Applier
+) -> None:
+    leader = await make_leader()
+
+    async def client(i: int) -> WriteOutcome:
+        return await leader.sequencer.submit(write(append(f"order-{i}", EXPECT_NO_STREAM, 2)))
+
+    outcomes = await asyncio.gather(*(client(i) for i in range(10)))
+
+    assert [o.error for o in outcomes] == [None] * 10
+    spans = sorted((r.first_position, r.last_position) for o in outcomes for r in o.results or [])
+    assert spans == [(p, p + 1) for p in range(1, 21, 2)]
+    entries = await log_entries(log)
+    assert len(entries) == 2  # the store's creation, then one batch
+    assert len(entries[1].ops) == 10
+    assert entries[1].leader == "n1"
+
+
+async def test_a_batch_holds_at_most_max_batch_events(
+    make_leader: MakeLeader, log: MemoryLog
+) -> None:
+    leader = await make_leader(max_batch_events=5)
+
+    outcomes = await asyncio.gather(
+        *(
+            leader.sequencer.submit(write(append(f"order-{i}", EXPECT_NO_STREAM, 2)))
+            for i in range(7)
+        )
+    )
+
+    assert [o.error for o in outcomes] == [None] * 7
+    batches = [events_in(entry) for entry in await log_entries(log)]
+    assert batches == [0, 4, 4, 4, 2]
+
+
+async def test_an_oversized_write_goes_alone(make_leader: MakeLeader, log: MemoryLog) -> None:
+    leader = await make_leader(max_batch_events=2)
+
+    outcome = await leader.sequencer.submit(write(append("order-1", EXPECT_NO_STREAM, 5)))
+
+    assert outcome.error is None
+    assert [len(entry.ops) for entry in await log_entries(log)] == [1, 1]
+
+
+async def test_replies_come_after_apply_with_per_request_outcomes(
+    make_leader: MakeLeader, applier: Applier
+) -> None:
+    leader = await make_leader()
+
+    first = leader.sequencer.submit(write(append("order-1", EXPECT_NO_STREAM, 1)))
+    clash = leader.sequencer.submit(write(append("order-1", EXPECT_NO_STREAM, 1)))
+    other = leader.sequencer.submit(write(append("user-7", EXPECT_NO_STREAM, 1)))
+    outcomes = await asyncio.gather(first, clash, other)
+
+    assert [error_code(o) for o in outcomes] == [None, ErrorCode.WRONG_EXPECTED_VERSION, None]
+    store = applier.catalog.get("default")
+    for outcome in (outcomes[0], outcomes[2]):
+        (result,) = outcome.results or []
+        stored = store.get_event(result.last_position)
+        assert stored is not None  # readable as soon as the reply is out
+    assert applier.catalog.applied_sequence() == 2
+
+
+async def test_being_fenced_out_steps_down_and_fails_every_waiting_write(
+    make_leader: MakeLeader, log: MemoryLog, applier: Applier
+) -> None:
+    leader = await make_leader(max_batch_events=2)
+    # Another leader appends behind this one's back.
+    await log.append(b"another leader's entry", expected_last=await log.last_sequence())
+
+    in_flight = leader.sequencer.submit(write(append("order-1", EXPECT_NO_STREAM, 2)))
+    queued = [
+        leader.sequencer.submit(write(append(f"user-{i}", EXPECT_NO_STREAM, 2))) for i in range(2)
+    ]
+
+    with pytest.raises(LeadershipLost, match="fenced out"):
+        await leader.run
+
+    # The batch in flight may or may not have landed as far as its client knows: a timeout.
+    assert error_code(in_flight.result()) == ErrorCode.TIMEOUT
+    assert [error_code(f.result()) for f in queued] == [ErrorCode.UNAVAILABLE] * 2
+    late = leader.sequencer.submit(write(append("order-2")))
+    assert late.done() and error_code(late.result()) == ErrorCode.UNAVAILABLE
+    assert applier.catalog.applied_sequence() == 1
+    assert await log.last_sequence() == 2
+
+
+async def test_a_failed_apply_fails_the_batch_instead_of_leaving_it_waiting(
+    make_leader: MakeLeader, applier: _FailingApplier
+) -> None:
+    leader = await make_leader(max_batch_events=2)
+    applier.broken = True
+
+    in_flight = leader.sequencer.submit(write(append("order-1", EXPECT_NO_STREAM, 2)))
+    queued = leader.sequencer.submit(write(append("user-7", EXPECT_NO_STREAM, 2)))
+
+    with pytest.raises(ApplyError):
+        await leader.run
+
+    assert in_flight.done() and error_code(in_flight.result()) == ErrorCode.TIMEOUT
+    assert queued.done() and error_code(queued.result()) == ErrorCode.UNAVAILABLE
+
+
+async def test_close_finishes_the_queued_writes_then_stops(
+    make_leader: MakeLeader, log: MemoryLog
+) -> None:
+    leader = await make_leader(max_batch_events=2)
+    futures = [
+        leader.sequencer.submit(write(append(f"order-{i}", EXPECT_NO_STREAM, 2))) for i in range(3)
+    ]
+
+    leader.sequencer.close()
+    await leader.run
+
+    assert [error_code(f.result()) for f in futures] == [None] * 3
+    assert await log.last_sequence() == 4
+    late = leader.sequencer.submit(write(append("order-9")))
+    assert late.done() and error_code(late.result()) == ErrorCode.UNAVAILABLE
