@@ -30,6 +30,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_events_per_append: int = 10_000
     max_read_limit: int = 10_000
     max_batch_events: int = 20_000
+    max_request_bytes: int = 4 << 20
     log_level: str = "INFO"
 
 

@@ -20,6 +20,7 @@ from esdb.contracts.errors import (
     InternalError,
     InvalidRequest,
     Timeout,
+    TooLarge,
     Unavailable,
     error_from_body,
 )
@@ -93,6 +94,12 @@ class Gateway:
         if handler is None:
             raise InvalidRequest(f"unknown operation {operation!r}", field="operation")
         validation.check_store(store)
+        if len(data) > self._settings.max_request_bytes:
+            raise TooLarge(
+                f"request is {len(data)} bytes; the limit is {self._settings.max_request_bytes}",
+                field="body",
+                limit=self._settings.max_request_bytes,
+            )
         return await handler(store, data, codec)
 
     def _timeout(self, timeout_ms: int | None) -> float:

@@ -80,6 +80,8 @@ async def run_stack(options: StackOptions, stop: asyncio.Event) -> None:
             log_file=data_dir / "nats" / "nats-server.log",
         )
         url = f"nats://127.0.0.1:{port}"
+        (data_dir / "run").mkdir(exist_ok=True)
+        (data_dir / "run" / "nats-server.pid").write_text(str(server.pid))
     settings = Settings(
         nats_url=url,
         data_dir=data_dir / "node1",

@@ -129,10 +129,7 @@ class _Planner:
         if state.state == STREAM_TOMBSTONED:
             raise StreamDeleted(f"stream {append.stream!r} is tombstoned", stream=append.stream)
         expected, actual = append.expected_version, state.version
-        ok = (
-            expected in (EXPECT_ANY, actual)
-            or (expected == EXPECT_STREAM_EXISTS and actual >= 0)
-        )
+        ok = expected in (EXPECT_ANY, actual) or (expected == EXPECT_STREAM_EXISTS and actual >= 0)
         if not ok:
             raise WrongExpectedVersion(
                 f"stream {append.stream!r} is at version {actual}, expected {_describe(expected)}",

@@ -17,6 +17,20 @@ from esdb.services.writer.planning import plan_batch
 log = logging.getLogger(__name__)
 
 
+# Keeps a log entry well under the log stream's maximum message size (MAX_ENTRY_BYTES); a
+# single request may exceed it up to the gateway's request limit.
+DEFAULT_MAX_BATCH_BYTES = 2 << 20
+
+
+def approximate_bytes(request: WriteRequest) -> int:
+    """About how many bytes `request` adds to a log entry."""
+    return sum(
+        len(e.data) + len(e.metadata) + len(e.type) + len(e.content_type) + 40
+        for a in request.appends
+        for e in a.events
+    )
+
+
 class LeadershipLost(Exception):
     """The sequencer cannot go on: fenced out, or the log state is unknown after an error."""
 
@@ -35,12 +49,14 @@ class Sequencer:
         *,
         node_id: str,
         max_batch_events: int,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         clock: Callable[[], int] = _now_us,
     ) -> None:
         self._log = log
         self._applier = applier
         self._node_id = node_id
         self._max_batch_events = max_batch_events
+        self._max_batch_bytes = max_batch_bytes
         self._clock = clock
         self._queue: list[tuple[WriteRequest, asyncio.Future[WriteOutcome]]] = []
         self._wake = asyncio.Event()
@@ -78,14 +94,16 @@ class Sequencer:
         self._wake.set()
 
     def _take_batch(self) -> list[tuple[WriteRequest, asyncio.Future[WriteOutcome]]]:
-        taken = 0
-        events = 0
+        taken = events = size = 0
         for request, _ in self._queue:
-            size = sum(len(a.events) for a in request.appends)
-            if taken and events + size > self._max_batch_events:
+            count = sum(len(a.events) for a in request.appends)
+            nbytes = approximate_bytes(request)
+            over = events + count > self._max_batch_events or size + nbytes > self._max_batch_bytes
+            if taken and over:
                 break
             taken += 1
-            events += size
+            events += count
+            size += nbytes
         batch, self._queue = self._queue[:taken], self._queue[taken:]
         return batch
 

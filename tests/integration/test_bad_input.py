@@ -138,3 +138,10 @@ async def test_duplicate_event_ids_in_one_request_are_rejected(api: Api) -> None
         },
     )
     assert error["code"] == "invalid_request"
+
+
+async def test_oversize_request_is_too_large(api: Api) -> None:
+    events = [{"type": "T", "data": "x" * 1000} for _ in range(5000)]
+    error = await api.error("append", {"stream": "big-1", "events": events})
+    assert error["code"] == "too_large"
+    assert error["details"]["field"] == "body"
