@@ -237,10 +237,10 @@ class StoreContract:
         assert store.read_all(last - 1, backward=False, limit=2) == (seeded[-2:], None)
         assert store.read_all(last + 1, backward=False, limit=2) == ([], None)
 
-    def test_read_all_forward_from_the_end_is_the_last_event(
+    def test_read_all_forward_from_the_end_is_empty(
         self, store: Store, seeded: list[EventRecord]
     ) -> None:
-        assert store.read_all(None, backward=False, limit=10) == (seeded[-1:], None)
+        assert store.read_all(None, backward=False, limit=10) == ([], None)
 
     def test_read_all_backward_from_the_end(self, store: Store, seeded: list[EventRecord]) -> None:
         page, next_position = store.read_all(None, backward=True, limit=3)

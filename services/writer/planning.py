@@ -19,6 +19,7 @@ from esdb.contracts.commands import (
 from esdb.contracts.errors import (
     EsdbError,
     IdempotencyConflict,
+    InvalidRequest,
     StreamDeleted,
     WrongExpectedVersion,
 )
@@ -79,6 +80,7 @@ class _Planner:
 
     def plan(self, request: WriteRequest) -> tuple[list[AppendOp], WriteOutcome]:
         try:
+            check_shape(request)
             overlay = self.overlay(request.store)
             replayed = self._replayed(request)
             if replayed is not None:
@@ -172,6 +174,21 @@ class _Planner:
                 f"{seen} of {seen + missing} event ids are already stored", stored=seen
             )
         return results
+
+
+def check_shape(request: WriteRequest) -> None:
+    """Reject what apply could not take: the writer never trusts its inbox, since a bad
+    entry in the log would stop every node."""
+    if not request.appends:
+        raise InvalidRequest("a write needs at least one append", field="appends")
+    streams = [a.stream for a in request.appends]
+    if len(set(streams)) != len(streams):
+        raise InvalidRequest("each stream may appear once in a write", field="appends")
+    if any(not a.events for a in request.appends):
+        raise InvalidRequest("events must not be empty", field="events")
+    ids = [e.event_id for a in request.appends for e in a.events]
+    if len(set(ids)) != len(ids) or any(len(i) != 16 for i in ids):
+        raise InvalidRequest("event ids must be unique 16-byte UUIDs", field="events")
 
 
 def _describe(expected: int) -> str | int:

@@ -157,7 +157,7 @@ class LmdbStore:
     ) -> tuple[list[EventRecord], int | None]:
         with self._env.begin() as txn:
             last = self._meta(txn, _LAST_POSITION)
-            start = last if from_position is None else from_position
+            start = (last if backward else last + 1) if from_position is None else from_position
             cursor = txn.cursor(db=self._dbs[b"events"])
             records = self._scan(cursor, start, backward, last)
             return page_of_all(

@@ -74,7 +74,7 @@ class MemoryStore:
         scan_budget: int = DEFAULT_SCAN_BUDGET,
     ) -> tuple[list[EventRecord], int | None]:
         last = len(self._events)
-        start = last if from_position is None else from_position
+        start = (last if backward else last + 1) if from_position is None else from_position
         if backward:
             indexes: range = range(min(start, last), 0, -1)
         else:

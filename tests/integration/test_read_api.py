@@ -144,7 +144,7 @@ async def test_msgpack_requests_get_msgpack_replies(api: Api) -> None:
         }
     )
     appended = msgspec.msgpack.decode(
-        await api.raw(f"esdb.api.default.append", body, headers=headers)
+        await api.raw("esdb.api.default.append", body, headers=headers)
     )
     assert appended["last_version"] == 1
     reply = msgspec.msgpack.decode(

@@ -31,8 +31,15 @@ class History:
     retries: int = 0
 
 
-async def append_until_acked(api: Api, history: History, stream: str, expected: int | str,
-                             count: int, *, deadline_s: float = 60.0) -> int:
+async def append_until_acked(
+    api: Api,
+    history: History,
+    stream: str,
+    expected: int | str,
+    count: int,
+    *,
+    deadline_s: float = 60.0,
+) -> int:
     """Append `count` events, retrying with the same ids through faults; the new version."""
     ids = [str(uuid.uuid4()) for _ in range(count)]
     body: dict[str, Any] = {
@@ -50,7 +57,9 @@ async def append_until_acked(api: Api, history: History, stream: str, expected: 
             reply = {"error": {"code": "timeout"}}
         error = reply.get("error")
         if error is None:
-            history.acked.append(Acked(stream, ids, reply["first_version"], reply["first_position"]))
+            history.acked.append(
+                Acked(stream, ids, reply["first_version"], reply["first_position"])
+            )
             return int(reply["last_version"])
         if error["code"] not in RETRYABLE or loop.time() > give_up:
             history.failed_ids.update(ids)

@@ -15,8 +15,13 @@ async def test_replay_rebuilds_identical_positions(tmp_path: Path) -> None:
     try:
         api = await connect_api(stack.url)
         for n in range(20):
-            await api.ok("append", {"stream": f"replay{n % 4}-{uuid.uuid4().hex[:4]}",
-                                    "events": [{"type": "T", "data": {"n": n}}] * (1 + n % 3)})
+            await api.ok(
+                "append",
+                {
+                    "stream": f"replay{n % 4}-{uuid.uuid4().hex[:4]}",
+                    "events": [{"type": "T", "data": {"n": n}}] * (1 + n % 3),
+                },
+            )
         before = await read_all_events(api)
         await api.nc.close()
     finally:

@@ -9,7 +9,10 @@ from esdb.contracts.commands import (
     EXPECT_ANY,
     EXPECT_NO_STREAM,
     EXPECT_STREAM_EXISTS,
+    NewEvent,
+    StreamAppend,
     WriteOutcome,
+    WriteRequest,
 )
 from esdb.contracts.errors import ErrorBody, ErrorCode
 from esdb.contracts.log import AppendOp
@@ -310,3 +313,25 @@ def test_event_ids_stored_in_another_stream_are_a_conflict(catalog: Catalog) -> 
 
     failed(plan.outcomes[0], ErrorCode.IDEMPOTENCY_CONFLICT)
     assert plan.ops == []
+
+
+@pytest.mark.parametrize(
+    "appends",
+    [
+        [],
+        [StreamAppend("s-1", EXPECT_ANY, [])],
+        [
+            StreamAppend("s-1", EXPECT_ANY, [NewEvent(b"\x01" * 16, "T", b"", b"", "x")]),
+            StreamAppend("s-1", EXPECT_ANY, [NewEvent(b"\x02" * 16, "T", b"", b"", "x")]),
+        ],
+        [StreamAppend("s-1", EXPECT_ANY, [NewEvent(b"\x01" * 16, "T", b"", b"", "x")] * 2)],
+        [StreamAppend("s-1", EXPECT_ANY, [NewEvent(b"short", "T", b"", b"", "x")])],
+    ],
+)
+def test_malformed_internal_writes_are_rejected_not_logged(
+    catalog: Catalog, appends: list[StreamAppend]
+) -> None:
+    plan = plan_batch([WriteRequest("default", appends)], catalog, now_us=1)
+    assert plan.ops == []
+    assert plan.outcomes[0].error is not None
+    assert plan.outcomes[0].error.code == "invalid_request"
