@@ -58,6 +58,11 @@ _encode = msgspec.msgpack.Encoder().encode
 _append_reply = msgspec.msgpack.Decoder(AppendReply)
 
 
+def jetstream_run_subjects(run_id: str) -> str:
+    """The subjects one benchmark run publishes to in the comparison stream."""
+    return f"bench.es.{run_id}.>"
+
+
 def event_payload(size: int = 160) -> bytes:
     """A JSON event body of about `size` bytes, like a small domain event."""
     base = {
@@ -99,8 +104,12 @@ class AppendRun:
     """The lowest global position (esdb) or stream sequence (JetStream) the run wrote."""
 
 
-AppendOnce = Callable[[int, int, int], Awaitable[tuple[int, int]]]
-"""(client, stream number, version) -> (new version or sequence, position or sequence)."""
+AppendOnce = Callable[[int, int, int | None], Awaitable[tuple[int, int]]]
+"""(client, stream number, fence or None for a new stream) -> (next fence, where it landed).
+
+The fence is what the next append to the stream must expect: esdb's stream version, or the
+JetStream sequence of the subject's last message. Where it landed is the global position
+(esdb) or the stream sequence (JetStream)."""
 
 
 class AppendFailed(Exception):
@@ -115,23 +124,24 @@ async def _drive(plan: AppendPlan, append_once: AppendOnce, progress: Progress) 
     """Run `plan.clients` workers, each appending its share one event at a time.
 
     A worker moves to a fresh stream when its stream is full, and also after a failed append:
-    the failed event's outcome is unknown, so its next expected version would be a guess."""
+    the failed event's outcome is unknown, so its next fence would be a guess."""
     log = LatencyLog()
     firsts: list[int] = []
 
     async def client(index: int, share: int) -> None:
-        stream_no, version, lowest = 0, -1, 0
+        stream_no, fence, filled, lowest = 0, None, 0, 0
         for _ in range(share):
-            if version + 1 >= plan.stream_length:
-                stream_no, version = stream_no + 1, -1
+            if filled == plan.stream_length:
+                stream_no, fence, filled = stream_no + 1, None, 0
             started = time.perf_counter()
             try:
-                version, where = await append_once(index, stream_no, version)
+                fence, where = await append_once(index, stream_no, fence)
             except AppendFailed as e:
                 log.failed(e.code)
-                stream_no, version = stream_no + 1, -1
+                stream_no, fence, filled = stream_no + 1, None, 0
                 continue
             log.ok(time.perf_counter() - started)
+            filled += 1
             progress.done += 1
             lowest = where if not lowest else min(lowest, where)
         if lowest:
@@ -158,10 +168,10 @@ async def esdb_appends(
     """`plan` against esdb: one msgpack `append` request per event, exact expected version."""
     subject = api_subject(store, Op.APPEND)
 
-    async def append_once(client: int, stream_no: int, version: int) -> tuple[int, int]:
+    async def append_once(client: int, stream_no: int, fence: int | None) -> tuple[int, int]:
         body = AppendBody(
-            stream=f"bench-{plan.run_id}{plan.label}_{client}_{stream_no}",
-            expected_version=version if version >= 0 else "no_stream",
+            stream=f"bench-{plan.run_id}_{plan.label}_{client}_{stream_no}",
+            expected_version="no_stream" if fence is None else fence,
             events=[BenchEvent(type=EVENT_TYPE, data=payload)],
         )
         try:
@@ -206,16 +216,14 @@ async def jetstream_appends(
 ) -> AppendRun:
     """`plan` against JetStream: one publish per event, fenced on its subject's last sequence.
 
-    The stream's versions are its subject's sequences, so the fence a client sends is the
-    sequence its previous publish got (0: the subject must be empty)."""
-    last_sequence: dict[tuple[int, int], int] = {}
+    A subject is a stream; the fence a client sends is the sequence its previous publish to
+    that subject got (0: the subject must be empty)."""
 
-    async def append_once(client: int, stream_no: int, version: int) -> tuple[int, int]:
-        key = (client, stream_no)
-        expected = last_sequence.pop(key, 0) if version >= 0 else 0
+    async def append_once(client: int, stream_no: int, fence: int | None) -> tuple[int, int]:
+        expected = 0 if fence is None else fence
         try:
             ack = await js.publish(
-                f"bench.es.{plan.run_id}{plan.label}.{client}.{stream_no}",
+                f"{jetstream_run_subjects(plan.run_id)[:-1]}{plan.label}.{client}.{stream_no}",
                 payload,
                 timeout=plan.timeout,
                 headers={EXPECTED_LAST_SUBJECT_SEQUENCE: str(expected), "Event-Type": EVENT_TYPE},
@@ -225,8 +233,7 @@ async def jetstream_appends(
         except nats.errors.TimeoutError as e:
             raise AppendFailed("nats_timeout") from e
         sequence = int(ack.seq)
-        last_sequence[key] = sequence
-        return version + 1, sequence
+        return sequence, sequence
 
     return await _drive(plan, append_once, progress)
 

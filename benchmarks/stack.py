@@ -15,8 +15,7 @@ from typing import IO
 from esdb.benchmarks.figures import MemorySample, ProcessMemory
 from esdb.services.supervisor.nats_server import free_port
 
-SERVICES = ("gateway", "writer", "reader")
-"""Services whose pid files `esdb up` writes under `<data_dir>/run/`."""
+_ORDER = ("gateway", "writer", "reader", "snapshot", "subscription", "leader", "nats-server")
 
 _READY_TIMEOUT_S = 120.0
 _STOP_GRACE_S = 30.0
@@ -83,8 +82,7 @@ class BenchStack:
             await stack.stop()
             if isinstance(e, TimeoutError):
                 raise StackError(
-                    f"esdb up did not print `ready` within {_READY_TIMEOUT_S:.0f} s; "
-                    f"see {log_file}"
+                    f"esdb up did not print `ready` within {_READY_TIMEOUT_S:.0f} s; see {log_file}"
                 ) from e
             raise
         return stack
@@ -117,17 +115,23 @@ class BenchStack:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def memory(self, label: str, events_stored: int) -> MemorySample:
-        """RSS of the services (from their pid files) and of the stack's own nats-server."""
-        pids: list[tuple[str, int]] = []
+        """RSS of every process with a pid file under `<data_dir>/run/` (the services and,
+        when `esdb up` runs it, nats-server); empty without a data directory."""
+        processes: list[ProcessMemory] = []
         if self.data_dir is not None:
-            for name in SERVICES:
-                pid = _read_pid(self.data_dir / "run" / f"{name}.pid")
-                if pid is not None:
-                    pids.append((name, pid))
-        if self.process is not None:
-            pids.extend(("nats-server", pid) for pid in _children(self.process.pid, "nats-server"))
-        processes = [m for name, pid in pids if (m := process_memory(name, pid)) is not None]
+            for pid_file in sorted((self.data_dir / "run").glob("*.pid"), key=_process_order):
+                pid = _read_pid(pid_file)
+                found = None if pid is None else process_memory(pid_file.stem, pid)
+                if found is not None:
+                    processes.append(found)
         return MemorySample(label=label, events_stored=events_stored, processes=processes)
+
+
+def _process_order(pid_file: Path) -> tuple[int, str]:
+    """Services in request order (gateway, writer, reader, others), then nats-server."""
+    name = pid_file.stem
+    rank = next((i for i, p in enumerate(_ORDER) if name.startswith(p)), len(_ORDER))
+    return rank, name
 
 
 def _read_pid(path: Path) -> int | None:
@@ -135,24 +139,6 @@ def _read_pid(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def _children(parent: int, command: str) -> list[int]:
-    """Pids of `parent`'s children whose command name is `command` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces, so split after its last ')'.
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == parent and comm == command:
-            found.append(int(entry.name))
-    return found
 
 
 def process_memory(name: str, pid: int) -> ProcessMemory | None:

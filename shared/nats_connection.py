@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
+import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def connect(url: str, name: str) -> NatsClient:
-    """A connection that reconnects forever and logs state changes."""
+    """A connection (to any of the comma-separated `url`s) that reconnects forever and logs
+    state changes."""
 
     async def on_error(error: Exception) -> None:
         log.warning("nats error: %s", error)
@@ -27,7 +30,7 @@ async def connect(url: str, name: str) -> NatsClient:
         log.info("nats reconnected")
 
     return await nats.connect(
-        url,
+        url.split(","),
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
@@ -51,3 +54,21 @@ def concurrently(
         task.add_done_callback(running.discard)
 
     return callback
+
+
+async def retry_until_ready(
+    attempt: Callable[[], Coroutine[Any, Any, T]], *, what: str, timeout: float
+) -> T:
+    """Run `attempt` until it stops failing with NATS errors, or `timeout` passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.1
+    while True:
+        try:
+            return await attempt()
+        except (nats.errors.Error, TimeoutError) as e:
+            if loop.time() > deadline:
+                raise
+            log.info("%s not ready yet (%s); retrying in %.1f s", what, e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

@@ -36,9 +36,11 @@ class Stack:
     log_path: Path
     args: list[str] = field(default_factory=list)
 
-    def pid(self, service: str) -> int:
-        """The pid of a supervised service (`writer`, `reader`, `gateway`)."""
-        return int((self.data_dir / "run" / f"{service}.pid").read_text())
+    def pid(self, service: str, node: int = 1) -> int:
+        """The pid of a supervised process: `writer`, `reader`, `nats-server` of a node, or
+        the `gateway`."""
+        name = service if service == "gateway" else f"{service}-node{node}"
+        return int((self.data_dir / "run" / f"{name}.pid").read_text())
 
     def log_tail(self, lines: int = 60) -> str:
         """The last lines of the stack's stderr."""

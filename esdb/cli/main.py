@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from esdb.cli import session, status_command, stream_commands
 from esdb.services.supervisor.stack import StackOptions, up
 
 
@@ -20,12 +21,25 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--nats-url", default=None)
     up_cmd.add_argument("--durability", choices=("fsync", "interval", "memory"), default="fsync")
     up_cmd.add_argument("--log-level", default="INFO")
+
+    common = session.connection_options()
+    stream_commands.add_commands(commands, common)
+    status_command.add_command(commands, common)
+    # The bench's options belong to esdb.benchmarks, imported only when `esdb bench` runs.
+    commands.add_parser(
+        "bench", add_help=False, help="measure appends and reads (esdb bench --help)"
+    )
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run one `esdb` subcommand."""
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None) -> int | None:
+    """Run one `esdb` subcommand; returns its exit code."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        return _bench(extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "up":
         up(
             StackOptions(
@@ -37,7 +51,17 @@ def main(argv: list[str] | None = None) -> None:
                 log_level=args.log_level,
             )
         )
+        return None
+    return session.run(args.run, args)
+
+
+def _bench(argv: list[str]) -> int:
+    from esdb.benchmarks.cli import add_bench_arguments, run_bench
+
+    parser = argparse.ArgumentParser(prog="esdb bench", description="Measure esdb.")
+    add_bench_arguments(parser)
+    return run_bench(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

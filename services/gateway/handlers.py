@@ -178,7 +178,8 @@ class Gateway:
                     msg = await asyncio.wait_for(replies.get(), left)
                 except TimeoutError:
                     break
-                nodes.append(_node_status.decode(msg.data))
+                if msg.data:  # an empty message is the server's "no responders" status
+                    nodes.append(_node_status.decode(msg.data))
             return nodes
         finally:
             await sub.unsubscribe()

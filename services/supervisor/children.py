@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,21 +20,28 @@ _STABLE_AFTER_S = 30.0
 
 @dataclass
 class Child:
-    """One service process and how to start it again."""
+    """One supervised process and how to start it again."""
 
     name: str
-    module: str
+    argv: list[str]
     env: dict[str, str]
     pid_file: Path
+    log_file: Path | None = None
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    paused: bool = False
     _backoff: float = field(default=_MIN_BACKOFF_S, repr=False)
 
     async def start(self) -> None:
         """Spawn the process and record its pid."""
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", self.module, env={**os.environ, **self.env}
-        )
+        output = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv, env={**os.environ, **self.env}, stdout=output, stderr=output
+            )
+        finally:
+            if output is not None:
+                output.close()
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.write_text(str(self.process.pid))
 

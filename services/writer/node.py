@@ -53,6 +53,7 @@ class WriterNode:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set or a fatal error (a bad log entry) ends the node."""
+        await self._check_log_covers_state()
         status_sub = await self._nc.subscribe(NODE_STATUS, cb=self._on_status)
         tail = asyncio.create_task(self._tail(), name="tail")
         lead = asyncio.create_task(self._lead(stop), name="lead")
@@ -70,6 +71,16 @@ class WriterNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await tail
             await status_sub.unsubscribe()
+
+    async def _check_log_covers_state(self) -> None:
+        last = await self._log.last_sequence()
+        applied = self._applier.catalog.applied_sequence()
+        if last < applied:
+            raise ApplyError(
+                f"{self._settings.data_dir} has applied log sequence {applied} but the log ends "
+                f"at {last}: the log was lost (memory durability, or a wiped JetStream store). "
+                "Remove this node's data directory to rebuild it from the log."
+            )
 
     async def _tail(self) -> None:
         while True:

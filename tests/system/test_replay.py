@@ -37,3 +37,19 @@ async def test_replay_rebuilds_identical_positions(tmp_path: Path) -> None:
         await api.nc.close()
     finally:
         assert stack.stop() == 0
+
+
+async def test_memory_mode_starts_fresh(tmp_path: Path) -> None:
+    data_dir = tmp_path / "stack"
+    for _ in range(2):
+        stack = start_stack(data_dir, durability="memory")
+        try:
+            api = await connect_api(stack.url)
+            reply = await api.ok(
+                "append",
+                {"stream": "mem-1", "expected_version": "no_stream", "events": [{"type": "T"}]},
+            )
+            assert reply["first_position"] == 1, "memory mode keeps nothing across restarts"
+            await api.nc.close()
+        finally:
+            assert stack.stop() == 0

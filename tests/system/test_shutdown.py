@@ -48,5 +48,5 @@ async def test_crashed_reader_and_gateway_are_restarted(fresh_stack: Stack) -> N
             return bool(reply.get("status") == "ok")
 
         await wait_until(back, timeout=30, what=f"{service} to be restarted")
-    assert "reader (pid" in fresh_stack.log_tail(200)
+    assert "reader-node1 (pid" in fresh_stack.log_tail(200)
     await api.nc.close()

@@ -1,0 +1,283 @@
+"""`Client`: every public esdb operation as an async method."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Generator, Iterable
+from types import TracebackType
+from typing import Any, Literal
+
+import msgspec
+
+from esdb.client.connection import DEFAULT_URL, Connection
+from esdb.client.events import (
+    AppendSpec,
+    ExpectedVersion,
+    NewEvent,
+    ReadAllPage,
+    ReadStreamPage,
+    RecordedEvent,
+)
+from esdb.client.requests import AppendBody, append_multi_body, event_bodies
+from esdb.contracts.api import (
+    AppendMultiResult,
+    AppendResult,
+    ClusterStatus,
+    Health,
+    ListStreamsRequest,
+    ListStreamsResult,
+    ReadAllRequest,
+    ReadFilter,
+    ReadStreamRequest,
+    StreamInfoRequest,
+    StreamInfoResult,
+    StreamSummary,
+)
+from esdb.contracts.subjects import SYSTEM_STORE, Op, api_subject
+
+Direction = Literal["forward", "backward"]
+From = int | Literal["start", "end"]
+
+_append_result = msgspec.msgpack.Decoder(AppendResult)
+_append_multi_result = msgspec.msgpack.Decoder(AppendMultiResult)
+_stream_page = msgspec.msgpack.Decoder(ReadStreamPage)
+_all_page = msgspec.msgpack.Decoder(ReadAllPage)
+_streams_page = msgspec.msgpack.Decoder(ListStreamsResult)
+_stream_info = msgspec.msgpack.Decoder(StreamInfoResult)
+_cluster_status = msgspec.msgpack.Decoder(ClusterStatus)
+_health = msgspec.msgpack.Decoder(Health)
+_EMPTY: dict[str, Any] = {}
+
+
+class Client:
+    """An esdb client bound to one store; create it with `await Client.connect(...)`."""
+
+    def __init__(self, connection: Connection, store: str) -> None:
+        self._connection = connection
+        self.store = store
+        self._subjects = {
+            op: api_subject(store, op)
+            for op in (
+                Op.APPEND,
+                Op.APPEND_MULTI,
+                Op.READ_STREAM,
+                Op.READ_ALL,
+                Op.LIST_STREAMS,
+                Op.STREAM_INFO,
+            )
+        }
+
+    @classmethod
+    def connect(
+        cls, url: str = DEFAULT_URL, *, store: str = "default", timeout: float = 5.0
+    ) -> Connecting:
+        """Connect to the NATS server(s) in `url` (comma-separated); await it, or use it as
+        `async with Client.connect(...) as client`. `timeout` bounds every request."""
+        return Connecting(url, store, timeout)
+
+    @property
+    def url(self) -> str:
+        """The NATS URL this client connected to."""
+        return self._connection.url
+
+    async def close(self) -> None:
+        """Finish requests in flight and close the connection."""
+        await self._connection.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def append(
+        self,
+        stream: str,
+        events: Iterable[NewEvent],
+        *,
+        expected_version: ExpectedVersion = "any",
+    ) -> AppendResult:
+        """Append events to one stream atomically; raises `WrongExpectedVersion` (its
+        `details["actual_version"]` is the stream's version) when the stream is elsewhere."""
+        body = AppendBody(
+            stream=stream,
+            events=event_bodies(events),
+            expected_version=expected_version,
+            timeout_ms=self._connection.server_timeout_ms,
+        )
+        return await self._connection.request(
+            self._subjects[Op.APPEND], body, _append_result, write=True
+        )
+
+    async def append_multi(self, appends: Iterable[AppendSpec]) -> list[AppendResult]:
+        """Append to several streams in one transaction: all land or none do."""
+        body = append_multi_body(appends, self._connection.server_timeout_ms)
+        result = await self._connection.request(
+            self._subjects[Op.APPEND_MULTI], body, _append_multi_result, write=True
+        )
+        return result.results
+
+    async def read_stream(
+        self,
+        stream: str,
+        *,
+        from_: From = "start",
+        direction: Direction = "forward",
+        limit: int = 100,
+        min_position: int | None = None,
+    ) -> ReadStreamPage:
+        """One page of a stream from version `from_` (raises `StreamNotFound` for a stream
+        without events); `min_position` waits until the serving node has applied that
+        position, which gives read-your-writes."""
+        request = ReadStreamRequest(
+            stream=stream,
+            from_=from_,
+            direction=direction,
+            limit=limit,
+            min_position=min_position,
+            timeout_ms=self._connection.server_timeout_ms,
+        )
+        return await self._connection.request(self._subjects[Op.READ_STREAM], request, _stream_page)
+
+    async def iter_stream(
+        self,
+        stream: str,
+        *,
+        from_: From = "start",
+        direction: Direction = "forward",
+        page_size: int = 100,
+        min_position: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event of a stream from `from_` on, fetched a page at a time."""
+        start: From | None = from_
+        while start is not None:
+            page = await self.read_stream(
+                stream,
+                from_=start,
+                direction=direction,
+                limit=page_size,
+                min_position=min_position,
+            )
+            for event in page.events:
+                yield event
+            start = page.next
+
+    async def read_all(
+        self,
+        *,
+        from_position: From = "start",
+        direction: Direction = "forward",
+        limit: int = 100,
+        filter: ReadFilter | None = None,
+        min_position: int | None = None,
+    ) -> ReadAllPage:
+        """One page of the store's global log (`$all`), filtered on the server."""
+        request = ReadAllRequest(
+            from_position=from_position,
+            direction=direction,
+            limit=limit,
+            filter=filter,
+            min_position=min_position,
+            timeout_ms=self._connection.server_timeout_ms,
+        )
+        return await self._connection.request(self._subjects[Op.READ_ALL], request, _all_page)
+
+    async def iter_all(
+        self,
+        *,
+        from_position: From = "start",
+        direction: Direction = "forward",
+        page_size: int = 100,
+        filter: ReadFilter | None = None,
+        min_position: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every matching event of `$all` from `from_position` to the end of the log as it
+        is now (or to the start, backward), fetched a page at a time."""
+        start: From | None = from_position
+        while start is not None:
+            page = await self.read_all(
+                from_position=start,
+                direction=direction,
+                limit=page_size,
+                filter=filter,
+                min_position=min_position,
+            )
+            for event in page.events:
+                yield event
+            start = page.next_position
+
+    async def list_streams(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> ListStreamsResult:
+        """One page of stream names (in name order) after `after`, with their versions."""
+        request = ListStreamsRequest(
+            after=after, limit=limit, timeout_ms=self._connection.server_timeout_ms
+        )
+        return await self._connection.request(
+            self._subjects[Op.LIST_STREAMS], request, _streams_page
+        )
+
+    async def iter_streams(
+        self, *, after: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[StreamSummary]:
+        """Every stream after `after`, in name order, fetched a page at a time."""
+        start = after
+        while True:
+            page = await self.list_streams(after=start, limit=page_size)
+            for summary in page.streams:
+                yield summary
+            if page.next is None:
+                return
+            start = page.next
+
+    async def stream_info(self, stream: str) -> StreamInfoResult:
+        """A stream's version, metadata and state; raises `StreamNotFound` if it has none."""
+        return await self._connection.request(
+            self._subjects[Op.STREAM_INFO],
+            StreamInfoRequest(stream=stream, timeout_ms=self._connection.server_timeout_ms),
+            _stream_info,
+        )
+
+    async def cluster_status(self) -> ClusterStatus:
+        """The writer leader and every node's applied sequence and lag."""
+        return await self._connection.request(
+            api_subject(SYSTEM_STORE, Op.CLUSTER_STATUS), _EMPTY, _cluster_status
+        )
+
+    async def health(self) -> Health:
+        """`ok` when a leader accepts writes and a reader answers, else `unavailable`."""
+        return await self._connection.request(api_subject(SYSTEM_STORE, Op.HEALTH), _EMPTY, _health)
+
+
+class Connecting:
+    """A connection being opened: await it for a `Client`, or use it with `async with`."""
+
+    def __init__(self, url: str, store: str, timeout: float) -> None:
+        self._url = url
+        self._store = store
+        self._timeout = timeout
+        self._client: Client | None = None
+
+    async def _open(self) -> Client:
+        connection = await Connection.open(self._url, timeout=self._timeout)
+        return Client(connection, self._store)
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Client:
+        self._client = await self._open()
+        return self._client
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            await self._client.close()

@@ -1,0 +1,115 @@
+"""The client's NATS connection: msgpack request-reply with errors translated to exceptions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from typing import Any, TypeVar
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NatsClient
+
+from esdb.contracts.api import MSGPACK_CONTENT_TYPE
+from esdb.contracts.errors import ErrorReply, Timeout, Unavailable, error_from_body
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+_HEADERS = {"Content-Type": MSGPACK_CONTENT_TYPE}
+# Every result has a different first key, so a one-key map whose key is "error" is an error.
+_ERROR_PREFIX = b"\x81\xa5error"
+_encoder = msgspec.msgpack.Encoder()
+_error_decoder = msgspec.msgpack.Decoder(ErrorReply)
+
+
+class Connection:
+    """Msgpack requests over one NATS connection; replies decode to typed structs."""
+
+    def __init__(self, nc: NatsClient, url: str, timeout: float) -> None:
+        self.nc = nc
+        self.url = url
+        self.timeout = timeout
+        # Ask the server to give up a little before we do, so a slow request comes back as
+        # its typed error (with details) rather than as a bare NATS timeout here.
+        self.server_timeout_ms = max(1, int(timeout * 1000) - min(500, int(timeout * 200)))
+
+    @classmethod
+    async def open(cls, url: str, *, timeout: float) -> Connection:
+        """Connect to NATS; fail fast with `Unavailable` when no server in `url` accepts."""
+        servers = [server.strip() for server in url.split(",") if server.strip()]
+        loop = asyncio.get_running_loop()
+        first_errors: list[Exception] = []
+        all_failed: asyncio.Future[None] = loop.create_future()
+
+        async def on_error(error: Exception) -> None:
+            if not all_failed.done():
+                first_errors.append(error)
+                if len(first_errors) >= len(servers):
+                    all_failed.set_result(None)
+            else:
+                log.warning("nats error: %s", error)
+
+        nc = NatsClient()
+        connecting = asyncio.ensure_future(
+            nc.connect(
+                servers,
+                name="esdb-client",
+                connect_timeout=max(1, math.ceil(timeout)),
+                error_cb=on_error,
+            )
+        )
+        done, _ = await asyncio.wait(
+            {connecting, all_failed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if connecting in done:
+            error = connecting.exception()
+            if error is None:
+                if not all_failed.done():
+                    all_failed.set_result(None)  # later errors are logged, not collected
+                return cls(nc, url, timeout)
+            reason: object = error
+        else:
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            reason = first_errors[-1] if first_errors else "timed out"
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise Unavailable(f"cannot connect to NATS at {url}: {reason}", url=url)
+
+    async def close(self) -> None:
+        """Drain in-flight requests and close the connection."""
+        if self.nc.is_closed:
+            return
+        try:
+            await self.nc.drain()
+        except nats.errors.Error:
+            await self.nc.close()
+
+    async def request(
+        self, subject: str, body: Any, decoder: msgspec.msgpack.Decoder[T], *, write: bool = False
+    ) -> T:
+        """Send `body` as msgpack to `subject`; return the decoded result or raise its error."""
+        try:
+            reply = await self.nc.request(
+                subject, _encoder.encode(body), timeout=self.timeout, headers=_HEADERS
+            )
+        except nats.errors.NoRespondersError as e:
+            raise Unavailable(f"no esdb gateway answers on {self.url}", url=self.url) from e
+        except nats.errors.TimeoutError as e:
+            landed = " (the write may still have landed)" if write else ""
+            raise Timeout(
+                f"no reply to {subject} within {self.timeout:g} s{landed}", subject=subject
+            ) from e
+        except nats.errors.Error as e:
+            raise Unavailable(f"NATS request to {self.url} failed: {e}", url=self.url) from e
+        data = reply.data
+        if data.startswith(_ERROR_PREFIX):
+            raise error_from_body(_error_decoder.decode(data).error)
+        return decoder.decode(data)

@@ -1,0 +1,105 @@
+"""Events as the client sees them: what to append, what reads return, and pages of them."""
+
+from __future__ import annotations
+
+from dataclasses import KW_ONLY, dataclass
+from datetime import datetime
+from typing import Any, Literal, TypeVar, overload
+
+import msgspec
+
+from esdb.contracts.api import JSON_CONTENT_TYPE
+
+T = TypeVar("T")
+
+ExpectedVersion = int | Literal["any", "no_stream", "stream_exists"]
+"""`"any"`, `"no_stream"`, `"stream_exists"` or the exact version the stream must be at."""
+
+_json_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append. With JSON content `data`/`metadata` may be any JSON-able value
+    (bytes are taken as already-encoded JSON); with any other content type they are bytes.
+    Give `event_id` (a UUID string) to make retries of the same append idempotent."""
+
+    type: str
+    data: object
+    _: KW_ONLY
+    metadata: object = None
+    event_id: str | None = None
+    content_type: str = JSON_CONTENT_TYPE
+
+    def data_bytes(self) -> bytes:
+        """`data` as the bytes to store."""
+        return _payload(self.data, self.content_type, "data")
+
+    def metadata_bytes(self) -> bytes:
+        """`metadata` as the bytes to store (empty when there is none)."""
+        return _payload(self.metadata, self.content_type, "metadata")
+
+
+@dataclass(frozen=True, slots=True)
+class AppendSpec:
+    """One stream's part of `append_multi`: its events and the version it must be at."""
+
+    stream: str
+    events: list[NewEvent]
+    _: KW_ONLY
+    expected_version: ExpectedVersion = "any"
+
+
+def _payload(value: object, content_type: str, field: str) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if content_type != JSON_CONTENT_TYPE:
+        raise TypeError(
+            f"{field} must be bytes for content type {content_type!r}, not {type(value).__name__}"
+        )
+    return _json_encoder.encode(value)
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored event as read back; `data` and `metadata` are the stored bytes."""
+
+    event_id: str
+    stream_id: str
+    version: int
+    position: int
+    event_type: str
+    data: bytes
+    metadata: bytes
+    content_type: str
+    created: datetime
+
+    @overload
+    def json(self) -> Any: ...
+
+    @overload
+    def json(self, type: type[T]) -> T: ...
+
+    def json(self, type: Any = Any) -> Any:
+        """`data` decoded as JSON, optionally into `type`; None when the event has no data."""
+        return msgspec.json.decode(self.data, type=type) if self.data else None
+
+    def metadata_json(self) -> Any:
+        """`metadata` decoded as JSON; None when the event has no metadata."""
+        return msgspec.json.decode(self.metadata) if self.metadata else None
+
+
+class ReadStreamPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of one stream; `next` is the version to read from next, None at the end."""
+
+    events: list[RecordedEvent]
+    next: int | None
+    last_version: int
+
+
+class ReadAllPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of `$all`; `next_position` continues the scan, None at the end of the log."""
+
+    events: list[RecordedEvent]
+    next_position: int | None
