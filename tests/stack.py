@@ -17,7 +17,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NatsClient
 
-from esdb.services.supervisor.nats_server import free_port
+from esdb.services.supervisor.nats_server import free_port_block
 
 READY_TIMEOUT_S = 90.0
 
@@ -59,9 +59,11 @@ class Stack:
         return self.process.returncode
 
 
-def start_stack(data_dir: Path, *, durability: str = "fsync", port: int | None = None) -> Stack:
+def start_stack(
+    data_dir: Path, *, durability: str = "fsync", port: int | None = None, nodes: int = 1
+) -> Stack:
     """Run `esdb up` and wait for its `ready` line."""
-    port = port or free_port()
+    port = port or free_port_block(nodes)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "stack.log"
     args = [
@@ -75,10 +77,13 @@ def start_stack(data_dir: Path, *, durability: str = "fsync", port: int | None =
         str(port),
         "--durability",
         durability,
+        "--nodes",
+        str(nodes),
     ]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env=os.environ.copy())
-    stack = Stack(f"nats://127.0.0.1:{port}", data_dir, process, log_path, args)
+    urls = ",".join(f"nats://127.0.0.1:{port + i}" for i in range(nodes))
+    stack = Stack(urls, data_dir, process, log_path, args)
     assert process.stdout is not None
     deadline = time.monotonic() + READY_TIMEOUT_S
     os.set_blocking(process.stdout.fileno(), False)
@@ -138,7 +143,9 @@ class Api:
 
 async def connect_api(url: str) -> Api:
     """An `Api` on a fresh NATS connection."""
-    return Api(await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2))
+    return Api(
+        await nats.connect(url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    )
 
 
 async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float, what: str) -> None:

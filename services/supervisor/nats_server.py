@@ -35,6 +35,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_block(count: int, attempts: int = 50) -> int:
+    """The first of `count` consecutive unused TCP ports on loopback."""
+    for _ in range(attempts):
+        first = free_port()
+        if first + count > 65535:
+            continue
+        try:
+            sockets = [socket.socket() for _ in range(count)]
+            try:
+                for offset, sock in enumerate(sockets):
+                    sock.bind((HOST, first + offset))
+                return first
+            finally:
+                for sock in sockets:
+                    sock.close()
+        except OSError:
+            continue
+    raise NatsServerError(f"no block of {count} free ports found")
+
+
 @dataclass(frozen=True)
 class ServerSpec:
     """One nats-server: its name, client port and (in a cluster) route port."""
