@@ -164,7 +164,8 @@ class StreamInfoResult(msgspec.Struct, kw_only=True):
 
 
 class NodeStatus(msgspec.Struct, kw_only=True):
-    """One writer node as seen in `cluster_status`."""
+    """One writer node as seen in `cluster_status`: its progress, the running hash of the log
+    it applied (at its latest checkpoints), and its view of the lease and of membership."""
 
     node_id: str
     role: str
@@ -172,13 +173,39 @@ class NodeStatus(msgspec.Struct, kw_only=True):
     log_last_sequence: int
     lag: int
     stores: list[str]
+    log_hash: str = ""
+    checkpoints: dict[int, str] = {}
+    lease_holder: str | None = None
+    members: dict[str, bool] = {}
+
+
+class ReplicaState(msgspec.Struct, kw_only=True):
+    """One JetStream replica of the log stream."""
+
+    name: str
+    current: bool
+    offline: bool
+    lag: int
+
+
+class LogState(msgspec.Struct, kw_only=True):
+    """The replicated log as JetStream reports it."""
+
+    first_sequence: int
+    last_sequence: int
+    leader: str | None
+    replicas: list[ReplicaState]
 
 
 class ClusterStatus(msgspec.Struct, kw_only=True):
-    """`esdb.api._sys.cluster_status`: the leader and every node that answered."""
+    """`esdb.api._sys.cluster_status`: the leader, every node that answered, the log's
+    replicas, and whether the nodes agree (leader, membership, log hash)."""
 
     leader: str | None
     nodes: list[NodeStatus]
+    log: LogState | None = None
+    consistent: bool = True
+    problems: list[str] = []
 
 
 class Health(msgspec.Struct, kw_only=True):

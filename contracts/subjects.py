@@ -11,6 +11,7 @@ READER_QUEUE = "esdb-reader"
 
 WRITER_COMMANDS = f"{INTERNAL_PREFIX}.writer.commands"
 NODE_STATUS = f"{INTERNAL_PREFIX}.node.status"
+NODE_HEARTBEAT = f"{INTERNAL_PREFIX}.node.heartbeat"
 
 LOG_STREAM = "ESDB_LOG"
 LOG_SUBJECT = f"{INTERNAL_PREFIX}.log"

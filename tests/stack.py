@@ -64,8 +64,6 @@ def start_stack(
 ) -> Stack:
     """Run `esdb up` and wait for its `ready` line."""
     port = port or free_port_block(nodes)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / "stack.log"
     args = [
         sys.executable,
         "-m",
@@ -80,10 +78,18 @@ def start_stack(
         "--nodes",
         str(nodes),
     ]
+    urls = ",".join(f"nats://127.0.0.1:{port + i}" for i in range(nodes))
+    return launch_stack(args, url=urls, data_dir=data_dir, what="esdb up")
+
+
+def launch_stack(args: list[str], *, url: str, data_dir: Path, what: str) -> Stack:
+    """Run a command that starts a stack (logging to `<data_dir>/stack.log`) and wait for the
+    `ready` line it prints."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "stack.log"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env=os.environ.copy())
-    urls = ",".join(f"nats://127.0.0.1:{port + i}" for i in range(nodes))
-    stack = Stack(urls, data_dir, process, log_path, args)
+    stack = Stack(url, data_dir, process, log_path, args)
     assert process.stdout is not None
     deadline = time.monotonic() + READY_TIMEOUT_S
     os.set_blocking(process.stdout.fileno(), False)
@@ -94,10 +100,10 @@ def start_stack(
         if b"ready" in buffered:
             return stack
         if process.poll() is not None:
-            raise StackFailed(f"esdb up exited with {process.returncode}:\n{stack.log_tail()}")
+            raise StackFailed(f"{what} exited with {process.returncode}:\n{stack.log_tail()}")
         time.sleep(0.05)  # polling a pipe, not waiting on state
     stack.stop()
-    raise StackFailed(f"esdb up was not ready in {READY_TIMEOUT_S} s:\n{stack.log_tail()}")
+    raise StackFailed(f"{what} was not ready in {READY_TIMEOUT_S} s:\n{stack.log_tail()}")
 
 
 class Api:

@@ -7,13 +7,21 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from esdb.contracts import api
-from esdb.contracts.api import AppendMultiResult, ClusterStatus, Health, NodeStatus
+from esdb.contracts.api import (
+    AppendMultiResult,
+    ClusterStatus,
+    Health,
+    LogState,
+    NodeStatus,
+    ReplicaState,
+)
 from esdb.contracts.commands import WriteOutcome
 from esdb.contracts.errors import (
     EsdbError,
@@ -24,9 +32,10 @@ from esdb.contracts.errors import (
     Unavailable,
     error_from_body,
 )
-from esdb.contracts.subjects import NODE_STATUS, SYSTEM_STORE, Op, reader_subject
+from esdb.contracts.subjects import LOG_STREAM, NODE_STATUS, SYSTEM_STORE, Op, reader_subject
 from esdb.services.gateway import validation
 from esdb.services.gateway.coalescer import WriteCoalescer
+from esdb.services.gateway.consistency import consistency_problems
 from esdb.shared.settings import Settings
 from esdb.shared.wire import Codec, codec_of, content_type_of, decode_request, encode, encode_error
 
@@ -44,6 +53,7 @@ class Gateway:
         self._nc = nc
         self._settings = settings
         self._writes = WriteCoalescer(nc)
+        self._js = nc.jetstream(timeout=1.0)
         self._store_ops: dict[str, Handler] = {
             Op.APPEND: self.append,
             Op.APPEND_MULTI: self.append_multi,
@@ -144,10 +154,41 @@ class Gateway:
         return bytes(reply.data)  # already encoded for the client by the reader
 
     async def cluster_status(self) -> ClusterStatus:
-        """Every writer node that answers within a short window."""
-        nodes = await self._gather_nodes(0.5)
+        """Every writer node that answers within a short window, the log's replicas, and
+        what the nodes disagree on."""
+        nodes, log_state = await asyncio.gather(self._gather_nodes(0.5), self._log_state())
+        nodes.sort(key=lambda n: n.node_id)
         leader = next((n.node_id for n in nodes if n.role == "leader"), None)
-        return ClusterStatus(leader=leader, nodes=sorted(nodes, key=lambda n: n.node_id))
+        problems = consistency_problems(nodes)
+        return ClusterStatus(
+            leader=leader,
+            nodes=nodes,
+            log=log_state,
+            consistent=not problems,
+            problems=problems,
+        )
+
+    async def _log_state(self) -> LogState | None:
+        try:
+            info = await self._js.stream_info(LOG_STREAM)
+        except (nats.errors.Error, TimeoutError):
+            return None
+        cluster = info.cluster
+        replicas = [
+            ReplicaState(
+                name=peer.name or "?",
+                current=bool(peer.current),
+                offline=bool(peer.offline),
+                lag=peer.lag or 0,
+            )
+            for peer in (cluster.replicas or [] if cluster else [])
+        ]
+        return LogState(
+            first_sequence=info.state.first_seq,
+            last_sequence=info.state.last_seq,
+            leader=cluster.leader if cluster else None,
+            replicas=replicas,
+        )
 
     async def health(self) -> Health:
         """`ok` when a leader takes writes and a reader answers, else `unavailable`."""

@@ -57,16 +57,18 @@ def free_port_block(count: int, attempts: int = 50) -> int:
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """One nats-server: its name, client port and (in a cluster) route port."""
+    """One nats-server: its name, client port, (in a cluster) route port, and the address it
+    listens on for both."""
 
     name: str
     port: int
     cluster_port: int | None = None
+    host: str = HOST
 
     @property
     def url(self) -> str:
         """The client URL."""
-        return f"nats://{HOST}:{self.port}"
+        return f"nats://{self.host}:{self.port}"
 
 
 def server_config(
@@ -76,7 +78,7 @@ def server_config(
     sync = "  sync_interval: always\n" if durability == "fsync" else ""
     config = (
         f"server_name: {spec.name}\n"
-        f"listen: {HOST}:{spec.port}\n"
+        f"listen: {spec.host}:{spec.port}\n"
         "max_payload: 8MB\n"
         "jetstream {\n"
         f'  store_dir: "{store_dir}"\n'
@@ -85,12 +87,12 @@ def server_config(
     )
     if spec.cluster_port is not None and peers:
         routes = ", ".join(
-            f"nats-route://{HOST}:{p.cluster_port}" for p in peers if p.cluster_port is not None
+            f"nats-route://{p.host}:{p.cluster_port}" for p in peers if p.cluster_port is not None
         )
         config += (
             "cluster {\n"
             "  name: esdb\n"
-            f"  listen: {HOST}:{spec.cluster_port}\n"
+            f"  listen: {spec.host}:{spec.cluster_port}\n"
             f"  routes: [{routes}]\n"
             "}\n"
         )
@@ -109,16 +111,16 @@ def write_server_config(
     return path
 
 
-async def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    """Wait until something listens on `port`."""
+async def wait_for_port(port: int, timeout: float = 15.0, *, host: str = HOST) -> None:
+    """Wait until something listens on `host`:`port`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            _, writer = await asyncio.open_connection(HOST, port)
+            _, writer = await asyncio.open_connection(host, port)
         except OSError:
             await asyncio.sleep(0.05)
             continue
         writer.close()
         await writer.wait_closed()
         return
-    raise NatsServerError(f"nats-server did not listen on port {port} within {timeout} s")
+    raise NatsServerError(f"nats-server did not listen on {host}:{port} within {timeout} s")

@@ -19,6 +19,7 @@ from esdb.contracts.api import Health
 from esdb.contracts.subjects import SYSTEM_STORE, Op, api_subject
 from esdb.services.supervisor.children import Child
 from esdb.services.supervisor.nats_server import (
+    HOST,
     ServerSpec,
     free_port,
     nats_server_binary,
@@ -44,6 +45,10 @@ class StackOptions:
     nats_port: int | None = None
     nats_url: str | None = None
     log_level: str = "INFO"
+    # Per node (tests of network faults): the address its nats-server listens on (default
+    # loopback), and a network namespace its server, writer and reader run in (`ip netns exec`).
+    node_hosts: tuple[str, ...] = ()
+    node_netns: tuple[str, ...] = ()
 
 
 def node_id(index: int) -> str:
@@ -51,16 +56,30 @@ def node_id(index: int) -> str:
     return f"node{index}"
 
 
-def server_specs(nodes: int, first_port: int) -> tuple[ServerSpec, ...]:
-    """One nats-server per node on consecutive client ports; routes only in a cluster."""
+def server_specs(
+    nodes: int, first_port: int, hosts: tuple[str, ...] = ()
+) -> tuple[ServerSpec, ...]:
+    """One nats-server per node on consecutive client ports (on `hosts[i]`, else loopback);
+    routes only in a cluster."""
     return tuple(
         ServerSpec(
             name=f"esdb-{node_id(i)}",
             port=first_port + i - 1,
             cluster_port=free_port() if nodes > 1 else None,
+            host=hosts[i - 1] if hosts else HOST,
         )
         for i in range(1, nodes + 1)
     )
+
+
+def _check_per_node(options: StackOptions) -> None:
+    for name, values in (("node_hosts", options.node_hosts), ("node_netns", options.node_netns)):
+        if values and len(values) != options.nodes:
+            raise SystemExit(f"esdb up: {name} needs one entry per node ({options.nodes})")
+        if values and options.nats_url is not None:
+            raise SystemExit(f"esdb up: {name} places the stack's own servers, not --nats-url")
+    if options.node_netns and shutil.which("ip") is None:
+        raise SystemExit("esdb up: node_netns needs `ip` (iproute2)")
 
 
 async def wait_healthy(url: str, timeout: float) -> Health:
@@ -91,15 +110,17 @@ class Stack:
             raise SystemExit(f"esdb up: --nodes must be one of {CLUSTER_SIZES}")
         if options.nats_url is not None and options.nodes != 1:
             raise SystemExit("esdb up: --nats-url runs one node; a cluster brings its servers")
+        _check_per_node(options)
         self.options = options
         self.data_dir = options.data_dir.resolve()
         self.run_dir = self.data_dir / "run"
         self.servers: list[Child] = []
         self.services: list[Child] = []
+        self.specs: tuple[ServerSpec, ...] = ()
         if options.nats_url is None:
-            specs = server_specs(options.nodes, options.nats_port or 4222)
-            self.node_urls = [spec.url for spec in specs]
-            self._plan_servers(specs)
+            self.specs = server_specs(options.nodes, options.nats_port or 4222, options.node_hosts)
+            self.node_urls = [spec.url for spec in self.specs]
+            self._plan_servers(self.specs)
         else:
             self.node_urls = [options.nats_url]
         self.url = ",".join(self.node_urls)
@@ -117,7 +138,7 @@ class Stack:
             self.servers.append(
                 Child(
                     name=f"nats-server-{node_id(index)}",
-                    argv=[nats_server_binary(), "-c", str(config)],
+                    argv=self._in_node_netns(index, [nats_server_binary(), "-c", str(config)]),
                     env={},
                     pid_file=self.run_dir / f"nats-server-{node_id(index)}.pid",
                     log_file=work_dir / f"{node_id(index)}.log",
@@ -139,17 +160,28 @@ class Stack:
         for index, url in enumerate(self.node_urls, 1):
             env = settings_environ(self._settings(index, url))
             for service in NODE_SERVICES:
-                self.services.append(self._child(f"{service}-{node_id(index)}", service, env))
+                name = f"{service}-{node_id(index)}"
+                self.services.append(self._child(name, service, env, node=index))
         gateway_env = settings_environ(self._settings(1, self.url))
         self.services.append(self._child("gateway", "gateway", gateway_env))
 
-    def _child(self, name: str, service: str, env: dict[str, str]) -> Child:
+    def _child(
+        self, name: str, service: str, env: dict[str, str], *, node: int | None = None
+    ) -> Child:
+        argv = [sys.executable, "-m", f"esdb.services.{service}"]
         return Child(
             name=name,
-            argv=[sys.executable, "-m", f"esdb.services.{service}"],
+            argv=argv if node is None else self._in_node_netns(node, argv),
             env=env,
             pid_file=self.run_dir / f"{name}.pid",
         )
+
+    def _in_node_netns(self, index: int, argv: list[str]) -> list[str]:
+        """`argv` run inside the network namespace of node `index`, if it has one. `ip netns
+        exec` execs the command in place, so the pid (and its signals) stay the command's."""
+        if not self.options.node_netns:
+            return argv
+        return ["ip", "netns", "exec", self.options.node_netns[index - 1], *argv]
 
     def _forget_previous_run(self) -> None:
         """In memory mode the log does not outlive nats-server, so neither may node state."""
@@ -168,8 +200,8 @@ class Stack:
             for server in self.servers:
                 await server.start()
                 supervised.append(asyncio.create_task(server.supervise(stopping)))
-            for url in self.node_urls if self.servers else []:
-                await wait_for_port(int(url.rsplit(":", 1)[1]))
+            for spec in self.specs:
+                await wait_for_port(spec.port, host=spec.host)
             for child in self.services:
                 await child.start()
                 supervised.append(asyncio.create_task(child.supervise(stopping)))

@@ -8,6 +8,11 @@ from esdb.contracts.log import LogEntry, decode_entry
 from esdb.services.writer.apply import ApplyError, apply_entry
 from esdb.shared.storage.catalog import Catalog
 
+# Every CHECKPOINT_EVERY-th sequence the running log hash is kept, so nodes at different
+# sequences can still be compared at one they both passed.
+CHECKPOINT_EVERY = 16
+CHECKPOINTS_KEPT = 8
+
 
 class Applier:
     """Serializes every apply on a node; an entry at or below the applied sequence is skipped."""
@@ -16,6 +21,7 @@ class Applier:
         self.catalog = catalog
         self.lock = asyncio.Lock()
         self.applied = asyncio.Condition()
+        self.checkpoints: dict[int, str] = {}
 
     def apply_locked(self, sequence: int, entry: LogEntry) -> None:
         """Apply `entry` as `sequence`; the caller holds `lock`."""
@@ -25,6 +31,10 @@ class Applier:
         if sequence != applied + 1:
             raise ApplyError(f"log entry {sequence} arrived after {applied}: a gap")
         apply_entry(self.catalog, sequence, entry)
+        if sequence % CHECKPOINT_EVERY == 0:
+            self.checkpoints[sequence] = self.catalog.log_hash().hex()
+            for old in sorted(self.checkpoints)[:-CHECKPOINTS_KEPT]:
+                del self.checkpoints[old]
 
     async def apply_raw(self, sequence: int, data: bytes) -> None:
         """Decode and apply an entry from the log tail; a corrupt entry raises, never skips."""

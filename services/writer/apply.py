@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from esdb.contracts.log import AppendOp, CreateStoreOp, LogEntry
+import hashlib
+
+from esdb.contracts.log import AppendOp, CreateStoreOp, LogEntry, encode_entry
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.port import StoreTransaction
 from esdb.shared.storage.records import EventRecord, StreamState
@@ -41,7 +43,16 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry) -> None:
                 )
             for stream, state in versions.items():
                 txn.put_stream_state(stream, state)
-    catalog.record(sequence, [])
+    catalog.record(sequence, [], log_hash=chain_hash(catalog.log_hash(), sequence, entry))
+
+
+def chain_hash(previous: bytes, sequence: int, entry: LogEntry) -> bytes:
+    """The running hash of the log after `entry`, equal on every replica at equal sequence."""
+    # msgspec encodes a struct deterministically: leader and followers hash the same bytes.
+    digest = hashlib.blake2b(previous, digest_size=16)
+    digest.update(sequence.to_bytes(8, "big"))
+    digest.update(encode_entry(entry))
+    return digest.digest()
 
 
 def _apply_append(

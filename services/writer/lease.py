@@ -20,6 +20,7 @@ class Lease:
         self._kv = kv
         self._node_id = node_id.encode()
         self._revision: int | None = None
+        self.holder_seen: str | None = None
 
     @classmethod
     async def open(
@@ -44,13 +45,16 @@ class Lease:
         """Take the lease if it is free (or already ours from before a restart)."""
         try:
             self._revision = await self._kv.create(LEASE_KEY, self._node_id)
+            self.holder_seen = self._node_id.decode()
             return True
         except nats.js.errors.KeyWrongLastSequenceError:
             pass
         try:
             entry = await self._kv.get(LEASE_KEY)
         except nats.js.errors.KeyNotFoundError:
+            self.holder_seen = None
             return False
+        self.holder_seen = entry.value.decode() if entry.value else None
         if entry.value != self._node_id or entry.revision is None:
             return False
         return await self._update(entry.revision)
@@ -64,6 +68,7 @@ class Lease:
     async def _update(self, revision: int) -> bool:
         try:
             self._revision = await self._kv.update(LEASE_KEY, self._node_id, last=revision)
+            self.holder_seen = self._node_id.decode()
             return True
         except nats.errors.Error:
             # Taken by another node, or NATS unreachable: either way we cannot prove we

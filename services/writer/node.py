@@ -21,6 +21,7 @@ from esdb.services.writer.applier import Applier
 from esdb.services.writer.apply import ApplyError
 from esdb.services.writer.lease import Lease
 from esdb.services.writer.log import ReplicatedLog
+from esdb.services.writer.monitor import NodeMonitor
 from esdb.services.writer.sequencer import LeadershipLost, Sequencer
 from esdb.shared.nats_connection import concurrently
 from esdb.shared.settings import Settings
@@ -49,6 +50,7 @@ class WriterNode:
         self._lease = lease
         self._sequencer: Sequencer | None = None
         self._log_last = 0
+        self._monitor = NodeMonitor(nc, settings.node_id, applier.catalog.applied_sequence)
         self.role = "follower"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -56,6 +58,7 @@ class WriterNode:
         await self._check_log_covers_state()
         status_sub = await self._nc.subscribe(NODE_STATUS, cb=self._on_status)
         tail = asyncio.create_task(self._tail(), name="tail")
+        heartbeats = asyncio.create_task(self._monitor.run(), name="heartbeats")
         lead = asyncio.create_task(self._lead(stop), name="lead")
         stopper = asyncio.create_task(stop.wait(), name="stop")
         try:
@@ -67,6 +70,7 @@ class WriterNode:
             with contextlib.suppress(asyncio.CancelledError, LeadershipLost):
                 await lead
             tail.cancel()
+            heartbeats.cancel()
             stopper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await tail
@@ -169,6 +173,7 @@ class WriterNode:
 
     async def _on_status(self, msg: Msg) -> None:
         applied = self._applier.catalog.applied_sequence()
+        log_hash = self._applier.catalog.log_hash().hex()
         last = max(self._log_last, applied)
         status = NodeStatus(
             node_id=self._settings.node_id,
@@ -177,5 +182,9 @@ class WriterNode:
             log_last_sequence=last,
             lag=last - applied,
             stores=self._applier.catalog.names(),
+            log_hash=log_hash,
+            checkpoints={**self._applier.checkpoints, applied: log_hash},
+            lease_holder=self._lease.holder_seen,
+            members=self._monitor.membership.view(),
         )
         await msg.respond(_encoder.encode(status))

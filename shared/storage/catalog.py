@@ -13,6 +13,8 @@ from esdb.shared.storage.records import StreamState
 
 SYSTEM_STORE_DIR = "_system"
 _STORE_PREFIX = "store:"
+# The system store keeps small named records as stream states: stores, and the log hash.
+_HASH_KEY = "log:hash"
 
 
 class Catalog:
@@ -26,7 +28,8 @@ class Catalog:
 
     def names(self) -> list[str]:
         """Names of the stores that exist."""
-        return [name[len(_STORE_PREFIX) :] for name, _ in self.system.list_streams(None, 1 << 30)]
+        found = self.system.list_streams(_STORE_PREFIX, 1 << 30)
+        return [name[len(_STORE_PREFIX) :] for name, _ in found if name.startswith(_STORE_PREFIX)]
 
     def exists(self, name: str) -> bool:
         """Whether a store was created."""
@@ -45,11 +48,21 @@ class Catalog:
         """The log sequence every store has applied."""
         return self.system.applied_sequence()
 
-    def record(self, sequence: int, created: list[str]) -> None:
-        """Mark `sequence` applied to every store, registering the stores it created."""
+    def log_hash(self) -> bytes:
+        """The running hash of every log entry applied (empty before the first)."""
+        state = self.system.stream_state(_HASH_KEY)
+        return b"" if state is None else bytes.fromhex(state.metadata["hash"])
+
+    def record(self, sequence: int, created: list[str], log_hash: bytes | None = None) -> None:
+        """Mark `sequence` applied to every store, registering the stores it created and the
+        running log hash after it."""
         with self.system.transaction(sequence) as txn:
             for name in created:
                 txn.put_stream_state(_STORE_PREFIX + name, StreamState())
+            if log_hash is not None:
+                txn.put_stream_state(
+                    _HASH_KEY, StreamState(sequence, metadata={"hash": log_hash.hex()})
+                )
         for name in created:
             self.get(name)  # creates its environment, so readers can open it
 

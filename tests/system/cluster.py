@@ -62,6 +62,13 @@ async def wait_converged(api: Api, nodes: tuple[int, ...] = NODES, timeout: floa
         return False
 
     await wait_until(converged, timeout=timeout, what="every node to apply the whole log")
+
+    async def consistent() -> bool:
+        status = await cluster_status(api)
+        checked = [n for n in status.get("nodes", []) if n["checkpoints"]]
+        return bool(status.get("consistent")) and len(checked) == len(nodes)
+
+    await wait_until(consistent, timeout=20, what="the consistency checker to find agreement")
     return reached[-1]
 
 
