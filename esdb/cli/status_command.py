@@ -34,15 +34,33 @@ async def show_status(client: Client, args: argparse.Namespace) -> int:
                 node.applied_sequence,
                 node.log_last_sequence,
                 node.lag,
+                node.log_hash[:12] or "-",
+                ",".join(k for k, up in node.members.items() if up) or "-",
                 ",".join(node.stores),
             )
             for node in cluster.nodes
         ]
         if rows:
-            print(table(("NODE", "ROLE", "APPLIED", "LOG LAST", "LAG", "STORES"), rows))
+            header = ("NODE", "ROLE", "APPLIED", "LOG LAST", "LAG", "LOG HASH", "SEES UP", "STORES")
+            print(table(header, rows))
         else:
             print("no writer node answered")
         readers = "1 reader" if health.readers == 1 else f"{health.readers} readers"
         print(f"leader: {cluster.leader or 'none'}")
+        if cluster.log is not None:
+            log = cluster.log
+            print(
+                f"log: sequences {log.first_sequence}..{log.last_sequence}, "
+                f"JetStream leader {log.leader or '-'}"
+            )
+            for replica in log.replicas:
+                state = "offline" if replica.offline else "current" if replica.current else "behind"
+                print(f"  replica {replica.name}: {state}, lag {replica.lag}")
+        if cluster.consistent:
+            print("consistency: nodes agree on leader, membership and log hash")
+        else:
+            print("consistency: PROBLEMS")
+            for problem in cluster.problems:
+                print(f"  - {problem}")
         print(f"health: {health.status} ({readers} answering)")
     return 0 if health.status == "ok" else 1
