@@ -17,6 +17,8 @@ LOG_STREAM = "ESDB_LOG"
 LOG_SUBJECT = f"{INTERNAL_PREFIX}.log"
 LEASE_BUCKET = "esdb_leader"
 LEASE_KEY = "writer"
+IMAGE_BUCKET = "esdb_images"
+IMAGE_NAME = "latest"
 
 
 def api_subject(store: str, operation: str) -> str:

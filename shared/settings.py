@@ -25,12 +25,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     replicas: int = 1
     default_store: str = "default"
     timeout_ms: int = 5000
-    lease_ttl_s: float = 3.0
+    lease_ttl_s: float = 1.5
     max_event_bytes: int = 1 << 20
     max_events_per_append: int = 10_000
     max_read_limit: int = 10_000
     max_batch_events: int = 20_000
     max_request_bytes: int = 4 << 20
+    image_every_entries: int = 10_000
+    log_retain_entries: int = 1_000
+    log_purge: bool = True
     log_level: str = "INFO"
 
 

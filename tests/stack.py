@@ -60,9 +60,14 @@ class Stack:
 
 
 def start_stack(
-    data_dir: Path, *, durability: str = "fsync", port: int | None = None, nodes: int = 1
+    data_dir: Path,
+    *,
+    durability: str = "fsync",
+    port: int | None = None,
+    nodes: int = 1,
+    env: dict[str, str] | None = None,
 ) -> Stack:
-    """Run `esdb up` and wait for its `ready` line."""
+    """Run `esdb up` (with extra `ESDB_*` settings in `env`) and wait for its `ready` line."""
     port = port or free_port_block(nodes)
     args = [
         sys.executable,
@@ -79,16 +84,20 @@ def start_stack(
         str(nodes),
     ]
     urls = ",".join(f"nats://127.0.0.1:{port + i}" for i in range(nodes))
-    return launch_stack(args, url=urls, data_dir=data_dir, what="esdb up")
+    return launch_stack(args, url=urls, data_dir=data_dir, what="esdb up", env=env)
 
 
-def launch_stack(args: list[str], *, url: str, data_dir: Path, what: str) -> Stack:
+def launch_stack(
+    args: list[str], *, url: str, data_dir: Path, what: str, env: dict[str, str] | None = None
+) -> Stack:
     """Run a command that starts a stack (logging to `<data_dir>/stack.log`) and wait for the
     `ready` line it prints."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "stack.log"
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env=os.environ.copy())
+        process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=log, env={**os.environ, **(env or {})}
+        )
     stack = Stack(url, data_dir, process, log_path, args)
     assert process.stdout is not None
     deadline = time.monotonic() + READY_TIMEOUT_S

@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 import nats
 
-from esdb.contracts.api import Health
+from esdb.contracts.api import ClusterStatus, Health
 from esdb.contracts.subjects import SYSTEM_STORE, Op, api_subject
 from esdb.services.supervisor.children import Child
 from esdb.services.supervisor.nats_server import (
@@ -26,7 +26,7 @@ from esdb.services.supervisor.nats_server import (
     wait_for_port,
     write_server_config,
 )
-from esdb.shared.settings import Settings, settings_environ
+from esdb.shared.settings import Settings, SettingsError, load_settings, settings_environ
 
 log = logging.getLogger("esdb.supervisor")
 
@@ -82,8 +82,8 @@ def _check_per_node(options: StackOptions) -> None:
         raise SystemExit("esdb up: node_netns needs `ip` (iproute2)")
 
 
-async def wait_healthy(url: str, timeout: float) -> Health:
-    """Poll `_sys.health` until it reports `ok`."""
+async def wait_healthy(url: str, timeout: float, nodes: int = 1) -> Health:
+    """Poll until `_sys.health` reports `ok` and all `nodes` writers answer."""
     deadline = time.monotonic() + timeout
     nc = await nats.connect(url.split(","), max_reconnect_attempts=-1)
     last: Health | None = None
@@ -93,7 +93,12 @@ async def wait_healthy(url: str, timeout: float) -> Health:
                 reply = await nc.request(api_subject(SYSTEM_STORE, Op.HEALTH), b"{}", timeout=2)
                 last = msgspec.json.decode(reply.data, type=Health)
                 if last.status == "ok":
-                    return last
+                    reply = await nc.request(
+                        api_subject(SYSTEM_STORE, Op.CLUSTER_STATUS), b"{}", timeout=2
+                    )
+                    status = msgspec.json.decode(reply.data, type=ClusterStatus)
+                    if len(status.nodes) >= nodes:
+                        return last
             except (nats.errors.NoRespondersError, nats.errors.TimeoutError, msgspec.DecodeError):
                 pass
             await asyncio.sleep(0.1)
@@ -112,6 +117,10 @@ class Stack:
             raise SystemExit("esdb up: --nats-url runs one node; a cluster brings its servers")
         _check_per_node(options)
         self.options = options
+        try:
+            self.base_settings = load_settings()
+        except SettingsError as e:
+            raise SystemExit(f"esdb up: invalid configuration: {e}") from e
         self.data_dir = options.data_dir.resolve()
         self.run_dir = self.data_dir / "run"
         self.servers: list[Child] = []
@@ -146,14 +155,15 @@ class Stack:
             )
 
     def _settings(self, index: int, nats_url: str) -> Settings:
-        return Settings(
+        """A node's settings: the `ESDB_*` environment, with what the stack decides over it."""
+        return msgspec.structs.replace(
+            self.base_settings,
             nats_url=nats_url,
             data_dir=self.data_dir / node_id(index),
             node_id=node_id(index),
             durability=self.options.durability,
             replicas=self.options.nodes,
             log_level=self.options.log_level,
-            lease_ttl_s=1.5,
         )
 
     def _plan_services(self) -> None:
@@ -205,7 +215,7 @@ class Stack:
             for child in self.services:
                 await child.start()
                 supervised.append(asyncio.create_task(child.supervise(stopping)))
-            await wait_healthy(self.url, timeout=READY_TIMEOUT_S)
+            await wait_healthy(self.url, timeout=READY_TIMEOUT_S, nodes=self.options.nodes)
             print(f"esdb ready on {self.url} (data in {self.data_dir})", flush=True)
             await stop.wait()
         finally:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from nats.js.object_store import ObjectStore
+
 from esdb.services.writer.applier import Applier
+from esdb.services.writer.images import ImageKeeper, open_image_store, prepare_data_dir
 from esdb.services.writer.lease import Lease
 from esdb.services.writer.log import JetStreamLog
 from esdb.services.writer.node import WriterNode
@@ -31,9 +34,27 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
     # A JetStream cluster needs a few seconds to elect its meta leader after a start.
     lease = await retry_until_ready(open_log_and_lease, what="JetStream", timeout=120)
+
+    async def open_images() -> ObjectStore:
+        images = await open_image_store(
+            js, replicas=settings.replicas, durability=settings.durability
+        )
+        await prepare_data_dir(js, images, settings.data_dir)
+        return images
+
+    images = await retry_until_ready(open_images, what="the image store", timeout=120)
     catalog = lmdb_catalog(settings.data_dir)
+    keeper = ImageKeeper(
+        catalog,
+        images,
+        js,
+        node=settings.node_id,
+        every=settings.image_every_entries,
+        retain=settings.log_retain_entries,
+        purge=settings.log_purge,
+    )
     try:
-        node = WriterNode(settings, nc, JetStreamLog(js), Applier(catalog), lease)
+        node = WriterNode(settings, nc, JetStreamLog(js), Applier(catalog), lease, keeper)
         await node.run(stop)
     finally:
         await nc.drain()

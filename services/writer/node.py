@@ -19,6 +19,7 @@ from esdb.contracts.log import CreateStoreOp
 from esdb.contracts.subjects import NODE_STATUS, WRITER_COMMANDS
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.apply import ApplyError
+from esdb.services.writer.images import ImageKeeper
 from esdb.services.writer.lease import Lease
 from esdb.services.writer.log import ReplicatedLog
 from esdb.services.writer.monitor import NodeMonitor
@@ -42,12 +43,14 @@ class WriterNode:
         log_: ReplicatedLog,
         applier: Applier,
         lease: Lease,
+        image_keeper: ImageKeeper | None = None,
     ) -> None:
         self._settings = settings
         self._nc = nc
         self._log = log_
         self._applier = applier
         self._lease = lease
+        self._image_keeper = image_keeper
         self._sequencer: Sequencer | None = None
         self._log_last = 0
         self._monitor = NodeMonitor(nc, settings.node_id, applier.catalog.applied_sequence)
@@ -130,6 +133,8 @@ class WriterNode:
         )
         await self._ensure_default_store(sequencer)
         run = asyncio.create_task(sequencer.run(), name="sequencer")
+        keeper = self._image_keeper
+        imaging = asyncio.create_task(keeper.run() if keeper else asyncio.sleep(0), name="images")
         self._sequencer = sequencer
         sub: Subscription = await self._nc.subscribe(
             WRITER_COMMANDS, cb=concurrently(self._on_commands)
@@ -142,6 +147,7 @@ class WriterNode:
                 if not run.done() and not await self._lease.renew():
                     raise LeadershipLost("lease lost")
         finally:
+            imaging.cancel()
             await sub.unsubscribe()
             self._sequencer = None
             sequencer.close()

@@ -17,6 +17,24 @@ _STORE_PREFIX = "store:"
 _HASH_KEY = "log:hash"
 
 
+def registered_stores(system: StoreReader) -> list[str]:
+    """Names of the stores a system store has registered."""
+    found = system.list_streams(_STORE_PREFIX, 1 << 30)
+    return [name[len(_STORE_PREFIX) :] for name, _ in found if name.startswith(_STORE_PREFIX)]
+
+
+def applied_on_disk(data_dir: Path) -> int:
+    """The log sequence a node's data directory reflects (0 when it has none)."""
+    path = data_dir / SYSTEM_STORE_DIR
+    if not store_exists(path):
+        return 0
+    system = LmdbStore(path, readonly=True)
+    try:
+        return system.applied_sequence()
+    finally:
+        system.close()
+
+
 class Catalog:
     """Opens stores by name; the system store records which stores exist and the sequence
     up to which every store has applied the log."""
@@ -28,8 +46,7 @@ class Catalog:
 
     def names(self) -> list[str]:
         """Names of the stores that exist."""
-        found = self.system.list_streams(_STORE_PREFIX, 1 << 30)
-        return [name[len(_STORE_PREFIX) :] for name, _ in found if name.startswith(_STORE_PREFIX)]
+        return registered_stores(self.system)
 
     def exists(self, name: str) -> bool:
         """Whether a store was created."""
@@ -92,19 +109,29 @@ class ReadOnlyStores:
     def __init__(self, data_dir: Path, *, map_size: int = DEFAULT_MAP_SIZE) -> None:
         self._data_dir = data_dir
         self._map_size = map_size
-        self._open: dict[str, LmdbStore] = {}
+        self._open: dict[str, tuple[int, LmdbStore]] = {}
 
     def get(self, name: str) -> StoreReader:
-        """The named store; `NotFound` until the writer has created it."""
-        store = self._open.get(name)
-        if store is None:
-            path = self._data_dir / name
-            if name.startswith("_") or not store_exists(path):
-                raise NotFound(f"store {name!r} does not exist", field="store", store=name)
-            store = self._open[name] = LmdbStore(path, readonly=True, map_size=self._map_size)
+        """The named store; `NotFound` until the writer has created it. A store whose files
+        were replaced (an image restored under us) is reopened."""
+        path = self._data_dir / name
+        try:
+            inode = (path / "data.mdb").stat().st_ino
+        except FileNotFoundError:
+            inode = None
+        opened = self._open.get(name)
+        if opened is not None and opened[0] == inode:
+            return opened[1]
+        if opened is not None:
+            opened[1].close()
+            del self._open[name]
+        if name.startswith("_") or inode is None:
+            raise NotFound(f"store {name!r} does not exist", field="store", store=name)
+        store = LmdbStore(path, readonly=True, map_size=self._map_size)
+        self._open[name] = (inode, store)
         return store
 
     def close(self) -> None:
         """Close every open store."""
-        for store in self._open.values():
+        for _, store in self._open.values():
             store.close()

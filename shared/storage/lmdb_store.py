@@ -217,6 +217,11 @@ class LmdbStore:
         except lmdb.DiskError as e:
             raise Unavailable(f"disk error on {self.path}: {e}", path=str(self.path)) from e
 
+    def copy_to(self, path: Path) -> None:
+        """Write a compacted, consistent copy of the environment into the empty dir `path`."""
+        path.mkdir(parents=True, exist_ok=True)
+        self._env.copy(str(path), compact=True)
+
     def sync(self) -> None:
         """Flush the environment to disk."""
         self._env.sync(True)

@@ -179,10 +179,22 @@ def test_streams_lists_names_and_versions(stack: Stack) -> None:
 
 def test_status_shows_the_leader_and_health(stack: Stack) -> None:
     lines = ok(stack, "status").splitlines()
-    assert lines[0].split() == ["NODE", "ROLE", "APPLIED", "LOG", "LAST", "LAG", "STORES"]
-    leader_rows = [row.split() for row in lines[1:] if " leader " in row]
+    assert lines[0].split() == [
+        "NODE",
+        "ROLE",
+        "APPLIED",
+        "LOG",
+        "LAST",
+        "LAG",
+        "LOG",
+        "HASH",
+        "SEES",
+        "UP",
+        "STORES",
+    ]
+    leader_rows = [row.split() for row in lines[1:] if row.split()[1:2] == ["leader"]]
     assert len(leader_rows) == 1
-    node, _, applied, _, lag, stores = leader_rows[0]
+    node, _, applied, _, lag, _, _, stores = leader_rows[0]
     assert int(applied) >= 1
     assert int(lag) >= 0
     assert "default" in stores.split(",")

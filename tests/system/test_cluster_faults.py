@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import Stack, connect_api, start_stack
+from tests.stack import Stack, connect_api, start_stack, wait_until
 from tests.system.cluster import (
     NODES,
+    cluster_status,
     kill,
     leader_index,
     load_with_fault,
@@ -98,6 +99,34 @@ async def test_wipe_one_node(cluster: Stack) -> None:
     await wait_converged(api)
     verify_replicas(cluster, history)
     await api.nc.close()
+
+
+async def test_wiped_node_restores_an_image_when_the_log_was_purged(tmp_path: Path) -> None:
+    compacting = {"ESDB_IMAGE_EVERY_ENTRIES": "15", "ESDB_LOG_RETAIN_ENTRIES": "3"}
+    cluster = start_stack(tmp_path / "cluster", nodes=3, env=compacting)
+    try:
+        api = await connect_api(cluster.url)
+        leader = await leader_index(api)
+        victim = next(n for n in NODES if n != leader)
+
+        async def log_was_purged() -> bool:
+            status = await cluster_status(api)
+            return bool(status.get("log") and status["log"]["first_sequence"] > 1)
+
+        async def fault() -> None:
+            await wait_until(log_was_purged, timeout=30, what="an image and a log purge")
+            shutil.rmtree(node_dir(cluster, victim))
+            pids = [kill(cluster, service, victim) for service in ("writer", "reader")]
+            for service, pid in zip(("writer", "reader"), pids, strict=True):
+                await wait_restarted(cluster, service, victim, pid)
+
+        history = await load_with_fault(api, fault, workers=8, appends=60)
+        await wait_converged(api)
+        verify_replicas(cluster, history)
+        assert "restored image of log sequence" in cluster.log_tail(2000)
+        await api.nc.close()
+    finally:
+        cluster.stop()
 
 
 async def test_restart_everything(tmp_path: Path) -> None:
