@@ -78,7 +78,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="own stack: keep its data here (default: a temporary directory, removed); "
-        "with --url: the running stack's --data-dir, to find its pid files for memory figures",
+        "with --url: the running stack's --data-dir, to find its pid files for memory and CPU figures",
     )
     parser.add_argument("--store", default="default", help="the esdb store to append to")
     parser.add_argument(
@@ -193,7 +193,7 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
         )
     )
     stored = 0
-    report.memory.append(stack.memory("start", stored))
+    report.resources.append(stack.sample("start", 0, stored))
 
     def plan(label: str, events: int) -> AppendPlan:
         return AppendPlan(
@@ -215,13 +215,14 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
         progress, esdb_appends(nc, options.store, timed, payload, progress)
     )
     stored += esdb_warm.log.events + esdb_run.log.events
-    report.memory.append(stack.memory("after esdb appends", stored))
+    report.resources.append(stack.sample("esdb appends", stored, stored))
 
     _say(f"jetstream: {options.events:,} publishes from {options.clients} clients...")
     js_warm = await jetstream_appends(js, warmup, payload, Progress("", 0))
     progress = Progress("jetstream publish", options.events)
     js_run = await _with_progress(progress, jetstream_appends(js, timed, payload, progress))
-    report.memory.append(stack.memory("after js appends", stored))
+    js_stored = js_warm.log.events + js_run.log.events
+    report.resources.append(stack.sample("js appends", js_stored, stored))
 
     if options.scenario != "read":
         esdb_figures = esdb_run.log.figures("esdb append", esdb_run.seconds)
@@ -242,7 +243,7 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
             page=options.read_page,
             timeout=read_timeout,
         )
-        js_stored = js_warm.log.events + js_run.log.events
+        report.resources.append(stack.sample("esdb read", esdb_read.events, stored))
         _say(f"jetstream: ordered consumer over {js_stored:,} messages...")
         js_read = await jetstream_ordered_read(
             js,
@@ -251,9 +252,9 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
             events=js_stored,
             timeout=read_timeout,
         )
+        report.resources.append(stack.sample("js read", js_read.events, stored))
         report.reads = [esdb_read, js_read]
         report.read_ratio = ratio(esdb_read.events_per_s, js_read.events_per_s, READ_TARGET)
-        report.memory.append(stack.memory("after reads", stored))
     return report
 
 

@@ -1,4 +1,4 @@
-"""What a benchmark run measured: throughput, latency percentiles, memory, as plain data."""
+"""What a benchmark run measured: throughput, latency percentiles, memory and CPU, as data."""
 
 from __future__ import annotations
 
@@ -45,21 +45,24 @@ class Ratio(msgspec.Struct, kw_only=True):
     met: bool
 
 
-class ProcessMemory(msgspec.Struct, kw_only=True):
-    """Resident memory of one process at one moment, in KiB (anonymous = heap and stacks)."""
+class ProcessUsage(msgspec.Struct, kw_only=True):
+    """One process at one moment: resident memory in KiB (anonymous = heap and stacks) and
+    the CPU time (user + system) it has used since it started."""
 
     process: str
     pid: int
     rss_kib: int
     anon_kib: int
+    cpu_s: float
 
 
-class MemorySample(msgspec.Struct, kw_only=True):
-    """The stack's processes after a phase, and how many events were stored by then."""
+class ResourceSample(msgspec.Struct, kw_only=True):
+    """Every process after a phase: how many events that phase handled, how many esdb held."""
 
     label: str
+    phase_events: int
     events_stored: int
-    processes: list[ProcessMemory]
+    processes: list[ProcessUsage]
 
 
 class BenchConfig(msgspec.Struct, kw_only=True):
@@ -85,7 +88,7 @@ class BenchReport(msgspec.Struct, kw_only=True):
     append_ratio: Ratio | None = None
     reads: list[ReadFigures] = msgspec.field(default_factory=list)
     read_ratio: Ratio | None = None
-    memory: list[MemorySample] = msgspec.field(default_factory=list)
+    resources: list[ResourceSample] = msgspec.field(default_factory=list)
 
 
 class LatencyLog:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from esdb.benchmarks.figures import BenchReport, MemorySample, Ratio
+from itertools import pairwise
+
+from esdb.benchmarks.figures import BenchReport, ProcessUsage, Ratio, ResourceSample
 
 
 def format_report(report: BenchReport) -> str:
@@ -38,8 +40,8 @@ def format_report(report: BenchReport) -> str:
             lines.append(f"{r.path:<28}{r.events:>9,}{r.events_per_s:>11,.0f}{r.seconds:>9.2f}")
         if report.read_ratio is not None:
             lines.append(_ratio_line("esdb / jetstream events/s", report.read_ratio))
-    if report.memory and any(sample.processes for sample in report.memory):
-        lines += ["", *_memory_table(report.memory)]
+    if any(sample.processes for sample in report.resources):
+        lines += ["", *_memory_table(report.resources), "", *_cpu_table(report.resources)]
     return "\n".join(lines)
 
 
@@ -48,28 +50,59 @@ def _ratio_line(what: str, ratio: Ratio) -> str:
     return f"{what}: {ratio.value:.2f}x (target >= {ratio.target:g}x: {verdict})"
 
 
-def _memory_table(samples: list[MemorySample]) -> list[str]:
+def _process_names(samples: list[ResourceSample]) -> list[str]:
     names: list[str] = []
     for sample in samples:
         for process in sample.processes:
             if process.process not in names:
                 names.append(process.process)
+    return names
+
+
+def _table(
+    title: str, samples: list[ResourceSample], rows: list[tuple[str, list[str]]]
+) -> list[str]:
     width = max(14, *(len(s.label) + 2 for s in samples))
-    first = max(14, *(len(name) + 1 for name in names))
-    lines = [
-        "memory: RSS MiB / anonymous MiB (heap; RSS also counts mapped LMDB and JetStream files)",
-        f"{'process':<{first}}" + "".join(f"{s.label:>{width}}" for s in samples),
-        f"{'events stored':<{first}}" + "".join(f"{s.events_stored:>{width},}" for s in samples),
-    ]
-    for name in names:
+    first = max(15, *(len(name) + 1 for name, _ in rows))
+    lines = [title, f"{'':<{first}}" + "".join(f"{s.label:>{width}}" for s in samples)]
+    lines += [f"{name:<{first}}" + "".join(f"{c:>{width}}" for c in cells) for name, cells in rows]
+    return lines
+
+
+def _memory_table(samples: list[ResourceSample]) -> list[str]:
+    rows = [("events stored", [f"{s.events_stored:,}" for s in samples])]
+    for name in _process_names(samples):
         cells = []
         for sample in samples:
-            found = next((p for p in sample.processes if p.process == name), None)
-            cell = (
+            found = _find(sample, name)
+            cells.append(
                 "-"
                 if found is None
                 else f"{found.rss_kib / 1024:.1f} / {found.anon_kib / 1024:.1f}"
             )
-            cells.append(f"{cell:>{width}}")
-        lines.append(f"{name:<{first}}" + "".join(cells))
-    return lines
+        rows.append((name, cells))
+    return _table(
+        "memory after each phase: RSS MiB / anonymous MiB "
+        "(anonymous = heap; RSS also counts mapped LMDB files)",
+        samples,
+        rows,
+    )
+
+
+def _cpu_table(samples: list[ResourceSample]) -> list[str]:
+    phases = samples[1:]
+    rows = [("events", [f"{s.phase_events:,}" for s in phases])]
+    for name in _process_names(samples):
+        cells = []
+        for before, after in pairwise(samples):
+            start, end = _find(before, name), _find(after, name)
+            if start is None or end is None or start.pid != end.pid or not after.phase_events:
+                cells.append("-")
+            else:
+                cells.append(f"{(end.cpu_s - start.cpu_s) / after.phase_events * 1e6:,.0f}")
+        rows.append((name, cells))
+    return _table("cpu per event in each phase: µs (user + system)", phases, rows)
+
+
+def _find(sample: ResourceSample, name: str) -> ProcessUsage | None:
+    return next((p for p in sample.processes if p.process == name), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import sys
@@ -12,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from esdb.benchmarks.figures import MemorySample, ProcessMemory
+from esdb.benchmarks.figures import ProcessUsage, ResourceSample
 from esdb.services.supervisor.nats_server import free_port
 
+CLIENT_PROCESS = "bench client"
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _ORDER = ("gateway", "writer", "reader", "snapshot", "subscription", "leader", "nats-server")
 
 _READY_TIMEOUT_S = 120.0
@@ -114,17 +117,22 @@ class BenchStack:
         if self.remove_data and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def memory(self, label: str, events_stored: int) -> MemorySample:
-        """RSS of every process with a pid file under `<data_dir>/run/` (the services and,
-        when `esdb up` runs it, nats-server); empty without a data directory."""
-        processes: list[ProcessMemory] = []
+    def sample(self, label: str, phase_events: int, events_stored: int) -> ResourceSample:
+        """Memory and CPU time of this benchmark process and of every process with a pid file
+        under `<data_dir>/run/` (the services and, when `esdb up` runs it, nats-server)."""
+        processes: list[ProcessUsage] = []
+        own = process_usage(CLIENT_PROCESS, os.getpid())
+        if own is not None:
+            processes.append(own)
         if self.data_dir is not None:
             for pid_file in sorted((self.data_dir / "run").glob("*.pid"), key=_process_order):
                 pid = _read_pid(pid_file)
-                found = None if pid is None else process_memory(pid_file.stem, pid)
+                found = None if pid is None else process_usage(pid_file.stem, pid)
                 if found is not None:
                     processes.append(found)
-        return MemorySample(label=label, events_stored=events_stored, processes=processes)
+        return ResourceSample(
+            label=label, phase_events=phase_events, events_stored=events_stored, processes=processes
+        )
 
 
 def _process_order(pid_file: Path) -> tuple[int, str]:
@@ -141,17 +149,26 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def process_memory(name: str, pid: int) -> ProcessMemory | None:
-    """VmRSS and RssAnon of `pid` from /proc/<pid>/status; None if it is gone."""
+def process_usage(name: str, pid: int) -> ProcessUsage | None:
+    """VmRSS and RssAnon from /proc/<pid>/status, CPU time from /proc/<pid>/stat; None if the
+    process is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields: dict[str, int] = {}
+    memory: dict[str, int] = {}
     for line in status.splitlines():
         key, _, value = line.partition(":")
         if key in ("VmRSS", "RssAnon"):
-            fields[key] = int(value.split()[0])
-    return ProcessMemory(
-        process=name, pid=pid, rss_kib=fields.get("VmRSS", 0), anon_kib=fields.get("RssAnon", 0)
+            memory[key] = int(value.split()[0])
+    # The fields after "(comm)" start at field 3 (state); utime and stime are fields 14 and 15.
+    after_comm = stat[stat.rindex(")") + 2 :].split()
+    ticks = int(after_comm[11]) + int(after_comm[12])
+    return ProcessUsage(
+        process=name,
+        pid=pid,
+        rss_kib=memory.get("VmRSS", 0),
+        anon_kib=memory.get("RssAnon", 0),
+        cpu_s=round(ticks / _CLOCK_TICKS, 3),
     )
