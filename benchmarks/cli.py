@@ -78,7 +78,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="own stack: keep its data here (default: a temporary directory, removed); "
-        "with --url: the running stack's --data-dir, to find its pid files for memory and CPU figures",
+        "with --url: the running stack's --data-dir, to find its pid files for memory and "
+        "CPU figures",
     )
     parser.add_argument("--store", default="default", help="the esdb store to append to")
     parser.add_argument(

@@ -6,7 +6,7 @@ import asyncio
 
 from esdb.contracts.subjects import API_PREFIX, GATEWAY_QUEUE
 from esdb.services.gateway.handlers import Gateway
-from esdb.shared.nats_connection import concurrently, connect
+from esdb.shared.nats_connection import connect
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 
@@ -18,7 +18,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await nc.subscribe(
         f"{API_PREFIX}.>",
         queue=GATEWAY_QUEUE,
-        cb=concurrently(gateway.handle),
+        cb=gateway.on_request,
         pending_msgs_limit=65536,
     )
     await stop.wait()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -15,32 +16,33 @@ from esdb.contracts.commands import WriteBatch, WriteBatchReply, WriteOutcome, W
 from esdb.contracts.errors import EsdbError, Timeout, Unavailable
 from esdb.contracts.subjects import WRITER_COMMANDS
 
+log = logging.getLogger(__name__)
 _encoder = msgspec.msgpack.Encoder()
 _reply_decoder = msgspec.msgpack.Decoder(WriteBatchReply)
 
+Reply = Callable[[WriteOutcome], Awaitable[None]]
+_Pending = tuple[WriteRequest, float, Reply]
+
 
 class WriteCoalescer:
-    """Sends whatever writes wait while earlier batches are in flight as one `WriteBatch`."""
+    """Sends whatever writes wait while earlier batches are in flight as one `WriteBatch`,
+    and hands each write's outcome to its `reply` callback. No task or timer per write: the
+    batch's request carries the deadline."""
 
     def __init__(self, nc: NatsClient, *, max_in_flight: int = 2, max_batch: int = 512) -> None:
         self._nc = nc
         self._slots = asyncio.Semaphore(max_in_flight)
         self._max_batch = max_batch
-        self._pending: list[tuple[WriteRequest, float, asyncio.Future[WriteOutcome]]] = []
+        self._pending: list[_Pending] = []
         self._flushing = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, request: WriteRequest, timeout: float) -> WriteOutcome:
-        """Send `request` to the leader (batched with others) and wait for its outcome."""
-        future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, timeout, future))
+    def submit(self, request: WriteRequest, timeout: float, reply: Reply) -> None:
+        """Queue `request` for the leader; `reply` gets its outcome within about `timeout`."""
+        self._pending.append((request, timeout, reply))
         if not self._flushing:
             self._flushing = True
             self._spawn(self._flush())
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            return WriteOutcome(error=Timeout("the write did not complete in time").to_body())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -57,33 +59,34 @@ class WriteCoalescer:
         finally:
             self._flushing = False
 
-    async def _send(
-        self, batch: list[tuple[WriteRequest, float, asyncio.Future[WriteOutcome]]]
-    ) -> None:
+    async def _send(self, batch: list[_Pending]) -> None:
         try:
-            payload = _encoder.encode(WriteBatch([request for request, _, _ in batch]))
-            timeout = max(t for _, t, _ in batch)
-            try:
-                reply = await self._nc.request(WRITER_COMMANDS, payload, timeout=timeout)
-                outcomes = _reply_decoder.decode(reply.data).outcomes
-                if len(outcomes) != len(batch):
-                    raise Unavailable(
-                        outcomes[0].error.message if outcomes and outcomes[0].error else "bad reply"
-                    )
-            except NoRespondersError:
-                outcomes = _all(batch, Unavailable("no writer leader is available; retry"))
-            except NatsTimeout:
-                outcomes = _all(batch, Timeout("the writer did not answer in time"))
-            except EsdbError as e:
-                outcomes = _all(batch, e)
-            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-                if not future.done():
-                    future.set_result(outcome)
+            outcomes = await self._exchange(batch)
         finally:
             self._slots.release()
+        for (_, _, reply), outcome in zip(batch, outcomes, strict=True):
+            try:
+                await reply(outcome)
+            except Exception:
+                log.exception("replying to a write failed")
+
+    async def _exchange(self, batch: list[_Pending]) -> list[WriteOutcome]:
+        payload = _encoder.encode(WriteBatch([request for request, _, _ in batch]))
+        timeout = max(t for _, t, _ in batch)
+        try:
+            reply = await self._nc.request(WRITER_COMMANDS, payload, timeout=timeout)
+            outcomes = _reply_decoder.decode(reply.data).outcomes
+        except NoRespondersError:
+            return _all(batch, Unavailable("no writer leader is available; retry"))
+        except NatsTimeout:
+            return _all(batch, Timeout("the writer did not answer in time"))
+        except msgspec.DecodeError as e:
+            return _all(batch, Unavailable(f"bad reply from the writer: {e}"))
+        if len(outcomes) != len(batch):
+            error = outcomes[0].error if outcomes else None
+            return _all(batch, Unavailable(error.message if error else "bad writer reply"))
+        return outcomes
 
 
-def _all(
-    batch: list[tuple[WriteRequest, float, asyncio.Future[WriteOutcome]]], error: EsdbError
-) -> list[WriteOutcome]:
+def _all(batch: list[_Pending], error: EsdbError) -> list[WriteOutcome]:
     return [WriteOutcome(error=error.to_body()) for _ in batch]

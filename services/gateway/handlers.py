@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import msgspec
 import nats.errors
@@ -22,7 +23,7 @@ from esdb.contracts.api import (
     NodeStatus,
     ReplicaState,
 )
-from esdb.contracts.commands import WriteOutcome
+from esdb.contracts.commands import WriteOutcome, WriteRequest
 from esdb.contracts.errors import (
     EsdbError,
     InternalError,
@@ -32,7 +33,14 @@ from esdb.contracts.errors import (
     Unavailable,
     error_from_body,
 )
-from esdb.contracts.subjects import LOG_STREAM, NODE_STATUS, SYSTEM_STORE, Op, reader_subject
+from esdb.contracts.subjects import (
+    LOG_STREAM,
+    NODE_STATUS,
+    SYSTEM_STORE,
+    WRITE_OPERATIONS,
+    Op,
+    reader_subject,
+)
 from esdb.services.gateway import validation
 from esdb.services.gateway.coalescer import WriteCoalescer
 from esdb.services.gateway.consistency import consistency_problems
@@ -54,9 +62,8 @@ class Gateway:
         self._settings = settings
         self._writes = WriteCoalescer(nc)
         self._js = nc.jetstream(timeout=1.0)
+        self._tasks: set[asyncio.Task[None]] = set()
         self._store_ops: dict[str, Handler] = {
-            Op.APPEND: self.append,
-            Op.APPEND_MULTI: self.append_multi,
             Op.READ_STREAM: self._reader(
                 api.ReadStreamRequest, validation.stream_query, Op.READ_STREAM
             ),
@@ -73,28 +80,46 @@ class Gateway:
             Op.CLUSTER_STATUS: self.cluster_status,
         }
 
-    async def handle(self, msg: Msg) -> None:
-        """Answer one public request; every failure becomes a typed error reply."""
+    async def on_request(self, msg: Msg) -> None:
+        """The subscription callback. nats-py awaits it once per message, in order, so writes
+        are validated right here and queued for the leader (no task per write); every other
+        operation answers in a task of its own."""
         codec = codec_of(msg.headers)
         try:
-            reply = await self._dispatch(msg.subject, msg.data, codec)
+            store, operation = _target(msg.subject)
+            if store != SYSTEM_STORE and operation in WRITE_OPERATIONS:
+                self._check_request(store, msg.data)
+                command, timeout = self._write_command(store, operation, msg.data, codec)
+                self._writes.submit(command, timeout, partial(self._answer_write, msg, codec))
+                return
+        except EsdbError as e:
+            await self._respond(msg, encode_error(e, codec), codec)
+            return
+        except Exception:
+            log.exception("unexpected error on %s", msg.subject)
+            error = InternalError("internal error; see the gateway log")
+            await self._respond(msg, encode_error(error, codec), codec)
+            return
+        task = asyncio.create_task(self.handle(msg, store, operation, codec))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def handle(self, msg: Msg, store: str, operation: str, codec: Codec) -> None:
+        """Answer one read or system request; every failure becomes a typed error reply."""
+        try:
+            reply = await self._dispatch(store, operation, msg.data, codec)
         except EsdbError as e:
             reply = encode_error(e, codec)
         except Exception:
             log.exception("unexpected error on %s", msg.subject)
             reply = encode_error(InternalError("internal error; see the gateway log"), codec)
-        if msg.reply:
-            await self._nc.publish(
-                msg.reply, reply, headers={"Content-Type": content_type_of(codec)}
-            )
+        await self._respond(msg, reply, codec)
 
-    async def _dispatch(self, subject: str, data: bytes, codec: Codec) -> bytes:
-        tokens = subject.split(".")
-        if len(tokens) != 4:
-            raise InvalidRequest(
-                f"subject {subject!r} is not esdb.api.<store>.<operation>", field="subject"
-            )
-        store, operation = tokens[2], tokens[3]
+    async def _respond(self, msg: Msg, reply: bytes, codec: Codec) -> None:
+        if msg.reply:
+            await self._nc.publish(msg.reply, reply, headers=_REPLY_HEADERS[codec])
+
+    async def _dispatch(self, store: str, operation: str, data: bytes, codec: Codec) -> bytes:
         if store == SYSTEM_STORE:
             system_op = self._system_ops.get(operation)
             if system_op is None:
@@ -103,6 +128,10 @@ class Gateway:
         handler = self._store_ops.get(operation)
         if handler is None:
             raise InvalidRequest(f"unknown operation {operation!r}", field="operation")
+        self._check_request(store, data)
+        return await handler(store, data, codec)
+
+    def _check_request(self, store: str, data: bytes) -> None:
         validation.check_store(store)
         if len(data) > self._settings.max_request_bytes:
             raise TooLarge(
@@ -110,24 +139,33 @@ class Gateway:
                 field="body",
                 limit=self._settings.max_request_bytes,
             )
-        return await handler(store, data, codec)
 
     def _timeout(self, timeout_ms: int | None) -> float:
         return (timeout_ms or self._settings.timeout_ms) / 1000
 
-    async def append(self, store: str, data: bytes, codec: Codec) -> bytes:
-        """`append`: one stream, optimistic concurrency, idempotent by event id."""
-        request = decode_request(data, api.AppendRequest, codec)
-        command = validation.append_command(store, request, codec, self._settings)
-        outcome = await self._writes.submit(command, self._timeout(request.timeout_ms))
-        return encode(_results(outcome)[0], codec)
+    def _write_command(
+        self, store: str, operation: str, data: bytes, codec: Codec
+    ) -> tuple[WriteRequest, float]:
+        """`append` (one stream) or `append_multi` (all or nothing) as a validated write."""
+        if operation == Op.APPEND:
+            single = decode_request(data, api.AppendRequest, codec)
+            command = validation.append_command(store, single, codec, self._settings)
+            return command, self._timeout(single.timeout_ms)
+        multi = decode_request(data, api.AppendMultiRequest, codec)
+        command = validation.append_multi_command(store, multi, codec, self._settings)
+        return command, self._timeout(multi.timeout_ms)
 
-    async def append_multi(self, store: str, data: bytes, codec: Codec) -> bytes:
-        """`append_multi`: several streams, all or nothing."""
-        request = decode_request(data, api.AppendMultiRequest, codec)
-        command = validation.append_multi_command(store, request, codec, self._settings)
-        outcome = await self._writes.submit(command, self._timeout(request.timeout_ms))
-        return encode(AppendMultiResult(results=_results(outcome)), codec)
+    async def _answer_write(self, msg: Msg, codec: Codec, outcome: WriteOutcome) -> None:
+        try:
+            results = _results(outcome)
+        except EsdbError as e:
+            await self._respond(msg, encode_error(e, codec), codec)
+            return
+        if msg.subject.endswith(Op.APPEND_MULTI):
+            reply = encode(AppendMultiResult(results=results), codec)
+        else:
+            reply = encode(results[0], codec)
+        await self._respond(msg, reply, codec)
 
     def _reader(
         self,
@@ -224,6 +262,19 @@ class Gateway:
             return nodes
         finally:
             await sub.unsubscribe()
+
+
+_REPLY_HEADERS = {codec: {"Content-Type": content_type_of(codec)} for codec in Codec}
+
+
+def _target(subject: str) -> tuple[str, str]:
+    """(store, operation) of `esdb.api.<store>.<operation>`."""
+    tokens = subject.split(".")
+    if len(tokens) != 4:
+        raise InvalidRequest(
+            f"subject {subject!r} is not esdb.api.<store>.<operation>", field="subject"
+        )
+    return tokens[2], tokens[3]
 
 
 def _results(outcome: WriteOutcome) -> list[api.AppendResult]:

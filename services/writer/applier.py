@@ -23,14 +23,14 @@ class Applier:
         self.applied = asyncio.Condition()
         self.checkpoints: dict[int, str] = {}
 
-    def apply_locked(self, sequence: int, entry: LogEntry) -> None:
+    def apply_locked(self, sequence: int, entry: LogEntry, raw: bytes | None = None) -> None:
         """Apply `entry` as `sequence`; the caller holds `lock`."""
         applied = self.catalog.applied_sequence()
         if sequence <= applied:
             return
         if sequence != applied + 1:
             raise ApplyError(f"log entry {sequence} arrived after {applied}: a gap")
-        apply_entry(self.catalog, sequence, entry)
+        apply_entry(self.catalog, sequence, entry, raw)
         if sequence % CHECKPOINT_EVERY == 0:
             self.checkpoints[sequence] = self.catalog.log_hash().hex()
             for old in sorted(self.checkpoints)[:-CHECKPOINTS_KEPT]:
@@ -45,7 +45,7 @@ class Applier:
                 entry = decode_entry(data)
             except Exception as e:
                 raise ApplyError(f"log entry {sequence} cannot be decoded: {e}") from e
-            self.apply_locked(sequence, entry)
+            self.apply_locked(sequence, entry, data)
         await self.notify()
 
     async def notify(self) -> None:

@@ -14,7 +14,7 @@ class ApplyError(Exception):
     """An entry does not fit the state it is applied to; the writer must stop, not skip it."""
 
 
-def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry) -> None:
+def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | None = None) -> None:
     """Apply log entry `sequence` to every store it touches, each in one transaction.
 
     A store that already applied `sequence` (a crash between stores) is left as it is,
@@ -43,15 +43,16 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry) -> None:
                 )
             for stream, state in versions.items():
                 txn.put_stream_state(stream, state)
-    catalog.record(sequence, [], log_hash=chain_hash(catalog.log_hash(), sequence, entry))
+    data = encode_entry(entry) if raw is None else raw
+    catalog.record(sequence, [], log_hash=chain_hash(catalog.log_hash(), sequence, data))
 
 
-def chain_hash(previous: bytes, sequence: int, entry: LogEntry) -> bytes:
-    """The running hash of the log after `entry`, equal on every replica at equal sequence."""
-    # msgspec encodes a struct deterministically: leader and followers hash the same bytes.
+def chain_hash(previous: bytes, sequence: int, entry: bytes) -> bytes:
+    """The running hash of the log after the entry with bytes `entry`: equal on every replica
+    at equal sequence, since all of them hash the bytes the log holds."""
     digest = hashlib.blake2b(previous, digest_size=16)
     digest.update(sequence.to_bytes(8, "big"))
-    digest.update(encode_entry(entry))
+    digest.update(entry)
     return digest.digest()
 
 

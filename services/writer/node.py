@@ -53,6 +53,8 @@ class WriterNode:
         self._image_keeper = image_keeper
         self._sequencer: Sequencer | None = None
         self._log_last = 0
+        self._following = asyncio.Event()
+        self._following.set()
         self._monitor = NodeMonitor(nc, settings.node_id, applier.catalog.applied_sequence)
         self.role = "follower"
 
@@ -90,13 +92,20 @@ class WriterNode:
             )
 
     async def _tail(self) -> None:
+        """Apply the log as it grows, except while this node leads: the leader applies its own
+        entries, so the tail stops at the first one rather than receive each twice."""
         while True:
+            await self._following.wait()
             try:
-                async for sequence, data in self._log.entries(
-                    self._applier.catalog.applied_sequence()
-                ):
-                    self._log_last = max(self._log_last, sequence)
-                    await self._applier.apply_raw(sequence, data)
+                entries = self._log.entries(self._applier.catalog.applied_sequence())
+                try:
+                    async for sequence, data in entries:
+                        self._log_last = max(self._log_last, sequence)
+                        await self._applier.apply_raw(sequence, data)
+                        if not self._following.is_set():
+                            break
+                finally:
+                    await entries.aclose()  # type: ignore[attr-defined]
             except ApplyError:
                 raise
             except Exception as e:
@@ -117,8 +126,12 @@ class WriterNode:
                     await self._serve_as_leader(stop, interval)
                 except LeadershipLost as e:
                     log.warning("stepping down: %s", e)
+                except TimeoutError:
+                    log.warning("could not catch up with the log in time; giving the lease up")
+                    await self._lease.release()
                 finally:
                     self.role = "follower"
+                    self._following.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 
@@ -131,6 +144,7 @@ class WriterNode:
             node_id=self._settings.node_id,
             max_batch_events=self._settings.max_batch_events,
         )
+        self._following.clear()
         await self._ensure_default_store(sequencer)
         run = asyncio.create_task(sequencer.run(), name="sequencer")
         keeper = self._image_keeper

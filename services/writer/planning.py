@@ -82,7 +82,7 @@ class _Planner:
         try:
             check_shape(request)
             overlay = self.overlay(request.store)
-            replayed = self._replayed(request)
+            replayed = None if request.fresh_ids else self._replayed(request)
             if replayed is not None:
                 return [], WriteOutcome(results=replayed)
             ops: list[AppendOp] = []

@@ -130,8 +130,9 @@ class Sequencer:
         catalog = self._applier.catalog
         entry = LogEntry(ops=ops, leader=self._node_id)
         expected = catalog.applied_sequence()
+        raw = encode_entry(entry)
         try:
-            sequence = await self._log.append(encode_entry(entry), expected_last=expected)
+            sequence = await self._log.append(raw, expected_last=expected)
         except FencedOut as e:
             raise LeadershipLost(
                 f"fenced out at sequence {expected}: another leader appended"
@@ -139,7 +140,7 @@ class Sequencer:
         except Exception as e:
             # The entry may or may not be in the log; only the tail can tell, so step down.
             raise LeadershipLost(f"log append failed ({e!r}); outcome unknown") from e
-        self._applier.apply_locked(sequence, entry)
+        self._applier.apply_locked(sequence, entry, raw)
         return sequence
 
     def _fail_pending(self, error: Unavailable) -> None:

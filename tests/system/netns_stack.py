@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from esdb.services.supervisor.nats_server import free_port
 from esdb.services.supervisor.stack import StackOptions, up
 from tests.stack import Stack, launch_stack
+
+# `python -m tests.system...` needs the repository on the path, wherever pytest was started.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def repo_pythonpath() -> str:
+    """PYTHONPATH with the repository first."""
+    return os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def options_json(options: StackOptions) -> str:
@@ -58,7 +67,8 @@ def start_netns_stack(
     )
     args = [sys.executable, "-m", "tests.system.netns_stack", "--options", options_json(options)]
     url = ",".join(f"nats://{host}:{port + i}" for i, host in enumerate(hosts))
-    return launch_stack(args, url=url, data_dir=data_dir, what="the netns stack")
+    env = {"PYTHONPATH": repo_pythonpath()}
+    return launch_stack(args, url=url, data_dir=data_dir, what="the netns stack", env=env)
 
 
 def main() -> None:

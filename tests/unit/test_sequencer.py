@@ -35,10 +35,10 @@ class _FailingApplier(Applier):
 
     broken = False
 
-    def apply_locked(self, sequence: int, entry: LogEntry) -> None:
+    def apply_locked(self, sequence: int, entry: LogEntry, raw: bytes | None = None) -> None:
         if self.broken:
             raise ApplyError("the store is broken")
-        super().apply_locked(sequence, entry)
+        super().apply_locked(sequence, entry, raw)
 
 
 @pytest.fixture
