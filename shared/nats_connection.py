@@ -35,6 +35,9 @@ async def connect(url: str, name: str) -> NatsClient:
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,
+        # A partition drops packets silently; find a dead server in ~6 s, not nats-py's ~6 min.
+        ping_interval=2,
+        max_outstanding_pings=3,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,

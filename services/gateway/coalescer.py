@@ -29,7 +29,7 @@ class WriteCoalescer:
     and hands each write's outcome to its `reply` callback. No task or timer per write: the
     batch's request carries the deadline."""
 
-    def __init__(self, nc: NatsClient, *, max_in_flight: int = 2, max_batch: int = 512) -> None:
+    def __init__(self, nc: NatsClient, *, max_in_flight: int = 4, max_batch: int = 512) -> None:
         self._nc = nc
         self._slots = asyncio.Semaphore(max_in_flight)
         self._max_batch = max_batch

@@ -24,8 +24,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
     async def open_log_and_lease() -> Lease:
         await JetStreamLog.ensure(js, replicas=settings.replicas, durability=settings.durability)
+        # Lease calls time out well inside the TTL, so a cut-off leader notices in time.
+        lease_js = nc.jetstream(timeout=settings.lease_ttl_s / 3)
         return await Lease.open(
-            js,
+            lease_js,
             settings.node_id,
             ttl=settings.lease_ttl_s,
             replicas=settings.replicas,

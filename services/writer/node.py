@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -31,6 +33,20 @@ log = logging.getLogger(__name__)
 
 _batch_decoder = msgspec.msgpack.Decoder(WriteBatch)
 _encoder = msgspec.msgpack.Encoder()
+
+
+async def _unless(lost: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
+    """Run `work`, abandoning it with LeadershipLost if `lost` is set first."""
+    task = asyncio.create_task(work)
+    waiter = asyncio.create_task(lost.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if not task.done():
+        task.cancel()
+        raise LeadershipLost("lease lost while taking over")
+    task.result()
 
 
 class WriterNode:
@@ -136,16 +152,41 @@ class WriterNode:
                 await asyncio.wait_for(stop.wait(), interval)
 
     async def _serve_as_leader(self, stop: asyncio.Event, interval: float) -> None:
+        lost = asyncio.Event()
+        renewing = asyncio.create_task(self._keep_lease(lost, interval), name="lease")
+        try:
+            await _unless(lost, self._catch_up())
+            sequencer = Sequencer(
+                self._log,
+                self._applier,
+                node_id=self._settings.node_id,
+                max_batch_events=self._settings.max_batch_events,
+            )
+            self._following.clear()
+            await _unless(lost, self._ensure_default_store(sequencer))
+            await self._sequence(sequencer, stop, lost)
+        finally:
+            renewing.cancel()
+
+    async def _catch_up(self) -> None:
         last = await self._log.last_sequence()
         await asyncio.wait_for(self._applier.wait_applied(last), timeout=60)
-        sequencer = Sequencer(
-            self._log,
-            self._applier,
-            node_id=self._settings.node_id,
-            max_batch_events=self._settings.max_batch_events,
-        )
-        self._following.clear()
-        await self._ensure_default_store(sequencer)
+
+    async def _keep_lease(self, lost: asyncio.Event, interval: float) -> None:
+        """Renew every `interval`; a failed renew, or none for a whole TTL, loses the lease."""
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
+        while True:
+            await asyncio.sleep(interval)
+            ok = await self._lease.renew()
+            if not ok or loop.time() - renewed > self._settings.lease_ttl_s:
+                lost.set()
+                return
+            renewed = loop.time()
+
+    async def _sequence(
+        self, sequencer: Sequencer, stop: asyncio.Event, lost: asyncio.Event
+    ) -> None:
         run = asyncio.create_task(sequencer.run(), name="sequencer")
         keeper = self._image_keeper
         imaging = asyncio.create_task(keeper.run() if keeper else asyncio.sleep(0), name="images")
@@ -154,20 +195,24 @@ class WriterNode:
             WRITER_COMMANDS, cb=concurrently(self._on_commands)
         )
         self.role = "leader"
+        waiters = [asyncio.create_task(event.wait()) for event in (stop, lost)]
         try:
-            while not stop.is_set() and not run.done():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(run), interval)
-                if not run.done() and not await self._lease.renew():
-                    raise LeadershipLost("lease lost")
+            await asyncio.wait({run, *waiters}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for waiter in waiters:
+                waiter.cancel()
             imaging.cancel()
             await sub.unsubscribe()
             self._sequencer = None
+            if lost.is_set():
+                run.cancel()  # do not wait out appends that cannot succeed: answer `timeout`
             sequencer.close()
-            await run  # finishes the queued batches; raises LeadershipLost if fenced
-            if stop.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await run  # finishes the queued batches; raises LeadershipLost if fenced
+            if stop.is_set() and not lost.is_set():
                 await self._lease.release()
+        if lost.is_set():
+            raise LeadershipLost("lease lost")
 
     async def _ensure_default_store(self, sequencer: Sequencer) -> None:
         name = self._settings.default_store

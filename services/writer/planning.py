@@ -45,11 +45,32 @@ class Plan:
     outcomes: list[WriteOutcome]
 
 
-class _Planner:
-    def __init__(self, catalog: Catalog, now_us: int) -> None:
+class Planner:
+    """Plans batches against the applied state plus the effects of entries planned since the
+    last `reset` (entries still in flight to the log), so the leader can pipeline entries."""
+
+    def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-        self._now_us = now_us
+        self._now_us = 0
         self._overlays: dict[str, _StoreOverlay] = {}
+
+    def reset(self) -> None:
+        """Forget planned effects; call when everything planned has been applied."""
+        self._overlays.clear()
+
+    def plan_batch(self, requests: list[WriteRequest], *, now_us: int) -> Plan:
+        """Validate and stamp `requests` in order; failed ones get an error and add no ops."""
+        self._now_us = now_us
+        ops: list[LogOp] = []
+        outcomes: list[WriteOutcome] = []
+        for request in requests:
+            try:
+                request_ops, outcome = self.plan(request)
+            except EsdbError as error:
+                request_ops, outcome = [], WriteOutcome(error=error.to_body())
+            ops.extend(request_ops)
+            outcomes.append(outcome)
+        return Plan(ops=ops, outcomes=outcomes)
 
     def overlay(self, store: str) -> _StoreOverlay:
         found = self._overlays.get(store)
@@ -200,15 +221,5 @@ def _describe(expected: int) -> str | int:
 
 
 def plan_batch(requests: list[WriteRequest], catalog: Catalog, *, now_us: int) -> Plan:
-    """Validate and stamp `requests` in order; failed ones get an error and add no ops."""
-    planner = _Planner(catalog, now_us)
-    ops: list[LogOp] = []
-    outcomes: list[WriteOutcome] = []
-    for request in requests:
-        try:
-            request_ops, outcome = planner.plan(request)
-        except EsdbError as error:
-            request_ops, outcome = [], WriteOutcome(error=error.to_body())
-        ops.extend(request_ops)
-        outcomes.append(outcome)
-    return Plan(ops=ops, outcomes=outcomes)
+    """Plan one batch against the applied state alone."""
+    return Planner(catalog).plan_batch(requests, now_us=now_us)

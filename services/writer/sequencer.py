@@ -6,13 +6,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from esdb.contracts.commands import WriteOutcome, WriteRequest
 from esdb.contracts.errors import Timeout, Unavailable
 from esdb.contracts.log import LogEntry, LogOp, encode_entry
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.log import FencedOut, ReplicatedLog
-from esdb.services.writer.planning import plan_batch
+from esdb.services.writer.planning import Planner
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,22 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+@dataclass
+class _InFlight:
+    """A planned batch whose entry (if any) is on its way to the log."""
+
+    batch: list[tuple[WriteRequest, asyncio.Future[WriteOutcome]]]
+    outcomes: list[WriteOutcome]
+    entry: LogEntry | None = None
+    raw: bytes = b""
+    sequence: int = 0
+    publish: asyncio.Task[int] | None = None
+
+
 class Sequencer:
-    """Takes writes while this node leads; one log entry and one apply per batch."""
+    """Takes writes while this node leads: one log entry per batch, up to `max_in_flight`
+    entries pipelined (each fenced on its predecessor's sequence), applied and answered in
+    log order."""
 
     def __init__(
         self,
@@ -50,6 +65,7 @@ class Sequencer:
         node_id: str,
         max_batch_events: int,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        max_in_flight: int = 3,
         clock: Callable[[], int] = _now_us,
     ) -> None:
         self._log = log
@@ -61,6 +77,11 @@ class Sequencer:
         self._queue: list[tuple[WriteRequest, asyncio.Future[WriteOutcome]]] = []
         self._wake = asyncio.Event()
         self._closed = False
+        self._planner = Planner(applier.catalog)
+        self._window = asyncio.Semaphore(max_in_flight)
+        self._in_flight: asyncio.Queue[_InFlight | None] = asyncio.Queue()
+        self._unapplied = 0
+        self._next_sequence = 0
 
     def submit(self, request: WriteRequest) -> asyncio.Future[WriteOutcome]:
         """Queue a write; the future resolves after its entry is durable and applied."""
@@ -76,17 +97,38 @@ class Sequencer:
 
     async def run(self) -> None:
         """Commit batches until closed; raises `LeadershipLost` when it must step down."""
+        self._next_sequence = self._applier.catalog.applied_sequence() + 1
+        completer = asyncio.create_task(self._complete_in_order(), name="completer")
         try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._queue:
-                    await self._commit(self._take_batch())
+            while not completer.done():
+                await self._wait_for_work(completer)
+                while self._queue and not completer.done():
+                    await self._window.acquire()
+                    if completer.done():
+                        self._window.release()
+                        break
+                    self._start(self._take_batch())
                 if self._closed:
-                    return
+                    break
+            self._in_flight.put_nowait(None)
+            await completer  # everything started is answered; raises if it failed
         finally:
             self._closed = True
+            completer.cancel()
+            stranded = [item for item in self._drain_in_flight() if item is not None]
+            unknown = WriteOutcome(error=Timeout("the leader stepped down").to_body())
+            for item in stranded:
+                if item.publish is not None:
+                    item.publish.cancel()
+                for _, future in item.batch:
+                    _resolve(future, unknown)
             self._fail_pending(Unavailable("the leader stepped down; retry"))
+
+    async def _wait_for_work(self, completer: asyncio.Task[None]) -> None:
+        waiter = asyncio.create_task(self._wake.wait())
+        await asyncio.wait({waiter, completer}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        self._wake.clear()
 
     def close(self) -> None:
         """Stop taking writes; `run` finishes the batches already queued, then returns."""
@@ -107,26 +149,72 @@ class Sequencer:
         batch, self._queue = self._queue[:taken], self._queue[taken:]
         return batch
 
-    async def _commit(self, batch: list[tuple[WriteRequest, asyncio.Future[WriteOutcome]]]) -> None:
+    def _start(self, batch: list[tuple[WriteRequest, asyncio.Future[WriteOutcome]]]) -> None:
+        """Plan a batch and send its entry on, fenced on the entry before it."""
+        plan = self._planner.plan_batch([r for r, _ in batch], now_us=self._clock())
+        item = _InFlight(batch, plan.outcomes)
+        if plan.ops:
+            item.entry = LogEntry(ops=plan.ops, leader=self._node_id)
+            item.raw = encode_entry(item.entry)
+            item.sequence = self._next_sequence
+            self._next_sequence += 1
+            self._unapplied += 1
+            item.publish = asyncio.create_task(
+                self._log.append(item.raw, expected_last=item.sequence - 1)
+            )
+        self._in_flight.put_nowait(item)
+
+    async def _complete_in_order(self) -> None:
+        """Apply each entry once the log has it, then answer its batch, in log order."""
+        while (item := await self._in_flight.get()) is not None:
+            try:
+                if item.publish is not None:
+                    await self._apply_when_durable(item)
+            except BaseException as e:
+                # Fenced out, outcome unknown, or apply failed: nothing later can be trusted.
+                error = WriteOutcome(error=Timeout(f"the leader stepped down: {e}").to_body())
+                self._abandon(item, error)
+                raise
+            finally:
+                self._window.release()
+            for (_, future), outcome in zip(item.batch, item.outcomes, strict=True):
+                _resolve(future, outcome)
+
+    async def _apply_when_durable(self, item: _InFlight) -> None:
+        assert item.publish is not None and item.entry is not None
         try:
-            async with self._applier.lock:
-                plan = plan_batch(
-                    [r for r, _ in batch], self._applier.catalog, now_us=self._clock()
-                )
-                if plan.ops:
-                    await self.append_locked(plan.ops)
-        except BaseException as e:
-            # Fenced out, an apply that failed, or cancelled: never leave the batch waiting.
-            for _, future in batch:
-                _resolve(future, WriteOutcome(error=Timeout(str(e)).to_body()))
-            raise
+            sequence = await item.publish
+        except FencedOut as e:
+            raise LeadershipLost(f"fenced out at {item.sequence - 1}: another leader") from e
+        except Exception as e:
+            # The entry may or may not be in the log; only the tail can tell, so step down.
+            raise LeadershipLost(f"log append failed ({e!r}); outcome unknown") from e
+        if sequence != item.sequence:
+            raise LeadershipLost(f"the log gave sequence {sequence}, not {item.sequence}")
+        async with self._applier.lock:
+            self._applier.apply_locked(sequence, item.entry, item.raw)
+        self._unapplied -= 1
+        if self._unapplied == 0:
+            self._planner.reset()  # what was planned is now the applied state
         await self._applier.notify()
-        for (_, future), outcome in zip(batch, plan.outcomes, strict=True):
-            _resolve(future, outcome)
+
+    def _drain_in_flight(self) -> list[_InFlight | None]:
+        items: list[_InFlight | None] = []
+        while not self._in_flight.empty():
+            items.append(self._in_flight.get_nowait())
+        return items
+
+    def _abandon(self, failed: _InFlight, error: WriteOutcome) -> None:
+        items = [failed, *(i for i in self._drain_in_flight() if i is not None)]
+        for item in items:
+            if item.publish is not None and item is not failed:
+                item.publish.cancel()
+            for _, future in item.batch:
+                _resolve(future, error)
 
     async def append_locked(self, ops: list[LogOp]) -> int:
         """Append `ops` as one entry fenced on the applied sequence, then apply it locally.
-        The caller holds the applier lock."""
+        For use before `run` starts; the caller holds the applier lock."""
         catalog = self._applier.catalog
         entry = LogEntry(ops=ops, leader=self._node_id)
         expected = catalog.applied_sequence()
@@ -138,7 +226,6 @@ class Sequencer:
                 f"fenced out at sequence {expected}: another leader appended"
             ) from e
         except Exception as e:
-            # The entry may or may not be in the log; only the tail can tell, so step down.
             raise LeadershipLost(f"log append failed ({e!r}); outcome unknown") from e
         self._applier.apply_locked(sequence, entry, raw)
         return sequence

@@ -56,8 +56,14 @@ async def make_leader(log: MemoryLog, applier: Applier) -> AsyncIterator[MakeLea
     """Starts a sequencer that has created the default store (log entry 1)."""
     started: list[Leader] = []
 
-    async def make(max_batch_events: int = 1000) -> Leader:
-        sequencer = Sequencer(log, applier, node_id="n1", max_batch_events=max_batch_events)
+    async def make(max_batch_events: int = 1000, max_in_flight: int = 3) -> Leader:
+        sequencer = Sequencer(
+            log,
+            applier,
+            node_id="n1",
+            max_batch_events=max_batch_events,
+            max_in_flight=max_in_flight,
+        )
         async with applier.lock:
             await sequencer.append_locked([CreateStoreOp(store="default")])
         started.append(Leader(sequencer, asyncio.create_task(sequencer.run())))
@@ -154,7 +160,7 @@ async def test_replies_come_after_apply_with_per_request_outcomes(
 async def test_being_fenced_out_steps_down_and_fails_every_waiting_write(
     make_leader: MakeLeader, log: MemoryLog, applier: Applier
 ) -> None:
-    leader = await make_leader(max_batch_events=2)
+    leader = await make_leader(max_batch_events=2, max_in_flight=1)
     # Another leader appends behind this one's back.
     await log.append(b"another leader's entry", expected_last=await log.last_sequence())
 
@@ -178,7 +184,7 @@ async def test_being_fenced_out_steps_down_and_fails_every_waiting_write(
 async def test_a_failed_apply_fails_the_batch_instead_of_leaving_it_waiting(
     make_leader: MakeLeader, applier: _FailingApplier
 ) -> None:
-    leader = await make_leader(max_batch_events=2)
+    leader = await make_leader(max_batch_events=2, max_in_flight=1)
     applier.broken = True
 
     in_flight = leader.sequencer.submit(write(append("order-1", EXPECT_NO_STREAM, 2)))
@@ -206,3 +212,42 @@ async def test_close_finishes_the_queued_writes_then_stops(
     assert await log.last_sequence() == 4
     late = leader.sequencer.submit(write(append("order-9")))
     assert late.done() and error_code(late.result()) == ErrorCode.UNAVAILABLE
+
+
+class _SlowLog(MemoryLog):
+    """A log whose appends wait until released, to observe pipelining."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.waiting = 0
+
+    async def append(self, entry: bytes, *, expected_last: int) -> int:
+        self.waiting += 1
+        await self.release.wait()
+        return await super().append(entry, expected_last=expected_last)
+
+
+async def test_entries_are_pipelined_then_applied_and_answered_in_log_order() -> None:
+    log = _SlowLog()
+    log.release.set()
+    applier = Applier(memory_catalog())
+    sequencer = Sequencer(log, applier, node_id="n1", max_batch_events=2, max_in_flight=3)
+    async with applier.lock:
+        await sequencer.append_locked([CreateStoreOp(store="default")])
+    log.release.clear()
+    run = asyncio.create_task(sequencer.run())
+    futures = [sequencer.submit(write(append("order-1", version, 2))) for version in (-1, 1, 3)]
+
+    async def all_sent() -> None:
+        while log.waiting < 4:
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(all_sent(), timeout=5)
+    assert applier.catalog.applied_sequence() == 1, "three entries in flight, none applied yet"
+    log.release.set()
+    outcomes = await asyncio.wait_for(asyncio.gather(*futures), timeout=5)
+    assert [o.results[0].first_version for o in outcomes if o.results] == [0, 2, 4]
+    assert applier.catalog.applied_sequence() == 4
+    sequencer.close()
+    await asyncio.wait_for(run, timeout=5)
