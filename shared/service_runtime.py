@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -12,6 +13,15 @@ from typing import Any
 from esdb.shared.settings import Settings, SettingsError, load_settings
 
 ServiceMain = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+SHUTDOWN_GRACE_S = 8.0
+
+
+def _exit_now(name: str) -> None:
+    logging.getLogger(name).error("graceful stop took over %.0f s; exiting now", SHUTDOWN_GRACE_S)
+    logging.shutdown()
+    os._exit(1)
 
 
 def configure_logging(level: str, service: str) -> None:
@@ -36,8 +46,14 @@ def run_service(name: str, service_main: ServiceMain) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def begin_stop() -> None:
+            stop.set()
+            # A graceful stop needs NATS; when NATS is gone too, do not hang on it.
+            loop.call_later(SHUTDOWN_GRACE_S, _exit_now, name)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, begin_stop)
         await service_main(settings, stop)
 
     asyncio.run(main())

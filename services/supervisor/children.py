@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -16,6 +18,16 @@ log = logging.getLogger("esdb.supervisor")
 _MIN_BACKOFF_S = 0.2
 _MAX_BACKOFF_S = 5.0
 _STABLE_AFTER_S = 30.0
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the supervisor dies, even by kill -9, so no
+    service outlives its stack."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -37,7 +49,11 @@ class Child:
         output = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *self.argv, env={**os.environ, **self.env}, stdout=output, stderr=output
+                *self.argv,
+                env={**os.environ, **self.env},
+                stdout=output,
+                stderr=output,
+                preexec_fn=_die_with_parent,
             )
         finally:
             if output is not None:

@@ -215,9 +215,18 @@ class Stack:
             for child in self.services:
                 await child.start()
                 supervised.append(asyncio.create_task(child.supervise(stopping)))
-            await wait_healthy(self.url, timeout=READY_TIMEOUT_S, nodes=self.options.nodes)
-            print(f"esdb ready on {self.url} (data in {self.data_dir})", flush=True)
-            await stop.wait()
+            healthy = asyncio.create_task(
+                wait_healthy(self.url, timeout=READY_TIMEOUT_S, nodes=self.options.nodes)
+            )
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({healthy, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if healthy.done():
+                healthy.result()  # raises if the stack never became healthy
+                print(f"esdb ready on {self.url} (data in {self.data_dir})", flush=True)
+                await stop.wait()
+            else:
+                healthy.cancel()
         finally:
             stopping.set()
             # The gateway first (no new requests), then the nodes, then NATS.

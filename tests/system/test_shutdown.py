@@ -50,3 +50,13 @@ async def test_crashed_reader_and_gateway_are_restarted(fresh_stack: Stack) -> N
         await wait_until(back, timeout=30, what=f"{service} to be restarted")
     assert "reader-node1 (pid" in fresh_stack.log_tail(200)
     await api.nc.close()
+
+
+def test_no_process_outlives_a_killed_supervisor(fresh_stack: Stack) -> None:
+    pids = {name: fresh_stack.pid(name) for name in SERVICES}
+    fresh_stack.process.kill()  # kill -9 `esdb up` itself
+    fresh_stack.process.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [name for name, pid in pids.items() if _alive(pid)]
