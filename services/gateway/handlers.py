@@ -45,7 +45,7 @@ from esdb.services.gateway import validation
 from esdb.services.gateway.coalescer import WriteCoalescer
 from esdb.services.gateway.consistency import consistency_problems
 from esdb.shared.settings import Settings
-from esdb.shared.wire import Codec, codec_of, content_type_of, decode_request, encode, encode_error
+from esdb.shared.wire import Codec, codec_of, decode_request, encode, encode_error
 
 log = logging.getLogger(__name__)
 _internal = msgspec.msgpack.Encoder()
@@ -117,7 +117,8 @@ class Gateway:
 
     async def _respond(self, msg: Msg, reply: bytes, codec: Codec) -> None:
         if msg.reply:
-            await self._nc.publish(msg.reply, reply, headers=_REPLY_HEADERS[codec])
+            # No headers: a reply is in the codec of its request, which the caller knows.
+            await self._nc.publish(msg.reply, reply)
 
     async def _dispatch(self, store: str, operation: str, data: bytes, codec: Codec) -> bytes:
         if store == SYSTEM_STORE:
@@ -262,9 +263,6 @@ class Gateway:
             return nodes
         finally:
             await sub.unsubscribe()
-
-
-_REPLY_HEADERS = {codec: {"Content-Type": content_type_of(codec)} for codec in Codec}
 
 
 def _target(subject: str) -> tuple[str, str]:
