@@ -59,6 +59,14 @@ class WriteBatchReply(msgspec.Struct, array_like=True, frozen=True):
     outcomes: list[WriteOutcome]
 
 
+class CheckpointCommand(msgspec.Struct, array_like=True, frozen=True):
+    """Ask the leader to record a consumer's checkpoint through the log."""
+
+    store: str
+    name: str
+    position: int
+
+
 class StreamQuery(msgspec.Struct, kw_only=True, frozen=True):
     """A validated `read_stream`; `from_version` None means the end of the stream."""
 

@@ -32,7 +32,15 @@ class CreateStoreOp(msgspec.Struct, tag="create_store", array_like=True, frozen=
     store: str
 
 
-LogOp = AppendOp | CreateStoreOp
+class CheckpointOp(msgspec.Struct, tag="checkpoint", array_like=True, frozen=True):
+    """Record that consumer `name` (the emitter, a subscription) is done up to `position`."""
+
+    store: str
+    name: str
+    position: int
+
+
+LogOp = AppendOp | CreateStoreOp | CheckpointOp
 
 
 class LogEntry(msgspec.Struct, array_like=True, frozen=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from esdb.contracts.log import AppendOp, CreateStoreOp, LogEntry, encode_entry
+from esdb.contracts.log import AppendOp, CheckpointOp, CreateStoreOp, LogEntry, encode_entry
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.port import StoreTransaction
 from esdb.shared.storage.records import EventRecord, StreamState
@@ -44,7 +44,15 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
             for stream, state in versions.items():
                 txn.put_stream_state(stream, state)
     data = encode_entry(entry) if raw is None else raw
-    catalog.record(sequence, [], log_hash=chain_hash(catalog.log_hash(), sequence, data))
+    checkpoints = {
+        (op.store, op.name): op.position for op in entry.ops if isinstance(op, CheckpointOp)
+    }
+    catalog.record(
+        sequence,
+        [],
+        log_hash=chain_hash(catalog.log_hash(), sequence, data),
+        checkpoints=checkpoints,
+    )
 
 
 def chain_hash(previous: bytes, sequence: int, entry: bytes) -> bytes:

@@ -15,23 +15,29 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from esdb.contracts.api import NodeStatus
-from esdb.contracts.commands import WriteBatch, WriteBatchReply, WriteOutcome
+from esdb.contracts.commands import (
+    CheckpointCommand,
+    WriteBatch,
+    WriteBatchReply,
+    WriteOutcome,
+)
 from esdb.contracts.errors import InvalidRequest, Unavailable
-from esdb.contracts.log import CreateStoreOp
-from esdb.contracts.subjects import NODE_STATUS, WRITER_COMMANDS
+from esdb.contracts.log import CheckpointOp, CreateStoreOp
+from esdb.contracts.subjects import NODE_STATUS, WRITER_CHECKPOINTS, WRITER_COMMANDS
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.apply import ApplyError
 from esdb.services.writer.images import ImageKeeper
 from esdb.services.writer.lease import Lease
 from esdb.services.writer.log import ReplicatedLog
 from esdb.services.writer.monitor import NodeMonitor
-from esdb.services.writer.sequencer import LeadershipLost, Sequencer
+from esdb.services.writer.sequencer import LeadershipLost, OpsRequest, Sequencer
 from esdb.shared.nats_connection import concurrently
 from esdb.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _batch_decoder = msgspec.msgpack.Decoder(WriteBatch)
+_checkpoint_decoder = msgspec.msgpack.Decoder(CheckpointCommand)
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -191,9 +197,10 @@ class WriterNode:
         keeper = self._image_keeper
         imaging = asyncio.create_task(keeper.run() if keeper else asyncio.sleep(0), name="images")
         self._sequencer = sequencer
-        sub: Subscription = await self._nc.subscribe(
-            WRITER_COMMANDS, cb=concurrently(self._on_commands)
-        )
+        subs: list[Subscription] = [
+            await self._nc.subscribe(WRITER_COMMANDS, cb=concurrently(self._on_commands)),
+            await self._nc.subscribe(WRITER_CHECKPOINTS, cb=concurrently(self._on_checkpoint)),
+        ]
         self.role = "leader"
         waiters = [asyncio.create_task(event.wait()) for event in (stop, lost)]
         try:
@@ -202,7 +209,8 @@ class WriterNode:
             for waiter in waiters:
                 waiter.cancel()
             imaging.cancel()
-            await sub.unsubscribe()
+            for sub in subs:
+                await sub.unsubscribe()
             self._sequencer = None
             if lost.is_set():
                 run.cancel()  # do not wait out appends that cannot succeed: answer `timeout`
@@ -235,6 +243,20 @@ class WriterNode:
         else:
             outcomes = list(await asyncio.gather(*(sequencer.submit(r) for r in batch.requests)))
         await msg.respond(_encoder.encode(WriteBatchReply(outcomes)))
+
+    async def _on_checkpoint(self, msg: Msg) -> None:
+        sequencer = self._sequencer
+        try:
+            command = _checkpoint_decoder.decode(msg.data)
+        except msgspec.DecodeError as e:
+            outcome = WriteOutcome(error=InvalidRequest(f"bad checkpoint: {e}").to_body())
+        else:
+            if sequencer is None:
+                outcome = WriteOutcome(error=Unavailable("not the leader").to_body())
+            else:
+                op = CheckpointOp(command.store, command.name, command.position)
+                outcome = await sequencer.submit(OpsRequest([op]))
+        await msg.respond(_encoder.encode(outcome))
 
     async def _on_status(self, msg: Msg) -> None:
         applied = self._applier.catalog.applied_sequence()

@@ -23,8 +23,20 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BATCH_BYTES = 2 << 20
 
 
-def approximate_bytes(request: WriteRequest) -> int:
+@dataclass(frozen=True)
+class OpsRequest:
+    """Ops to log as they are (checkpoints), in the next entry."""
+
+    ops: list[LogOp]
+
+
+Command = WriteRequest | OpsRequest
+
+
+def approximate_bytes(request: Command) -> int:
     """About how many bytes `request` adds to a log entry."""
+    if isinstance(request, OpsRequest):
+        return 64 * len(request.ops)
     return sum(
         len(e.data) + len(e.metadata) + len(e.type) + len(e.content_type) + 40
         for a in request.appends
@@ -44,7 +56,7 @@ def _now_us() -> int:
 class _InFlight:
     """A planned batch whose entry (if any) is on its way to the log."""
 
-    batch: list[tuple[WriteRequest, asyncio.Future[WriteOutcome]]]
+    batch: list[tuple[Command, asyncio.Future[WriteOutcome]]]
     outcomes: list[WriteOutcome]
     entry: LogEntry | None = None
     raw: bytes = b""
@@ -74,7 +86,7 @@ class Sequencer:
         self._max_batch_events = max_batch_events
         self._max_batch_bytes = max_batch_bytes
         self._clock = clock
-        self._queue: list[tuple[WriteRequest, asyncio.Future[WriteOutcome]]] = []
+        self._queue: list[tuple[Command, asyncio.Future[WriteOutcome]]] = []
         self._wake = asyncio.Event()
         self._closed = False
         self._planner = Planner(applier.catalog)
@@ -83,7 +95,7 @@ class Sequencer:
         self._unapplied = 0
         self._next_sequence = 0
 
-    def submit(self, request: WriteRequest) -> asyncio.Future[WriteOutcome]:
+    def submit(self, request: Command) -> asyncio.Future[WriteOutcome]:
         """Queue a write; the future resolves after its entry is durable and applied."""
         future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
         if self._closed:
@@ -135,10 +147,14 @@ class Sequencer:
         self._closed = True
         self._wake.set()
 
-    def _take_batch(self) -> list[tuple[WriteRequest, asyncio.Future[WriteOutcome]]]:
+    def _take_batch(self) -> list[tuple[Command, asyncio.Future[WriteOutcome]]]:
         taken = events = size = 0
         for request, _ in self._queue:
-            count = sum(len(a.events) for a in request.appends)
+            count = (
+                0
+                if isinstance(request, OpsRequest)
+                else sum(len(a.events) for a in request.appends)
+            )
             nbytes = approximate_bytes(request)
             over = events + count > self._max_batch_events or size + nbytes > self._max_batch_bytes
             if taken and over:
@@ -149,12 +165,17 @@ class Sequencer:
         batch, self._queue = self._queue[:taken], self._queue[taken:]
         return batch
 
-    def _start(self, batch: list[tuple[WriteRequest, asyncio.Future[WriteOutcome]]]) -> None:
+    def _start(self, batch: list[tuple[Command, asyncio.Future[WriteOutcome]]]) -> None:
         """Plan a batch and send its entry on, fenced on the entry before it."""
-        plan = self._planner.plan_batch([r for r, _ in batch], now_us=self._clock())
-        item = _InFlight(batch, plan.outcomes)
-        if plan.ops:
-            item.entry = LogEntry(ops=plan.ops, leader=self._node_id)
+        writes = [r for r, _ in batch if isinstance(r, WriteRequest)]
+        plan = self._planner.plan_batch(writes, now_us=self._clock())
+        planned = iter(plan.outcomes)
+        logged = WriteOutcome(results=[])
+        outcomes = [next(planned) if isinstance(r, WriteRequest) else logged for r, _ in batch]
+        ops = plan.ops + [op for r, _ in batch if isinstance(r, OpsRequest) for op in r.ops]
+        item = _InFlight(batch, outcomes)
+        if ops:
+            item.entry = LogEntry(ops=ops, leader=self._node_id)
             item.raw = encode_entry(item.entry)
             item.sequence = self._next_sequence
             self._next_sequence += 1

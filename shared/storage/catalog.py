@@ -17,6 +17,17 @@ _STORE_PREFIX = "store:"
 _HASH_KEY = "log:hash"
 
 
+def checkpoint_key(store: str, consumer: str) -> str:
+    """Where the system store keeps a consumer's checkpoint."""
+    return f"checkpoint:{store}/{consumer}"
+
+
+def read_checkpoint(system: StoreReader, store: str, consumer: str) -> int:
+    """The last position `consumer` checkpointed in `store` (0 when none)."""
+    state = system.stream_state(checkpoint_key(store, consumer))
+    return 0 if state is None else state.version
+
+
 def registered_stores(system: StoreReader) -> list[str]:
     """Names of the stores a system store has registered."""
     found = system.list_streams(_STORE_PREFIX, 1 << 30)
@@ -70,12 +81,20 @@ class Catalog:
         state = self.system.stream_state(_HASH_KEY)
         return b"" if state is None else bytes.fromhex(state.metadata["hash"])
 
-    def record(self, sequence: int, created: list[str], log_hash: bytes | None = None) -> None:
-        """Mark `sequence` applied to every store, registering the stores it created and the
-        running log hash after it."""
+    def record(
+        self,
+        sequence: int,
+        created: list[str],
+        log_hash: bytes | None = None,
+        checkpoints: dict[tuple[str, str], int] | None = None,
+    ) -> None:
+        """Mark `sequence` applied to every store, registering the stores it created, the
+        consumer checkpoints it moved, and the running log hash after it."""
         with self.system.transaction(sequence) as txn:
             for name in created:
                 txn.put_stream_state(_STORE_PREFIX + name, StreamState())
+            for (store, consumer), position in (checkpoints or {}).items():
+                txn.put_stream_state(checkpoint_key(store, consumer), StreamState(position))
             if log_hash is not None:
                 txn.put_stream_state(
                     _HASH_KEY, StreamState(sequence, metadata={"hash": log_hash.hex()})
