@@ -8,6 +8,7 @@ esdb is driven with raw nats-py requests (no client library), so the server is w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +18,13 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
 
 from esdb.benchmarks.figures import LatencyLog
 from esdb.contracts.api import MSGPACK_CONTENT_TYPE
@@ -102,6 +109,8 @@ class AppendRun:
     seconds: float
     first: int | None
     """The lowest global position (esdb) or stream sequence (JetStream) the run wrote."""
+    last: int | None = None
+    """The highest one."""
 
 
 AppendOnce = Callable[[int, int, int | None], Awaitable[tuple[int, int]]]
@@ -127,9 +136,10 @@ async def _drive(plan: AppendPlan, append_once: AppendOnce, progress: Progress) 
     the failed event's outcome is unknown, so its next fence would be a guess."""
     log = LatencyLog()
     firsts: list[int] = []
+    lasts: list[int] = []
 
     async def client(index: int, share: int) -> None:
-        stream_no, fence, filled, lowest = 0, None, 0, 0
+        stream_no, fence, filled, lowest, highest = 0, None, 0, 0, 0
         for _ in range(share):
             if filled == plan.stream_length:
                 stream_no, fence, filled = stream_no + 1, None, 0
@@ -144,13 +154,20 @@ async def _drive(plan: AppendPlan, append_once: AppendOnce, progress: Progress) 
             filled += 1
             progress.done += 1
             lowest = where if not lowest else min(lowest, where)
+            highest = max(highest, where)
         if lowest:
             firsts.append(lowest)
+            lasts.append(highest)
 
     started = time.perf_counter()
     await asyncio.gather(*(client(i, n) for i, n in enumerate(plan.shares())))
     seconds = time.perf_counter() - started
-    return AppendRun(log=log, seconds=seconds, first=min(firsts) if firsts else None)
+    return AppendRun(
+        log=log,
+        seconds=seconds,
+        first=min(firsts) if firsts else None,
+        last=max(lasts) if lasts else None,
+    )
 
 
 class Progress:
@@ -190,25 +207,28 @@ async def esdb_appends(
     return await _drive(plan, append_once, progress)
 
 
-async def ensure_jetstream_stream(js: JetStreamContext, durability: str) -> str:
-    """Create the comparison stream (file storage unless `memory`); its storage type."""
+async def ensure_jetstream_stream(
+    js: JetStreamContext, durability: str, replicas: int = 1
+) -> StreamInfo:
+    """Create the comparison stream (file storage unless `memory`, `replicas` copies), or
+    bring an existing one to `replicas`; its info."""
     storage = StorageType.MEMORY if durability == "memory" else StorageType.FILE
     try:
         info = await js.stream_info(JETSTREAM_STREAM)
     except nats.js.errors.NotFoundError:
-        await js.add_stream(
+        return await js.add_stream(
             StreamConfig(
                 name=JETSTREAM_STREAM,
                 subjects=[JETSTREAM_SUBJECTS],
                 storage=storage,
-                num_replicas=1,
+                num_replicas=replicas,
                 retention=RetentionPolicy.LIMITS,
                 discard=DiscardPolicy.OLD,
             )
         )
-        return storage.value
-    existing = info.config.storage
-    return existing.value if existing is not None else storage.value
+    if info.config.num_replicas != replicas:
+        info = await js.update_stream(dataclasses.replace(info.config, num_replicas=replicas))
+    return info
 
 
 async def jetstream_appends(

@@ -1,4 +1,5 @@
-"""`esdb bench`: esdb against JetStream as an event store, on the same nats-server.
+"""`esdb bench`: esdb against JetStream as an event store, on the same nats-server(s), in
+alternating rounds; or the failover of the writer leader under load (`--scenario failover`).
 
 `add_bench_arguments` and `run_bench` are what the `esdb` CLI wires in; `main` runs the same
 thing standalone (`python -m esdb.benchmarks`, `python benchmarks/run.py`).
@@ -19,31 +20,37 @@ import msgspec
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 
 from esdb.benchmarks.appends import (
-    AppendPlan,
-    AppendRun,
     Progress,
     ensure_jetstream_stream,
-    esdb_appends,
     event_payload,
-    jetstream_appends,
-    jetstream_run_subjects,
     report_progress,
+)
+from esdb.benchmarks.failover import (
+    FailoverError,
+    FailoverPlan,
+    cluster_status,
+    run_failover,
+    wait_settled,
 )
 from esdb.benchmarks.figures import (
     APPEND_TARGET,
+    APPEND_TARGET_R3,
     READ_TARGET,
     BenchConfig,
     BenchReport,
-    ratio,
 )
-from esdb.benchmarks.reads import ReadFailed, esdb_read_all, jetstream_ordered_read
+from esdb.benchmarks.reads import ReadFailed
 from esdb.benchmarks.report import format_report
+from esdb.benchmarks.rounds import RoundsPlan, run_rounds
 from esdb.benchmarks.stack import BenchStack, StackError
+from esdb.contracts.subjects import LOG_STREAM
 
 T = TypeVar("T")
-SCENARIOS = ("append", "read", "all")
+SCENARIOS = ("append", "read", "all", "failover")
+NODE_COUNTS = (1, 3)
 _PROGRESS_EVERY_S = 10.0
 
 
@@ -95,7 +102,38 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--scenario",
         choices=SCENARIOS,
         default="all",
-        help="append, read (appends first, reports reads only) or all",
+        help="append, read (appends first, reports reads only), all, or failover (kill -9 the "
+        "leader's writer under load; needs --nodes 3)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_positive,
+        default=3,
+        help="rounds of esdb then JetStream phases on fresh streams; medians are reported (3)",
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        choices=NODE_COUNTS,
+        default=1,
+        help="nodes of the stack: 3 starts `esdb up --nodes 3` and compares with an R3 "
+        "JetStream stream (1)",
+    )
+    parser.add_argument(
+        "--failover-runs", type=_positive, default=5, help="failover: kills, one per run (5)"
+    )
+    parser.add_argument(
+        "--failover-clients",
+        type=_positive,
+        default=16,
+        help="failover: concurrent appending clients (16)",
+    )
+    parser.add_argument(
+        "--failover-timeout-ms",
+        type=_positive,
+        default=2000,
+        help="failover: the timeout_ms of each append, i.e. how long the gateway waits for a "
+        "writer that may have died before it answers `timeout` (2000)",
     )
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds one request may take (30)"
@@ -119,6 +157,11 @@ class BenchOptions:
     scenario: str
     timeout: float
     json: bool
+    rounds: int = 3
+    nodes: int = 1
+    failover_runs: int = 5
+    failover_clients: int = 16
+    failover_timeout_ms: int = 2000
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BenchOptions:
@@ -136,15 +179,23 @@ class BenchOptions:
             scenario=args.scenario,
             timeout=args.timeout,
             json=args.json,
+            rounds=args.rounds,
+            nodes=args.nodes,
+            failover_runs=args.failover_runs,
+            failover_clients=args.failover_clients,
+            failover_timeout_ms=args.failover_timeout_ms,
         )
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run `esdb bench` and print its report; 0 when every request succeeded, else 1."""
     options = BenchOptions.from_args(args)
+    if options.scenario == "failover" and options.nodes < 3:
+        print("esdb bench: --scenario failover needs --nodes 3", file=sys.stderr)
+        return 2
     try:
         report = asyncio.run(bench(options))
-    except (StackError, ReadFailed, OSError, nats.errors.Error) as e:
+    except (StackError, ReadFailed, FailoverError, OSError, nats.errors.Error) as e:
         print(f"esdb bench: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -154,18 +205,22 @@ def run_bench(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     failed = any(figures.errors for figures in report.appends)
+    if report.failover is not None:
+        failed = failed or any(
+            run.first_ack_s is None or run.anomalies for run in report.failover.runs
+        )
     return 1 if failed else 0
 
 
 async def bench(options: BenchOptions) -> BenchReport:
     """Start (or find) the stack, run the scenario, stop what was started."""
     if options.url is None:
-        _say(f"starting esdb up ({options.durability})...")
-        stack = await BenchStack.start(options.durability, options.data_dir)
+        _say(f"starting esdb up --nodes {options.nodes} ({options.durability})...")
+        stack = await BenchStack.start(options.durability, options.data_dir, nodes=options.nodes)
     else:
         stack = BenchStack(url=options.url, data_dir=options.data_dir)
     try:
-        nc = await nats.connect(stack.url, name="esdb-bench", max_reconnect_attempts=3)
+        nc = await nats.connect(stack.urls, name="esdb-bench", max_reconnect_attempts=3)
         try:
             return await _scenario(options, stack, nc)
         finally:
@@ -176,13 +231,12 @@ async def bench(options: BenchOptions) -> BenchReport:
 
 async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) -> BenchReport:
     js = nc.jetstream(timeout=options.timeout)
-    await ensure_jetstream_stream(js, options.durability)
-    run_id = secrets.token_hex(3)
     payload = event_payload(options.event_bytes)
+    failover = options.scenario == "failover"
     report = BenchReport(
         config=BenchConfig(
             events=options.events,
-            clients=options.clients,
+            clients=options.failover_clients if failover else options.clients,
             durability=options.durability,
             stream_length=options.stream_length,
             read_page=options.read_page,
@@ -191,82 +245,85 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
             url=stack.url,
             own_stack=stack.own,
             nats_server_version=_server_version(nc),
+            rounds=0 if failover else options.rounds,
+            nodes=options.nodes,
+            jetstream_replicas=0 if failover else options.nodes,
         )
     )
-    stored = 0
-    report.resources.append(stack.sample("start", 0, stored))
-
-    def plan(label: str, events: int) -> AppendPlan:
-        return AppendPlan(
+    run_id = secrets.token_hex(3)
+    if options.nodes > 1:
+        # Appends right after `ready` could race the cluster's first leader changes.
+        await wait_settled(nc, options.nodes, timeout=60)
+    report.resources.append(stack.sample("start", 0, 0))
+    if failover:
+        plan = FailoverPlan(
             run_id=run_id,
-            label=label,
-            events=events,
+            store=options.store,
+            runs=options.failover_runs,
+            clients=options.failover_clients,
+            timeout_ms=options.failover_timeout_ms,
+            nodes=options.nodes,
+        )
+        report.failover = await run_failover(nc, js, stack, plan, payload, _say)
+        return report
+    bench_stream = await ensure_jetstream_stream(js, options.durability, options.nodes)
+    report.config.placement = await _placement(nc, js, bench_stream.cluster)
+    await run_rounds(
+        nc,
+        js,
+        stack,
+        RoundsPlan(
+            run_id=run_id,
+            rounds=options.rounds,
+            events=options.events,
             clients=options.clients,
             stream_length=options.stream_length,
             timeout=options.timeout,
-        )
-
-    # One untimed append per client first: connections, caches and stream creation warm up.
-    warmup, timed = plan("w", options.clients), plan("t", options.events)
-
-    _say(f"esdb: {options.events:,} appends from {options.clients} clients...")
-    esdb_warm = await esdb_appends(nc, options.store, warmup, payload, Progress("", 0))
-    progress = Progress("esdb append", options.events)
-    esdb_run = await _with_progress(
-        progress, esdb_appends(nc, options.store, timed, payload, progress)
+            store=options.store,
+            read_page=options.read_page,
+            append_target=APPEND_TARGET if options.nodes == 1 else APPEND_TARGET_R3,
+            read_target=READ_TARGET,
+            report_appends=options.scenario != "read",
+            reads=options.scenario != "append",
+        ),
+        payload,
+        report,
+        _say,
+        _with_progress,
     )
-    stored += esdb_warm.log.events + esdb_run.log.events
-    report.resources.append(stack.sample("esdb appends", stored, stored))
-
-    _say(f"jetstream: {options.events:,} publishes from {options.clients} clients...")
-    js_warm = await jetstream_appends(js, warmup, payload, Progress("", 0))
-    progress = Progress("jetstream publish", options.events)
-    js_run = await _with_progress(progress, jetstream_appends(js, timed, payload, progress))
-    js_stored = js_warm.log.events + js_run.log.events
-    report.resources.append(stack.sample("js appends", js_stored, stored))
-
-    if options.scenario != "read":
-        esdb_figures = esdb_run.log.figures("esdb append", esdb_run.seconds)
-        js_figures = js_run.log.figures("jetstream publish (OCC)", js_run.seconds)
-        report.appends = [esdb_figures, js_figures]
-        report.append_ratio = ratio(
-            esdb_figures.events_per_s, js_figures.events_per_s, APPEND_TARGET
-        )
-
-    if options.scenario != "append":
-        read_timeout = options.timeout + stored / 1000
-        _say(f"esdb: read_all of {stored:,} events in pages of {options.read_page}...")
-        esdb_read = await esdb_read_all(
-            nc,
-            options.store,
-            start=_first(esdb_warm, esdb_run),
-            events=stored,
-            page=options.read_page,
-            timeout=read_timeout,
-        )
-        report.resources.append(stack.sample("esdb read", esdb_read.events, stored))
-        _say(f"jetstream: ordered consumer over {js_stored:,} messages...")
-        js_read = await jetstream_ordered_read(
-            js,
-            jetstream_run_subjects(run_id),
-            start=_first(js_warm, js_run),
-            events=js_stored,
-            timeout=read_timeout,
-        )
-        report.resources.append(stack.sample("js read", js_read.events, stored))
-        report.reads = [esdb_read, js_read]
-        report.read_ratio = ratio(esdb_read.events_per_s, js_read.events_per_s, READ_TARGET)
     return report
+
+
+async def _placement(nc: NatsClient, js: JetStreamContext, bench_cluster: Any) -> dict[str, str]:
+    """Which server the bench client talks to and where the leaders are, in a cluster: each
+    extra hop between servers shows in the figures."""
+    if bench_cluster is None or not getattr(bench_cluster, "replicas", None):
+        return {}
+    placement = {"bench client": _connected_server(nc)}
+    placement["jetstream BENCH_ES leader"] = str(bench_cluster.leader)
+    try:
+        log_info = await js.stream_info(LOG_STREAM)
+        if log_info.cluster is not None:
+            placement["esdb log stream leader"] = str(log_info.cluster.leader)
+    except nats.errors.Error:
+        pass
+    status = await cluster_status(nc)
+    if status is not None:
+        placement["esdb writer leader"] = str(status.leader)
+    return placement
+
+
+def _connected_server(nc: NatsClient) -> str:
+    info = getattr(nc, "_server_info", None) or {}
+    name = info.get("server_name") or info.get("name")
+    url = nc.connected_url
+    where = f"{url.hostname}:{url.port}" if url is not None else "?"
+    return f"{name} ({where})" if name else where
 
 
 def _server_version(nc: NatsClient) -> str:
     version = nc.connected_server_version
     return f"{version.major}.{version.minor}.{version.patch}"
-
-
-def _first(*runs: AppendRun) -> int:
-    """Where the earliest of `runs` started writing (1 when nothing was written)."""
-    return min((run.first for run in runs if run.first is not None), default=1)
 
 
 async def _with_progress(progress: Progress, work: Coroutine[Any, Any, T]) -> T:

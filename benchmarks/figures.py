@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+import statistics
 from array import array
 from collections import Counter
 
 import msgspec
 
 APPEND_TARGET = 2.0
-"""esdb appends must reach at least this multiple of JetStream's events/s."""
+"""esdb appends must reach at least this multiple of JetStream's events/s (one node)."""
+APPEND_TARGET_R3 = 1.5
+"""The same on three nodes, against an R3 JetStream stream (the cluster issue's target)."""
+FAILOVER_TARGET_S = 3.0
+"""The median time from killing the leader's writer to the first append acknowledged after."""
 READ_TARGET = 1.0
 """esdb `read_all` must reach at least this multiple of the ordered consumer's events/s."""
 
@@ -78,16 +83,116 @@ class BenchConfig(msgspec.Struct, kw_only=True):
     url: str
     own_stack: bool
     nats_server_version: str
+    rounds: int = 1
+    nodes: int = 1
+    jetstream_replicas: int = 1
+    placement: dict[str, str] = {}
+    """Where things ended up in a cluster: the server the bench client uses, the leaders of
+    the log stream, of the JetStream comparison stream and of the writers."""
 
 
-class BenchReport(msgspec.Struct, kw_only=True):
-    """Everything one `esdb bench` run printed, as machine-readable data."""
+class RoundFigures(msgspec.Struct, kw_only=True):
+    """One round: esdb's then JetStream's appends (and reads), on fresh streams."""
 
-    config: BenchConfig
+    round: int
     appends: list[AppendFigures] = msgspec.field(default_factory=list)
     append_ratio: Ratio | None = None
     reads: list[ReadFigures] = msgspec.field(default_factory=list)
     read_ratio: Ratio | None = None
+
+
+class AppendSummary(msgspec.Struct, kw_only=True):
+    """One append path over every round: medians of the per-round figures, totals of events
+    and errors, and the spread of events/s."""
+
+    path: str
+    rounds: int
+    events: int
+    errors: int
+    error_codes: dict[str, int]
+    events_per_s: float
+    """Median over the rounds."""
+    min_events_per_s: float
+    max_events_per_s: float
+    p50_ms: float
+    """Median of the rounds' p50s."""
+    p99_ms: float
+    """Median of the rounds' p99s."""
+    max_ms: float
+    """The largest latency of any round."""
+
+
+class ReadSummary(msgspec.Struct, kw_only=True):
+    """One read path over every round: the median events/s and its spread."""
+
+    path: str
+    rounds: int
+    events: int
+    events_per_s: float
+    min_events_per_s: float
+    max_events_per_s: float
+
+
+class FailoverRun(msgspec.Struct, kw_only=True):
+    """One kill -9 of the leader's writer under load."""
+
+    run: int
+    killed: str
+    """The node whose writer was killed (the leader at that moment)."""
+    pid: int
+    new_leader: str | None
+    """Who took the writer lease after the kill (None if nobody was seen taking it)."""
+    lease_taken_s: float | None
+    """Kill to the lease key being written by another writer (a KV watch)."""
+    first_ack_s: float | None
+    """Kill to the first acknowledged append whose request was sent after the kill (None:
+    no acknowledgement within the run's deadline)."""
+    appends_before: int
+    events_per_s_before: float
+    """Acknowledged appends in the steady load before the kill, and their rate."""
+    retries: int
+    retry_codes: dict[str, int]
+    """Requests answered with a retryable error (or none) between the kill and the end of
+    the run, by code; each was retried with the same event ids."""
+    anomalies: dict[str, int]
+    """Non-retryable errors of the run (e.g. `wrong_expected_version` on a retry): an
+    append retried with the same ids should never get one."""
+    restart_s: float | None
+    """Kill to the supervisor's new pid for the killed writer."""
+    settled_s: float | None
+    """Kill to every node answering `cluster_status` with lag 0."""
+
+
+class FailoverReport(msgspec.Struct, kw_only=True):
+    """Every failover run, and the median of the times to the first acknowledgement."""
+
+    clients: int
+    timeout_ms: int
+    """The `timeout_ms` each append carried: how long a request stuck at a dead writer waits
+    in the gateway before it is answered `timeout` (and retried)."""
+    runs: list[FailoverRun]
+    median_first_ack_s: float | None
+    median_lease_taken_s: float | None
+    target_s: float
+    met: bool
+
+
+class BenchReport(msgspec.Struct, kw_only=True):
+    """Everything one `esdb bench` run printed, as machine-readable data.
+
+    With several rounds, `appends` and `reads` are the per-path summaries over the rounds
+    (medians), `append_ratio` and `read_ratio` the ratios of those medians, and `rounds` every
+    round's own figures."""
+
+    config: BenchConfig
+    appends: list[AppendSummary] = msgspec.field(default_factory=list)
+    append_ratio: Ratio | None = None
+    append_round_ratios: list[float] = msgspec.field(default_factory=list)
+    reads: list[ReadSummary] = msgspec.field(default_factory=list)
+    read_ratio: Ratio | None = None
+    read_round_ratios: list[float] = msgspec.field(default_factory=list)
+    rounds: list[RoundFigures] = msgspec.field(default_factory=list)
+    failover: FailoverReport | None = None
     resources: list[ResourceSample] = msgspec.field(default_factory=list)
 
 
@@ -145,4 +250,43 @@ def read_figures(path: str, events: int, seconds: float) -> ReadFigures:
         events=events,
         seconds=round(seconds, 3),
         events_per_s=round(events / seconds, 1) if seconds > 0 else 0.0,
+    )
+
+
+def median(values: list[float]) -> float:
+    """The median of `values` (0 when empty)."""
+    return float(statistics.median(values)) if values else 0.0
+
+
+def summarize_appends(path: str, rounds: list[AppendFigures]) -> AppendSummary:
+    """One append path over its rounds: medians, totals and spread."""
+    codes: Counter[str] = Counter()
+    for figures in rounds:
+        codes.update(figures.error_codes)
+    rates = [f.events_per_s for f in rounds]
+    return AppendSummary(
+        path=path,
+        rounds=len(rounds),
+        events=sum(f.events for f in rounds),
+        errors=sum(f.errors for f in rounds),
+        error_codes=dict(codes),
+        events_per_s=round(median(rates), 1),
+        min_events_per_s=min(rates, default=0.0),
+        max_events_per_s=max(rates, default=0.0),
+        p50_ms=round(median([f.p50_ms for f in rounds]), 3),
+        p99_ms=round(median([f.p99_ms for f in rounds]), 3),
+        max_ms=max((f.max_ms for f in rounds), default=0.0),
+    )
+
+
+def summarize_reads(path: str, rounds: list[ReadFigures]) -> ReadSummary:
+    """One read path over its rounds: the median events/s and spread."""
+    rates = [f.events_per_s for f in rounds]
+    return ReadSummary(
+        path=path,
+        rounds=len(rounds),
+        events=sum(f.events for f in rounds),
+        events_per_s=round(median(rates), 1),
+        min_events_per_s=min(rates, default=0.0),
+        max_events_per_s=max(rates, default=0.0),
     )

@@ -18,12 +18,13 @@ from esdb.contracts.errors import ErrorBody
 from esdb.contracts.subjects import Op, api_subject
 
 
-class ReadAllBody(msgspec.Struct, kw_only=True):
+class ReadAllBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The msgpack body of `esdb.api.<store>.read_all`."""
 
     from_position: int
     limit: int
     direction: str = "forward"
+    min_position: int | None = None
 
 
 class ReadEvent(msgspec.Struct, kw_only=True):
@@ -54,16 +55,28 @@ class ReadFailed(RuntimeError):
 
 
 async def esdb_read_all(
-    nc: NatsClient, store: str, *, start: int, events: int, page: int, timeout: float
+    nc: NatsClient,
+    store: str,
+    *,
+    start: int,
+    events: int,
+    page: int,
+    timeout: float,
+    min_position: int | None = None,
 ) -> ReadFigures:
     """Read `$all` from `start` in pages of `page`, one request at a time, until `events`
-    events arrived (or the log ended); every page is decoded as a client would."""
+    events arrived (or the log ended); every page is decoded as a client would.
+
+    `min_position` (the last position written) goes with the first request, so a reader on a
+    node that has not applied everything yet waits for it instead of ending the read early."""
     subject = api_subject(store, Op.READ_ALL)
     position: int | None = start
     received = 0
+    wait_for = min_position
     started = time.perf_counter()
     while received < events and position is not None:
-        body = _encode(ReadAllBody(from_position=position, limit=page))
+        body = _encode(ReadAllBody(from_position=position, limit=page, min_position=wait_for))
+        wait_for = None
         try:
             reply = await nc.request(subject, body, timeout=timeout, headers=MSGPACK_HEADERS)
         except nats.errors.TimeoutError as e:

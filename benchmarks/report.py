@@ -4,45 +4,143 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from esdb.benchmarks.figures import BenchReport, ProcessUsage, Ratio, ResourceSample
+from esdb.benchmarks.figures import (
+    BenchReport,
+    FailoverReport,
+    ProcessUsage,
+    Ratio,
+    ResourceSample,
+)
 
 
 def format_report(report: BenchReport) -> str:
     """The whole report as text, one table per measured thing."""
     config = report.config
     stack = "own `esdb up`" if config.own_stack else "running stack"
-    lines = [
-        f"esdb bench: {config.events:,} events, {config.clients} clients, "
-        f"durability {config.durability}, streams of {config.stream_length} events, "
-        f"{config.event_bytes}-byte event bodies",
-        f"stack: {stack} at {config.url} (nats-server {config.nats_server_version})",
-    ]
-    if report.appends:
-        lines += ["", "appends: one event per request, expected version = the last one seen"]
-        lines.append(
-            f"{'path':<28}{'events':>9}{'errors':>8}{'events/s':>11}"
-            f"{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    if config.scenario == "failover":
+        head = (
+            f"esdb bench failover: {config.nodes} nodes, {config.clients} clients, "
+            f"durability {config.durability}, {config.event_bytes}-byte event bodies"
         )
-        for a in report.appends:
-            lines.append(
-                f"{a.path:<28}{a.events:>9,}{a.errors:>8}{a.events_per_s:>11,.0f}"
-                f"{a.p50_ms:>9.2f}{a.p99_ms:>9.2f}{a.max_ms:>9.1f}"
-            )
-            if a.error_codes:
-                codes = ", ".join(f"{code} x{n}" for code, n in sorted(a.error_codes.items()))
-                lines.append(f"  errors: {codes}")
-        if report.append_ratio is not None:
-            lines.append(_ratio_line("esdb / jetstream events/s", report.append_ratio))
-    if report.reads:
-        lines += ["", f"reads: $all in pages of {config.read_page} vs a JetStream ordered consumer"]
-        lines.append(f"{'path':<28}{'events':>9}{'events/s':>11}{'seconds':>9}")
-        for r in report.reads:
-            lines.append(f"{r.path:<28}{r.events:>9,}{r.events_per_s:>11,.0f}{r.seconds:>9.2f}")
-        if report.read_ratio is not None:
-            lines.append(_ratio_line("esdb / jetstream events/s", report.read_ratio))
-    if any(sample.processes for sample in report.resources):
+    else:
+        head = (
+            f"esdb bench: {config.events:,} events x {config.rounds} rounds, "
+            f"{config.clients} clients, durability {config.durability}, {config.nodes} node(s) "
+            f"(JetStream R{config.jetstream_replicas}), streams of {config.stream_length} "
+            f"events, {config.event_bytes}-byte event bodies"
+        )
+    lines = [head, f"stack: {stack} at {config.url} (nats-server {config.nats_server_version})"]
+    if config.placement:
+        lines.append(
+            "placement: " + "; ".join(f"{what} {where}" for what, where in config.placement.items())
+        )
+    lines += _appends(report)
+    lines += _reads(report)
+    if report.failover is not None:
+        lines += ["", *_failover(report.failover)]
+    if len(report.resources) > 1 and any(sample.processes for sample in report.resources):
         lines += ["", *_memory_table(report.resources), "", *_cpu_table(report.resources)]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _appends(report: BenchReport) -> list[str]:
+    if not report.appends:
+        return []
+    lines = ["", "appends: one event per request, expected version = the last one seen"]
+    if len(report.rounds) > 1:
+        lines.append(
+            f"{'round':<6}{'path':<28}{'events':>9}{'errors':>8}{'events/s':>11}"
+            f"{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'ratio':>8}"
+        )
+        for r in report.rounds:
+            for i, a in enumerate(r.appends):
+                share = f"{r.append_ratio.value:.2f}x" if i == 0 and r.append_ratio else ""
+                lines.append(
+                    f"{r.round if i == 0 else '':<6}{a.path:<28}{a.events:>9,}{a.errors:>8}"
+                    f"{a.events_per_s:>11,.0f}{a.p50_ms:>9.2f}{a.p99_ms:>9.2f}{a.max_ms:>9.1f}"
+                    f"{share:>8}"
+                )
+        lines += ["", f"appends, median of {len(report.rounds)} rounds (events and errors: total)"]
+    lines.append(
+        f"{'path':<28}{'events':>9}{'errors':>8}{'events/s':>11}{'min-max':>16}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    )
+    for s in report.appends:
+        spread = f"{s.min_events_per_s:,.0f}-{s.max_events_per_s:,.0f}"
+        lines.append(
+            f"{s.path:<28}{s.events:>9,}{s.errors:>8}{s.events_per_s:>11,.0f}{spread:>16}"
+            f"{s.p50_ms:>9.2f}{s.p99_ms:>9.2f}{s.max_ms:>9.1f}"
+        )
+        if s.error_codes:
+            codes = ", ".join(f"{code} x{n}" for code, n in sorted(s.error_codes.items()))
+            lines.append(f"  errors: {codes}")
+    if report.append_ratio is not None:
+        lines.append(
+            _ratio_line("esdb / jetstream events/s (ratio of medians)", report.append_ratio)
+        )
+        if len(report.append_round_ratios) > 1:
+            lines.append(f"per round: {_ratios(report.append_round_ratios)}")
+    return lines
+
+
+def _reads(report: BenchReport) -> list[str]:
+    if not report.reads:
+        return []
+    config = report.config
+    lines = ["", f"reads: $all in pages of {config.read_page} vs a JetStream ordered consumer"]
+    if len(report.rounds) > 1:
+        lines.append(f"{'round':<6}{'path':<28}{'events':>9}{'events/s':>11}{'seconds':>9}")
+        for r in report.rounds:
+            for i, f in enumerate(r.reads):
+                lines.append(
+                    f"{r.round if i == 0 else '':<6}{f.path:<28}{f.events:>9,}"
+                    f"{f.events_per_s:>11,.0f}{f.seconds:>9.2f}"
+                )
+        lines += ["", f"reads, median of {len(report.rounds)} rounds (events: total)"]
+    lines.append(f"{'path':<28}{'events':>9}{'events/s':>11}{'min-max':>18}")
+    for s in report.reads:
+        spread = f"{s.min_events_per_s:,.0f}-{s.max_events_per_s:,.0f}"
+        lines.append(f"{s.path:<28}{s.events:>9,}{s.events_per_s:>11,.0f}{spread:>18}")
+    if report.read_ratio is not None:
+        lines.append(_ratio_line("esdb / jetstream events/s (ratio of medians)", report.read_ratio))
+        if len(report.read_round_ratios) > 1:
+            lines.append(f"per round: {_ratios(report.read_round_ratios)}")
+    return lines
+
+
+def _ratios(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}x" for v in values)
+
+
+def _failover(failover: FailoverReport) -> list[str]:
+    lines = [
+        f"failover: kill -9 of the leader's writer under {failover.clients} clients' appends "
+        f"(timeout_ms {failover.timeout_ms}, retries with the same event ids); seconds from "
+        "the kill",
+        f"{'run':<5}{'killed':<8}{'new leader':<12}{'lease':>7}{'1st ack':>9}{'restart':>9}"
+        f"{'settled':>9}{'ev/s before':>13}  retries after the kill",
+    ]
+    for run in failover.runs:
+        retries = ", ".join(f"{code} x{n}" for code, n in sorted(run.retry_codes.items()))
+        lines.append(
+            f"{run.run:<5}{run.killed:<8}{run.new_leader or '-':<12}{_s(run.lease_taken_s):>7}"
+            f"{_s(run.first_ack_s):>9}{_s(run.restart_s):>9}{_s(run.settled_s):>9}"
+            f"{run.events_per_s_before:>13,.0f}  {retries or '-'}"
+        )
+        if run.anomalies:
+            odd = ", ".join(f"{code} x{n}" for code, n in sorted(run.anomalies.items()))
+            lines.append(f"  anomalies: {odd}")
+    verdict = "met" if failover.met else "NOT met"
+    lines.append(
+        f"median kill -> first ack: {_s(failover.median_first_ack_s)} s "
+        f"(target <= {failover.target_s:g} s: {verdict}); median kill -> lease taken: "
+        f"{_s(failover.median_lease_taken_s)} s"
+    )
+    return lines
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _ratio_line(what: str, ratio: Ratio) -> str:
@@ -59,21 +157,30 @@ def _process_names(samples: list[ResourceSample]) -> list[str]:
     return names
 
 
-def _table(
-    title: str, samples: list[ResourceSample], rows: list[tuple[str, list[str]]]
-) -> list[str]:
-    width = max(14, *(len(s.label) + 2 for s in samples))
+def _table(title: str, labels: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
+    width = max(14, *(len(label) + 2 for label in labels))
     first = max(15, *(len(name) + 1 for name, _ in rows))
-    lines = [title, f"{'':<{first}}" + "".join(f"{s.label:>{width}}" for s in samples)]
+    lines = [title, f"{'':<{first}}" + "".join(f"{label:>{width}}" for label in labels)]
     lines += [f"{name:<{first}}" + "".join(f"{c:>{width}}" for c in cells) for name, cells in rows]
     return lines
 
 
+def _phase(label: str) -> str:
+    """The phase of a sample label without its round ("r2 esdb read" -> "esdb read")."""
+    first, _, rest = label.partition(" ")
+    return rest if rest and first[:1] == "r" and first[1:].isdigit() else label
+
+
 def _memory_table(samples: list[ResourceSample]) -> list[str]:
-    rows = [("events stored", [f"{s.events_stored:,}" for s in samples])]
+    """Memory at the start and after the last round's phases."""
+    last: dict[str, ResourceSample] = {}
+    for sample in samples:
+        last[_phase(sample.label)] = sample
+    shown = list(last.values())
+    rows = [("events stored", [f"{s.events_stored:,}" for s in shown])]
     for name in _process_names(samples):
         cells = []
-        for sample in samples:
+        for sample in shown:
             found = _find(sample, name)
             cells.append(
                 "-"
@@ -81,27 +188,42 @@ def _memory_table(samples: list[ResourceSample]) -> list[str]:
                 else f"{found.rss_kib / 1024:.1f} / {found.anon_kib / 1024:.1f}"
             )
         rows.append((name, cells))
+    rounds = " of the last round" if len(shown) < len(samples) else ""
     return _table(
-        "memory after each phase: RSS MiB / anonymous MiB "
+        f"memory after each phase{rounds}: RSS MiB / anonymous MiB "
         "(anonymous = heap; RSS also counts mapped LMDB files)",
-        samples,
+        [_phase(s.label) for s in shown],
         rows,
     )
 
 
 def _cpu_table(samples: list[ResourceSample]) -> list[str]:
-    phases = samples[1:]
-    rows = [("events", [f"{s.phase_events:,}" for s in phases])]
+    """CPU time per event of each phase, summed over the rounds (a process that restarted
+    during a phase is left out of that phase)."""
+    phases: list[str] = []
+    events: dict[str, int] = {}
+    for after in samples[1:]:
+        phase = _phase(after.label)
+        if phase not in phases:
+            phases.append(phase)
+        events[phase] = events.get(phase, 0) + after.phase_events
+    rows = [("events", [f"{events[phase]:,}" for phase in phases])]
     for name in _process_names(samples):
-        cells = []
+        spent: dict[str, tuple[float, int]] = {}
         for before, after in pairwise(samples):
             start, end = _find(before, name), _find(after, name)
             if start is None or end is None or start.pid != end.pid or not after.phase_events:
-                cells.append("-")
-            else:
-                cells.append(f"{(end.cpu_s - start.cpu_s) / after.phase_events * 1e6:,.0f}")
+                continue
+            cpu, count = spent.get(_phase(after.label), (0.0, 0))
+            spent[_phase(after.label)] = (cpu + end.cpu_s - start.cpu_s, count + after.phase_events)
+        cells = [
+            f"{spent[phase][0] / spent[phase][1] * 1e6:,.0f}" if phase in spent else "-"
+            for phase in phases
+        ]
         rows.append((name, cells))
-    return _table("cpu per event in each phase: µs (user + system)", phases, rows)
+    rounds = len(samples[1:]) // max(1, len(phases))
+    over = f", over {rounds} rounds" if rounds > 1 else ""
+    return _table(f"cpu per event in each phase{over}: µs (user + system)", phases, rows)
 
 
 def _find(sample: ResourceSample, name: str) -> ProcessUsage | None:

@@ -14,11 +14,20 @@ from pathlib import Path
 from typing import IO
 
 from esdb.benchmarks.figures import ProcessUsage, ResourceSample
-from esdb.services.supervisor.nats_server import free_port
+from esdb.services.supervisor.nats_server import free_port_block
 
 CLIENT_PROCESS = "bench client"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_ORDER = ("gateway", "writer", "reader", "snapshot", "subscription", "leader", "nats-server")
+_ORDER = (
+    "gateway",
+    "writer",
+    "reader",
+    "emitter",
+    "snapshot",
+    "subscription",
+    "leader",
+    "nats-server",
+)
 
 _READY_TIMEOUT_S = 120.0
 _STOP_GRACE_S = 30.0
@@ -44,15 +53,21 @@ class BenchStack:
         """True when this benchmark started the stack (and will stop it)."""
         return self.process is not None
 
+    @property
+    def urls(self) -> list[str]:
+        """Every server URL of the stack (`url` is them comma-separated)."""
+        return self.url.split(",")
+
     @classmethod
     async def start(
-        cls, durability: str, data_dir: Path | None, *, keep_data: bool = False
+        cls, durability: str, data_dir: Path | None, *, nodes: int = 1, keep_data: bool = False
     ) -> BenchStack:
-        """Run `esdb up` on a free port and wait for its `ready` line."""
+        """Run `esdb up --nodes N` on free ports and wait for its `ready` line; the servers'
+        client ports are consecutive from the first."""
         remove = data_dir is None and not keep_data
         root = Path(tempfile.mkdtemp(prefix="esdb-bench-")) if data_dir is None else data_dir
         root.mkdir(parents=True, exist_ok=True)
-        port = free_port()
+        port = free_port_block(nodes)
         log_file = root / "stack.log"
         log_handle = open(log_file, "ab")  # noqa: SIM115 - closed in stop()
         process = await asyncio.create_subprocess_exec(
@@ -66,13 +81,15 @@ class BenchStack:
             str(port),
             "--durability",
             durability,
+            "--nodes",
+            str(nodes),
             "--log-level",
             "WARNING",
             stdout=asyncio.subprocess.PIPE,
             stderr=log_handle,
         )
         stack = cls(
-            url=f"nats://127.0.0.1:{port}",
+            url=",".join(f"nats://127.0.0.1:{port + i}" for i in range(nodes)),
             data_dir=root,
             process=process,
             remove_data=remove,
@@ -98,6 +115,10 @@ class BenchStack:
                 code = await self.process.wait()
                 raise StackError(f"esdb up exited with code {code}; see {self.log_file}")
             if b"ready" in line:
+                # "esdb ready on URL[,URL...] (data in DIR)": the URLs the stack really uses.
+                words = line.decode(errors="replace").split()
+                if "on" in words and words.index("on") + 1 < len(words):
+                    self.url = words[words.index("on") + 1]
                 return
 
     async def stop(self) -> None:
@@ -116,6 +137,12 @@ class BenchStack:
             self._log_handle.close()
         if self.remove_data and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def pid(self, name: str) -> int | None:
+        """The pid in `<data_dir>/run/<name>.pid` (e.g. `writer-node2`), if there is one."""
+        if self.data_dir is None:
+            return None
+        return _read_pid(self.data_dir / "run" / f"{name}.pid")
 
     def sample(self, label: str, phase_events: int, events_stored: int) -> ResourceSample:
         """Memory and CPU time of this benchmark process and of every process with a pid file
