@@ -15,6 +15,12 @@ EMITTER_CHECKPOINT = "$emitter"
 NODE_STATUS = f"{INTERNAL_PREFIX}.node.status"
 NODE_HEARTBEAT = f"{INTERNAL_PREFIX}.node.heartbeat"
 
+
+def node_applied_subject(node_id: str) -> str:
+    """Where a node's writer announces each applied log sequence, for node-local services."""
+    return f"{INTERNAL_PREFIX}.node.{node_id}.applied"
+
+
 LOG_STREAM = "ESDB_LOG"
 LOG_SUBJECT = f"{INTERNAL_PREFIX}.log"
 LEASE_BUCKET = "esdb_leader"

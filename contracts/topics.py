@@ -14,8 +14,6 @@ EVENTS_PREFIX = "esdb.events"
 # Headers of every fan-out message; subscribers deduplicate by position.
 POSITION_HEADER = "Esdb-Position"
 EVENT_ID_HEADER = "Esdb-Event-Id"
-STREAM_HEADER = "Esdb-Stream"
-VERSION_HEADER = "Esdb-Version"
 
 _SAFE = re.compile(r"[A-Za-z0-9_-]*")
 

@@ -10,10 +10,17 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 from esdb.contracts.commands import CheckpointCommand, WriteOutcome
-from esdb.contracts.subjects import EMITTER_CHECKPOINT, LEASE_BUCKET, LEASE_KEY, WRITER_CHECKPOINTS
-from esdb.services.emitter.fanout import StoreFanout
+from esdb.contracts.subjects import (
+    EMITTER_CHECKPOINT,
+    LEASE_BUCKET,
+    LEASE_KEY,
+    WRITER_CHECKPOINTS,
+    node_applied_subject,
+)
+from esdb.services.emitter.fanout import StoreFanout, Wakeup
 from esdb.shared.nats_connection import connect, retry_until_ready
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
@@ -39,9 +46,15 @@ class Emitter:
         self._nc = nc
         self._stores = ReadOnlyStores(settings.data_dir)
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._wakeup = Wakeup()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the lease until `stop`: emit while this node leads."""
+
+        async def applied(msg: Msg) -> None:
+            self._wakeup.notify()
+
+        await self._nc.subscribe(node_applied_subject(self._settings.node_id), cb=applied)
         js = self._nc.jetstream(timeout=2)
         kv = await retry_until_ready(
             lambda: js.key_value(LEASE_BUCKET), what="the lease bucket", timeout=300
@@ -90,6 +103,7 @@ class Emitter:
                 self._nc.flush,
                 lambda position, name=name: self._checkpoint(name, position),  # type: ignore[misc]
                 after=checkpoints[name],
+                wakeup=self._wakeup,
             )
             self._running[name] = asyncio.create_task(fanout.run())
 

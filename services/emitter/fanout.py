@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from esdb.contracts.topics import (
-    EVENT_ID_HEADER,
-    POSITION_HEADER,
-    STREAM_HEADER,
-    VERSION_HEADER,
-    event_subject,
-)
+from esdb.contracts.topics import EVENT_ID_HEADER, POSITION_HEADER, event_subject
 from esdb.shared.storage.port import StoreReader
 from esdb.shared.storage.records import EventRecord
 from esdb.shared.wire import Codec, event_out
@@ -23,8 +18,26 @@ Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 Checkpoint = Callable[[int], Awaitable[None]]
 
 PAGE = 1000
-IDLE_POLL_S = 0.002
 CHECKPOINT_EVERY_S = 1.0
+# The writer announces every applied entry; this only bounds the wait if a notice is lost.
+FALLBACK_POLL_S = 0.25
+
+
+class Wakeup:
+    """Broadcast "new entries applied" to every waiting fan-out."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def ticket(self) -> asyncio.Event:
+        """The event the next `notify` sets; take it before looking for new entries."""
+        return self._event
+
+    def notify(self) -> None:
+        """Wake everyone holding a ticket."""
+        self._event.set()
+        self._event = asyncio.Event()
+
 
 _json = msgspec.json.Encoder()
 
@@ -32,12 +45,7 @@ _json = msgspec.json.Encoder()
 def fanout_message(store: str, record: EventRecord) -> tuple[str, bytes, dict[str, str]]:
     """Subject, JSON payload (an `EventOut`) and headers of one event's fan-out message."""
     out = event_out(record, Codec.JSON)
-    headers = {
-        POSITION_HEADER: str(record.position),
-        EVENT_ID_HEADER: out.event_id,
-        STREAM_HEADER: record.stream,
-        VERSION_HEADER: str(record.version),
-    }
+    headers = {POSITION_HEADER: str(record.position), EVENT_ID_HEADER: out.event_id}
     return event_subject(store, record.stream, record.type), _json.encode(out), headers
 
 
@@ -53,6 +61,7 @@ class StoreFanout:
         checkpoint: Checkpoint,
         *,
         after: int,
+        wakeup: Wakeup,
     ) -> None:
         self._store = store
         self._reader = reader
@@ -61,12 +70,14 @@ class StoreFanout:
         self._checkpoint = checkpoint
         self.emitted = after
         self._checkpointed = after
+        self._wakeup = wakeup
 
     async def run(self) -> None:
         """Emit until cancelled; never skips a position."""
         last_checkpoint = time.monotonic()
         try:
             while True:
+                ticket = self._wakeup.ticket()  # before reading, so no notice is missed
                 emitted = await self.emit_available()
                 now = time.monotonic()
                 if (
@@ -76,7 +87,8 @@ class StoreFanout:
                     await self.save_checkpoint()
                     last_checkpoint = now
                 if not emitted:
-                    await asyncio.sleep(IDLE_POLL_S)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(ticket.wait(), FALLBACK_POLL_S)
         finally:
             if self.emitted > self._checkpointed:
                 await asyncio.shield(self.save_checkpoint())

@@ -6,6 +6,7 @@ import asyncio
 
 from nats.js.object_store import ObjectStore
 
+from esdb.contracts.subjects import node_applied_subject
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.images import ImageKeeper, open_image_store, prepare_data_dir
 from esdb.services.writer.lease import Lease
@@ -56,7 +57,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         purge=settings.log_purge,
     )
     try:
-        node = WriterNode(settings, nc, JetStreamLog(js), Applier(catalog), lease, keeper)
+        applier = Applier(catalog)
+        applied_subject = node_applied_subject(settings.node_id)
+
+        async def announce(sequence: int) -> None:
+            await nc.publish(applied_subject, str(sequence).encode())
+
+        applier.on_applied = announce
+        node = WriterNode(settings, nc, JetStreamLog(js), applier, lease, keeper)
         await node.run(stop)
     finally:
         await nc.drain()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from esdb.contracts.log import LogEntry, decode_entry
 from esdb.services.writer.apply import ApplyError, apply_entry
@@ -22,6 +23,7 @@ class Applier:
         self.lock = asyncio.Lock()
         self.applied = asyncio.Condition()
         self.checkpoints: dict[int, str] = {}
+        self.on_applied: Callable[[int], Awaitable[None]] | None = None
 
     def apply_locked(self, sequence: int, entry: LogEntry, raw: bytes | None = None) -> None:
         """Apply `entry` as `sequence`; the caller holds `lock`."""
@@ -49,9 +51,11 @@ class Applier:
         await self.notify()
 
     async def notify(self) -> None:
-        """Wake whoever waits for the applied sequence to move."""
+        """Wake whoever waits for the applied sequence to move, here and in other processes."""
         async with self.applied:
             self.applied.notify_all()
+        if self.on_applied is not None:
+            await self.on_applied(self.catalog.applied_sequence())
 
     async def wait_applied(self, sequence: int) -> None:
         """Return once `sequence` has been applied."""
