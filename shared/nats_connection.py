@@ -75,3 +75,31 @@ async def retry_until_ready(
             log.info("%s not ready yet (%s); retrying in %.1f s", what, e, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+async def gather_replies(
+    nc: NatsClient, subject: str, payload: bytes, window: float
+) -> list[bytes]:
+    """Publish a request that many may answer and collect every answer for `window` seconds."""
+    inbox = nc.new_inbox()
+    replies: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def collect(msg: Msg) -> None:
+        await replies.put(msg)
+
+    sub = await nc.subscribe(inbox, cb=collect)
+    try:
+        await nc.publish(subject, payload, reply=inbox)
+        found: list[bytes] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window
+        while (left := deadline - loop.time()) > 0:
+            try:
+                msg = await asyncio.wait_for(replies.get(), left)
+            except TimeoutError:
+                break
+            if msg.data:  # an empty message is the server's "no responders" status
+                found.append(bytes(msg.data))
+        return found
+    finally:
+        await sub.unsubscribe()

@@ -44,6 +44,7 @@ from esdb.contracts.subjects import (
 from esdb.services.gateway import validation
 from esdb.services.gateway.coalescer import WriteCoalescer
 from esdb.services.gateway.consistency import consistency_problems
+from esdb.shared.nats_connection import gather_replies
 from esdb.shared.settings import Settings
 from esdb.shared.wire import Codec, codec_of, decode_request, encode, encode_error
 
@@ -241,28 +242,8 @@ class Gateway:
         return Health(status="ok" if ok else "unavailable", leader=status.leader, readers=readers)
 
     async def _gather_nodes(self, window: float) -> list[NodeStatus]:
-        inbox = self._nc.new_inbox()
-        replies: asyncio.Queue[Msg] = asyncio.Queue()
-
-        async def collect(msg: Msg) -> None:
-            await replies.put(msg)
-
-        sub = await self._nc.subscribe(inbox, cb=collect)
-        try:
-            await self._nc.publish(NODE_STATUS, b"", reply=inbox)
-            nodes: list[NodeStatus] = []
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + window
-            while (left := deadline - loop.time()) > 0:
-                try:
-                    msg = await asyncio.wait_for(replies.get(), left)
-                except TimeoutError:
-                    break
-                if msg.data:  # an empty message is the server's "no responders" status
-                    nodes.append(_node_status.decode(msg.data))
-            return nodes
-        finally:
-            await sub.unsubscribe()
+        replies = await gather_replies(self._nc, NODE_STATUS, b"", window)
+        return [_node_status.decode(reply) for reply in replies]
 
 
 def _target(subject: str) -> tuple[str, str]:

@@ -22,7 +22,6 @@ import msgspec
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 
 from esdb.contracts.commands import (
     EXPECT_ANY,
@@ -33,6 +32,7 @@ from esdb.contracts.commands import (
     WriteRequest,
 )
 from esdb.contracts.subjects import NODE_STATUS, WRITER_COMMANDS, api_subject
+from esdb.shared.nats_connection import gather_replies
 
 ATTEMPT_EVERY_S = 0.25
 # Longer than the writer's log publish timeout (5 s), so the writer's own answer is seen.
@@ -118,34 +118,13 @@ class Probe:
 
     async def poll_roles(self) -> None:
         """Record the role of every writer that answers a status request."""
-        inbox = self._nc.new_inbox()
-        replies: asyncio.Queue[Msg] = asyncio.Queue()
-
-        async def collect(msg: Msg) -> None:
-            await replies.put(msg)
-
-        sub = await self._nc.subscribe(inbox, cb=collect)
-        try:
-            await self._nc.publish(NODE_STATUS, b"", reply=inbox)
-            deadline = time.monotonic() + STATUS_WINDOW_S
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    msg = await asyncio.wait_for(replies.get(), left)
-                except TimeoutError:
-                    break
-                if msg.data:
-                    status: dict[str, Any] = msgspec.msgpack.decode(msg.data)
-                    heard, node, role = (
-                        time.monotonic(),
-                        str(status["node_id"]),
-                        str(status["role"]),
-                    )
-                    self.report.roles.append((heard, node, role))
-                    if self._roles.get(node) != role:
-                        self._roles[node] = role
-                        print(f"role {heard} {node} {role}", flush=True)
-        finally:
-            await sub.unsubscribe()
+        for reply in await gather_replies(self._nc, NODE_STATUS, b"", STATUS_WINDOW_S):
+            status: dict[str, Any] = msgspec.msgpack.decode(reply)
+            heard, node, role = time.monotonic(), str(status["node_id"]), str(status["role"])
+            self.report.roles.append((heard, node, role))
+            if self._roles.get(node) != role:
+                self._roles[node] = role
+                print(f"role {heard} {node} {role}", flush=True)
 
     def _attempt(self, via: str, event_id: uuid.UUID) -> Attempt:
         attempt = Attempt(via=via, event_id=event_id.hex, sent=time.monotonic())
