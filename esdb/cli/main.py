@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from esdb.cli import session, status_command, stream_commands
+from esdb.cli import session, status_command, stream_commands, tail_command
 from esdb.services.supervisor.stack import StackOptions, up
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = session.connection_options()
     stream_commands.add_commands(commands, common)
+    tail_command.add_command(commands, common)
     status_command.add_command(commands, common)
     # The bench's options belong to esdb.benchmarks, imported only when `esdb bench` runs.
     commands.add_parser(

@@ -12,6 +12,7 @@ from esdb.client.events import (
     ReadStreamPage,
     RecordedEvent,
 )
+from esdb.client.subscription import CaughtUp, Subscription, SubscriptionDropped
 from esdb.contracts.api import (
     AppendResult,
     ClusterStatus,
@@ -44,6 +45,7 @@ __all__ = [
     "AlreadyExists",
     "AppendResult",
     "AppendSpec",
+    "CaughtUp",
     "Client",
     "ClusterStatus",
     "Connecting",
@@ -66,6 +68,8 @@ __all__ = [
     "StreamInfoResult",
     "StreamNotFound",
     "StreamSummary",
+    "Subscription",
+    "SubscriptionDropped",
     "Timeout",
     "TooLarge",
     "Unauthorized",

@@ -17,7 +17,15 @@ from esdb.client.events import (
     ReadStreamPage,
     RecordedEvent,
 )
+from esdb.client.live import DEFAULT_BUFFER_SIZE
 from esdb.client.requests import AppendBody, append_multi_body, event_bodies
+from esdb.client.selectors import select
+from esdb.client.subscription import (
+    DEFAULT_PAGE_SIZE,
+    StartPosition,
+    Subscribing,
+    Subscription,
+)
 from esdb.contracts.api import (
     AppendMultiResult,
     AppendResult,
@@ -54,6 +62,7 @@ class Client:
     def __init__(self, connection: Connection, store: str) -> None:
         self._connection = connection
         self.store = store
+        self._subscriptions: set[Subscription] = set()
         self._subjects = {
             op: api_subject(store, op)
             for op in (
@@ -80,7 +89,9 @@ class Client:
         return self._connection.url
 
     async def close(self) -> None:
-        """Finish requests in flight and close the connection."""
+        """End open subscriptions, finish requests in flight and close the connection."""
+        for subscription in list(self._subscriptions):
+            await subscription.close()
         await self._connection.close()
 
     async def __aenter__(self) -> Client:
@@ -209,6 +220,60 @@ class Client:
             for event in page.events:
                 yield event
             start = page.next_position
+
+    def subscribe(
+        self,
+        *,
+        stream: str | None = None,
+        category: str | None = None,
+        event_type: str | None = None,
+        pattern: str | None = None,
+        all: bool = False,
+        from_position: StartPosition | None = None,
+        from_version: int | None = None,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> Subscribing:
+        """Events as the leader commits them, in position order and without duplicates: use
+        `async with client.subscribe(...) as sub: async for event in sub`, or
+        `sub = await client.subscribe(...)` and `await sub.close()` later. Once it is open,
+        every selected event appended afterwards is delivered.
+
+        Select with exactly one of: `stream`, `category` (the stream id before its first
+        `-`), `event_type`, `all=True`, or `pattern`, a NATS wildcard pattern over
+        `<category>.<stream>.<event_type>` (the subject after `esdb.events.<store>.`; `*` is
+        one token, a final `>` the rest; literal tokens escaped as `contracts.topics.
+        escape_token` does, e.g. `order.*.Order%20Placed`).
+
+        Without `from_position`/`from_version` the subscription is transient: live events
+        only, those above the store's head when it opened. With them it catches up: history
+        from the store first (`from_position` a position, inclusive, or `"start"`;
+        `from_version` a version of the `stream`), then one `CaughtUp`, then live events, with
+        no gap and no duplicate; `"end"` yields `CaughtUp` at the current head, then what is
+        appended from then on.
+
+        Lost live messages (a NATS reconnect, more than `buffer_size` waiting) are re-read
+        from the store by catch-up subscriptions, and by `all=True` ones (a gap in positions
+        shows them); a transient subscription with another selector raises
+        `SubscriptionDropped` instead, as such gaps cannot be seen in its positions."""
+        selector = select(
+            self.store,
+            stream=stream,
+            category=category,
+            event_type=event_type,
+            pattern=pattern,
+            all=all,
+        )
+        return Subscribing(
+            self._connection,
+            self,
+            selector,
+            from_position=from_position,
+            from_version=from_version,
+            buffer_size=buffer_size,
+            page_size=page_size,
+            opened=self._subscriptions,
+        )
 
     async def list_streams(
         self, *, after: str | None = None, limit: int = 100

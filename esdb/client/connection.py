@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import nats.errors
@@ -28,13 +28,28 @@ _encoder = msgspec.msgpack.Encoder()
 _error_decoder = msgspec.msgpack.Decoder(ErrorReply)
 
 
+class ConnectionWatcher(Protocol):
+    """Told when the connection comes back after an outage, and when it is gone for good."""
+
+    def reconnected(self) -> None: ...
+
+    def connection_closed(self) -> None: ...
+
+
 class Connection:
     """Msgpack requests over one NATS connection; replies decode to typed structs."""
 
-    def __init__(self, nc: NatsClient, url: str, timeout: float) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        url: str,
+        timeout: float,
+        watchers: set[ConnectionWatcher] | None = None,
+    ) -> None:
         self.nc = nc
         self.url = url
         self.timeout = timeout
+        self._watchers = watchers if watchers is not None else set()
         # Ask the server to give up a little before we do, so a slow request comes back as
         # its typed error (with details) rather than as a bare NATS timeout here.
         self.server_timeout_ms = max(1, int(timeout * 1000) - min(500, int(timeout * 200)))
@@ -55,6 +70,18 @@ class Connection:
             else:
                 log.warning("nats error: %s", error)
 
+        # Live subscriptions watch the connection: after a reconnect they may have missed
+        # messages, and once it closes for good no more will come.
+        watchers: set[ConnectionWatcher] = set()
+
+        async def on_reconnected() -> None:
+            for watcher in list(watchers):
+                watcher.reconnected()
+
+        async def on_closed() -> None:
+            for watcher in list(watchers):
+                watcher.connection_closed()
+
         nc = NatsClient()
         connecting = asyncio.ensure_future(
             nc.connect(
@@ -62,6 +89,8 @@ class Connection:
                 name="esdb-client",
                 connect_timeout=max(1, math.ceil(timeout)),
                 error_cb=on_error,
+                reconnected_cb=on_reconnected,
+                closed_cb=on_closed,
             )
         )
         done, _ = await asyncio.wait(
@@ -72,7 +101,7 @@ class Connection:
             if error is None:
                 if not all_failed.done():
                     all_failed.set_result(None)  # later errors are logged, not collected
-                return cls(nc, url, timeout)
+                return cls(nc, url, timeout, watchers)
             reason: object = error
         else:
             connecting.cancel()
@@ -82,6 +111,14 @@ class Connection:
         with contextlib.suppress(Exception):
             await nc.close()
         raise Unavailable(f"cannot connect to NATS at {url}: {reason}", url=url)
+
+    def watch(self, watcher: ConnectionWatcher) -> None:
+        """Tell `watcher` about reconnects and the final close."""
+        self._watchers.add(watcher)
+
+    def unwatch(self, watcher: ConnectionWatcher) -> None:
+        """Stop telling `watcher`."""
+        self._watchers.discard(watcher)
 
     async def close(self) -> None:
         """Drain in-flight requests and close the connection."""

@@ -90,6 +90,49 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.json.decode(self.metadata) if self.metadata else None
 
 
+class _JsonEvent(msgspec.Struct, kw_only=True):
+    """`contracts.api.EventOut` as JSON carries it, payloads still encoded."""
+
+    event_id: str
+    stream_id: str
+    version: int
+    position: int
+    event_type: str
+    data: msgspec.Raw = msgspec.Raw(b"null")
+    metadata: msgspec.Raw = msgspec.Raw(b"null")
+    content_type: str
+    created: datetime
+
+
+_json_event = msgspec.json.Decoder(_JsonEvent)
+
+
+def event_from_json(payload: bytes) -> RecordedEvent:
+    """A `RecordedEvent` from the JSON encoding of `EventOut` (a live fan-out message): JSON
+    payloads are taken as their text, others decoded from base64; null is empty."""
+    event = _json_event.decode(payload)
+    return RecordedEvent(
+        event_id=event.event_id,
+        stream_id=event.stream_id,
+        version=event.version,
+        position=event.position,
+        event_type=event.event_type,
+        data=_json_payload(event.data, event.content_type),
+        metadata=_json_payload(event.metadata, event.content_type),
+        content_type=event.content_type,
+        created=event.created,
+    )
+
+
+def _json_payload(raw: msgspec.Raw, content_type: str) -> bytes:
+    text = bytes(raw)
+    if text == b"null":
+        return b""
+    if content_type == JSON_CONTENT_TYPE:
+        return text
+    return msgspec.json.decode(text, type=bytes)
+
+
 class ReadStreamPage(msgspec.Struct, frozen=True, kw_only=True):
     """A page of one stream; `next` is the version to read from next, None at the end."""
 
