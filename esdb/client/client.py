@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any, Literal
 
@@ -18,6 +18,7 @@ from esdb.client.events import (
     RecordedEvent,
 )
 from esdb.client.live import DEFAULT_BUFFER_SIZE
+from esdb.client.opening import Opening
 from esdb.client.requests import AppendBody, append_multi_body, event_bodies
 from esdb.client.selectors import select
 from esdb.client.subscription import (
@@ -318,31 +319,14 @@ class Client:
         return await self._connection.request(api_subject(SYSTEM_STORE, Op.HEALTH), _EMPTY, _health)
 
 
-class Connecting:
+class Connecting(Opening[Client]):
     """A connection being opened: await it for a `Client`, or use it with `async with`."""
 
     def __init__(self, url: str, store: str, timeout: float) -> None:
         self._url = url
         self._store = store
         self._timeout = timeout
-        self._client: Client | None = None
 
     async def _open(self) -> Client:
         connection = await Connection.open(self._url, timeout=self._timeout)
         return Client(connection, self._store)
-
-    def __await__(self) -> Generator[Any, None, Client]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> Client:
-        self._client = await self._open()
-        return self._client
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._client is not None:
-            await self._client.close()

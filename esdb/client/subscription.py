@@ -29,14 +29,15 @@ subscription that knows it lost messages raises `SubscriptionDropped` instead.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from esdb.client.connection import Connection
 from esdb.client.events import ReadAllPage, ReadStreamPage, RecordedEvent, event_from_json
 from esdb.client.live import LiveFeed, LiveMessage, NatsFeed
+from esdb.client.opening import Opening
 from esdb.client.selectors import Selector
 from esdb.contracts.api import ReadFilter
 from esdb.contracts.errors import InvalidRequest, StreamNotFound, Unavailable
@@ -285,7 +286,7 @@ class Subscription:
         return page.events[0].position if page.events else 0
 
 
-class Subscribing:
+class Subscribing(Opening[Subscription]):
     """A subscription being opened: await it for a `Subscription`, or use `async with`."""
 
     def __init__(
@@ -309,7 +310,6 @@ class Subscribing:
         self._buffer_size = buffer_size
         self._page_size = page_size
         self._opened = opened
-        self._subscription: Subscription | None = None
 
     async def _open(self) -> Subscription:
         live = await NatsFeed.open(self._connection, self._selector.subject, self._buffer_size)
@@ -334,22 +334,6 @@ class Subscribing:
             await subscription.close()
             raise
         return subscription
-
-    def __await__(self) -> Generator[Any, None, Subscription]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> Subscription:
-        self._subscription = await self._open()
-        return self._subscription
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._subscription is not None:
-            await self._subscription.close()
 
 
 def _check_start(
