@@ -1,5 +1,6 @@
 """`esdb bench`: esdb against JetStream as an event store, on the same nats-server(s), in
-alternating rounds; or the failover of the writer leader under load (`--scenario failover`).
+alternating rounds; or the failover of the writer leader under load (`--scenario failover`);
+or append-to-live-subscriber latency at half the maximum append rate (`--scenario live`).
 
 `add_bench_arguments` and `run_bench` are what the `esdb` CLI wires in; `main` runs the same
 thing standalone (`python -m esdb.benchmarks`, `python benchmarks/run.py`).
@@ -42,6 +43,7 @@ from esdb.benchmarks.figures import (
     BenchConfig,
     BenchReport,
 )
+from esdb.benchmarks.live import LiveError, LivePlan, run_live
 from esdb.benchmarks.reads import ReadFailed
 from esdb.benchmarks.report import format_report
 from esdb.benchmarks.rounds import RoundsPlan, run_rounds
@@ -49,7 +51,8 @@ from esdb.benchmarks.stack import BenchStack, StackError
 from esdb.contracts.subjects import LOG_STREAM
 
 T = TypeVar("T")
-SCENARIOS = ("append", "read", "all", "failover")
+SCENARIOS = ("append", "read", "all", "failover", "live")
+DEFAULT_EVENTS = 20_000
 NODE_COUNTS = (1, 3)
 _PROGRESS_EVERY_S = 10.0
 
@@ -61,10 +64,21 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
+    return value
+
+
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `esdb bench`."""
     parser.add_argument(
-        "--events", type=_positive, default=20_000, help="events appended per path (20000)"
+        "--events",
+        type=_positive,
+        default=None,
+        help="events appended per path (20000); live: appends of the open-loop phase "
+        "(default: --duration seconds' worth)",
     )
     parser.add_argument(
         "--clients", type=_positive, default=64, help="concurrent appending clients (64)"
@@ -102,8 +116,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--scenario",
         choices=SCENARIOS,
         default="all",
-        help="append, read (appends first, reports reads only), all, or failover (kill -9 the "
-        "leader's writer under load; needs --nodes 3)",
+        help="append, read (appends first, reports reads only), all, failover (kill -9 the "
+        "leader's writer under load; needs --nodes 3), or live (append to live-subscriber "
+        "latency at half the maximum append rate)",
     )
     parser.add_argument(
         "--rounds",
@@ -136,6 +151,26 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "writer that may have died before it answers `timeout` (2000)",
     )
     parser.add_argument(
+        "--rate",
+        type=_positive_float,
+        default=None,
+        help="live: offer this many appends per second instead of half the rate a "
+        "closed-loop probe reaches (skips the probe)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=10.0,
+        help="live: seconds of open-loop appends, unless --events is given (10)",
+    )
+    parser.add_argument(
+        "--probe-events",
+        type=_positive,
+        default=5000,
+        help="live: closed-loop appends (from --clients clients) that measure the maximum "
+        "append rate (5000)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds one request may take (30)"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -162,12 +197,17 @@ class BenchOptions:
     failover_runs: int = 5
     failover_clients: int = 16
     failover_timeout_ms: int = 2000
+    live_events: int | None = None
+    """live: --events as given (None: --duration seconds' worth)."""
+    rate: float | None = None
+    duration: float = 10.0
+    probe_events: int = 5000
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BenchOptions:
         """The options of a parsed command line."""
         return cls(
-            events=args.events,
+            events=DEFAULT_EVENTS if args.events is None else args.events,
             clients=args.clients,
             durability=args.durability,
             url=args.url,
@@ -184,6 +224,10 @@ class BenchOptions:
             failover_runs=args.failover_runs,
             failover_clients=args.failover_clients,
             failover_timeout_ms=args.failover_timeout_ms,
+            live_events=args.events,
+            rate=args.rate,
+            duration=args.duration,
+            probe_events=args.probe_events,
         )
 
 
@@ -195,7 +239,7 @@ def run_bench(args: argparse.Namespace) -> int:
         return 2
     try:
         report = asyncio.run(bench(options))
-    except (StackError, ReadFailed, FailoverError, OSError, nats.errors.Error) as e:
+    except (StackError, ReadFailed, FailoverError, LiveError, OSError, nats.errors.Error) as e:
         print(f"esdb bench: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -209,6 +253,8 @@ def run_bench(args: argparse.Namespace) -> int:
         failed = failed or any(
             run.first_ack_s is None or run.anomalies for run in report.failover.runs
         )
+    if report.live is not None:
+        failed = failed or bool(report.live.errors or report.live.missing)
     return 1 if failed else 0
 
 
@@ -233,6 +279,7 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
     js = nc.jetstream(timeout=options.timeout)
     payload = event_payload(options.event_bytes)
     failover = options.scenario == "failover"
+    live = options.scenario == "live"
     report = BenchReport(
         config=BenchConfig(
             events=options.events,
@@ -245,9 +292,9 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
             url=stack.url,
             own_stack=stack.own,
             nats_server_version=_server_version(nc),
-            rounds=0 if failover else options.rounds,
+            rounds=0 if failover or live else options.rounds,
             nodes=options.nodes,
-            jetstream_replicas=0 if failover else options.nodes,
+            jetstream_replicas=0 if failover or live else options.nodes,
         )
     )
     run_id = secrets.token_hex(3)
@@ -265,6 +312,22 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
             nodes=options.nodes,
         )
         report.failover = await run_failover(nc, js, stack, plan, payload, _say)
+        return report
+    if live:
+        live_plan = LivePlan(
+            run_id=run_id,
+            store=options.store,
+            rate=options.rate,
+            events=options.live_events,
+            seconds=options.duration,
+            probe_events=options.probe_events,
+            clients=options.clients,
+            stream_length=options.stream_length,
+            timeout=options.timeout,
+        )
+        await run_live(nc, stack, live_plan, payload, report, _say, _with_progress)
+        if report.live is not None:
+            report.config.events = report.live.planned
         return report
     bench_stream = await ensure_jetstream_stream(js, options.durability, options.nodes)
     report.config.placement = await _placement(nc, js, bench_stream.cluster)
@@ -342,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the benchmark: the standalone form of `esdb bench`."""
     parser = argparse.ArgumentParser(
         prog="esdb bench",
-        description="Append and read throughput of esdb against JetStream as an event store.",
+        description="Append and read throughput of esdb against JetStream as an event store, "
+        "failover time, live-subscriber latency.",
     )
     add_bench_arguments(parser)
     return run_bench(parser.parse_args(argv))

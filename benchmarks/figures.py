@@ -17,6 +17,10 @@ FAILOVER_TARGET_S = 3.0
 """The median time from killing the leader's writer to the first append acknowledged after."""
 READ_TARGET = 1.0
 """esdb `read_all` must reach at least this multiple of the ordered consumer's events/s."""
+LIVE_TARGET_P99_MS = 10.0
+"""Append sent to the event's live message, p99, at half the maximum append rate (one node)."""
+LIVE_LOAD = 0.5
+"""The live scenario's offered rate as a share of the measured maximum append rate."""
 
 
 class AppendFigures(msgspec.Struct, kw_only=True):
@@ -177,6 +181,59 @@ class FailoverReport(msgspec.Struct, kw_only=True):
     met: bool
 
 
+class LatencyFigures(msgspec.Struct, kw_only=True):
+    """Percentiles of one latency (ms; nearest rank) over `count` samples."""
+
+    path: str
+    count: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    min_ms: float
+
+
+class LiveReport(msgspec.Struct, kw_only=True):
+    """Open-loop appends at a fixed rate, and when each event arrived on its live subject."""
+
+    subject: str
+    """What the separate subscriber connection listened on."""
+    rate_from: str
+    """`probe` (a share of the rate the closed-loop probe reached) or `--rate`."""
+    max_rate: float | None
+    """events/s of the closed-loop probe (None with `--rate`)."""
+    probe: AppendFigures | None
+    offered_rate: float
+    """events/s the timetable asks for: one append every 1/offered_rate s."""
+    planned: int
+    sent_rate: float
+    """Appends sent / (last send - first send)."""
+    send_seconds: float
+    appended: int
+    errors: int
+    error_codes: dict[str, int]
+    received: int
+    """Distinct positions of this run's appends seen on the live subject."""
+    missing: int
+    """Appended (acknowledged) events never seen on the live subject within the grace time."""
+    duplicates: int
+    """Live messages beyond the first for a position."""
+    wrong_subject: int
+    """Events whose live message (by position) came on another subject than their stream's."""
+    foreign: int
+    """Live messages for positions this run did not append (other traffic)."""
+    slow_consumer: int
+    """Slow-consumer errors on the subscriber connection (messages dropped by the client)."""
+    max_in_flight: int
+    schedule_lag_p99_ms: float
+    schedule_lag_max_ms: float
+    """How late sends left against their timetable slot (the bench's own event loop)."""
+    latencies: list[LatencyFigures]
+    """sent -> live message, reply -> live message, sent -> reply, slot -> live message."""
+    target_p99_ms: float
+    met: bool
+
+
 class BenchReport(msgspec.Struct, kw_only=True):
     """Everything one `esdb bench` run printed, as machine-readable data.
 
@@ -193,6 +250,7 @@ class BenchReport(msgspec.Struct, kw_only=True):
     read_round_ratios: list[float] = msgspec.field(default_factory=list)
     rounds: list[RoundFigures] = msgspec.field(default_factory=list)
     failover: FailoverReport | None = None
+    live: LiveReport | None = None
     resources: list[ResourceSample] = msgspec.field(default_factory=list)
 
 
@@ -235,6 +293,20 @@ def percentile(ordered: list[float], pct: float) -> float:
         return 0.0
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def latency_figures(path: str, seconds: list[float]) -> LatencyFigures:
+    """p50/p90/p99/max/min of `seconds` (any order; may be negative) in ms."""
+    ordered = sorted(seconds)
+    return LatencyFigures(
+        path=path,
+        count=len(ordered),
+        p50_ms=round(percentile(ordered, 50) * 1000, 3),
+        p90_ms=round(percentile(ordered, 90) * 1000, 3),
+        p99_ms=round(percentile(ordered, 99) * 1000, 3),
+        max_ms=round(ordered[-1] * 1000, 3) if ordered else 0.0,
+        min_ms=round(ordered[0] * 1000, 3) if ordered else 0.0,
+    )
 
 
 def ratio(esdb: float, jetstream: float, target: float) -> Ratio:

@@ -7,6 +7,7 @@ from itertools import pairwise
 from esdb.benchmarks.figures import (
     BenchReport,
     FailoverReport,
+    LiveReport,
     ProcessUsage,
     Ratio,
     ResourceSample,
@@ -17,7 +18,12 @@ def format_report(report: BenchReport) -> str:
     """The whole report as text, one table per measured thing."""
     config = report.config
     stack = "own `esdb up`" if config.own_stack else "running stack"
-    if config.scenario == "failover":
+    if config.scenario == "live":
+        head = (
+            f"esdb bench live: {config.nodes} node(s), durability {config.durability}, "
+            f"{config.event_bytes}-byte event bodies, one event per append"
+        )
+    elif config.scenario == "failover":
         head = (
             f"esdb bench failover: {config.nodes} nodes, {config.clients} clients, "
             f"durability {config.durability}, {config.event_bytes}-byte event bodies"
@@ -38,6 +44,8 @@ def format_report(report: BenchReport) -> str:
     lines += _reads(report)
     if report.failover is not None:
         lines += ["", *_failover(report.failover)]
+    if report.live is not None:
+        lines += ["", *_live(report.live)]
     if len(report.resources) > 1 and any(sample.processes for sample in report.resources):
         lines += ["", *_memory_table(report.resources), "", *_cpu_table(report.resources)]
     return "\n".join(line.rstrip() for line in lines)
@@ -135,6 +143,50 @@ def _failover(failover: FailoverReport) -> list[str]:
         f"median kill -> first ack: {_s(failover.median_first_ack_s)} s "
         f"(target <= {failover.target_s:g} s: {verdict}); median kill -> lease taken: "
         f"{_s(failover.median_lease_taken_s)} s"
+    )
+    return lines
+
+
+def _live(live: LiveReport) -> list[str]:
+    if live.probe is not None and live.max_rate is not None:
+        source = (
+            f"{live.offered_rate / live.max_rate:.0%} of {live.max_rate:,.0f} events/s, the "
+            f"rate of {live.probe.events:,} closed-loop appends (p50 {live.probe.p50_ms:.1f} ms, "
+            f"p99 {live.probe.p99_ms:.1f} ms)"
+        )
+    else:
+        source = "--rate"
+    lines = [
+        f"live: open-loop appends at {live.offered_rate:,.0f} events/s ({source}); "
+        f"subscriber on {live.subject}, a connection of its own",
+        f"sent {live.planned:,} in {live.send_seconds:.2f} s ({live.sent_rate:,.0f}/s; sends "
+        f"behind their slot p99 {live.schedule_lag_p99_ms:.1f} ms, max "
+        f"{live.schedule_lag_max_ms:.1f} ms; up to {live.max_in_flight} in flight); appended "
+        f"{live.appended:,}, errors {live.errors}",
+    ]
+    if live.error_codes:
+        codes = ", ".join(f"{code} x{n}" for code, n in sorted(live.error_codes.items()))
+        lines.append(f"  errors: {codes}")
+    lines.append(
+        f"received live {live.received:,}: missing {live.missing}, duplicates "
+        f"{live.duplicates}, wrong subject {live.wrong_subject}, other messages {live.foreign}, "
+        f"slow consumer {live.slow_consumer}"
+    )
+    lines.append(
+        f"{'latency':<32}{'count':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'min ms':>9}"
+    )
+    for f in live.latencies:
+        lines.append(
+            f"{f.path:<32}{f.count:>8,}{f.p50_ms:>9.2f}{f.p90_ms:>9.2f}{f.p99_ms:>9.2f}"
+            f"{f.max_ms:>9.1f}{f.min_ms:>9.2f}"
+        )
+    verdict = "met" if live.met else "NOT met"
+    first = live.latencies[0] if live.latencies else None
+    p99 = f"{first.p99_ms:.2f} ms" if first is not None else "-"
+    lines.append(
+        f"p99 append sent -> live message: {p99} (target <= {live.target_p99_ms:g} ms, "
+        f"none missing: {verdict})"
     )
     return lines
 
