@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 import nats.errors
@@ -84,6 +85,22 @@ def event_payload(size: int = 160) -> bytes:
     return msgspec.json.encode(base)
 
 
+class PhaseSource(Protocol):
+    """What an append phase takes from a bench run's plan."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def clients(self) -> int: ...
+
+    @property
+    def stream_length(self) -> int: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class AppendPlan:
     """How many events, spread over how many concurrent clients and how long streams are."""
@@ -94,6 +111,18 @@ class AppendPlan:
     clients: int
     stream_length: int
     timeout: float
+
+    @classmethod
+    def for_phase(cls, plan: PhaseSource, label: str, events: int) -> AppendPlan:
+        """The plan of one append phase of a bench run."""
+        return cls(
+            run_id=plan.run_id,
+            label=label,
+            events=events,
+            clients=plan.clients,
+            stream_length=plan.stream_length,
+            timeout=plan.timeout,
+        )
 
     def shares(self) -> list[int]:
         """Events per client: as even as possible, summing to `events`."""

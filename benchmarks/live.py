@@ -142,14 +142,7 @@ async def _probe(
     events the warm-up and the phase stored."""
 
     def append_plan(label: str, events: int) -> AppendPlan:
-        return AppendPlan(
-            run_id=plan.run_id,
-            label=label,
-            events=events,
-            clients=plan.clients,
-            stream_length=plan.stream_length,
-            timeout=plan.timeout,
-        )
+        return AppendPlan.for_phase(plan, label, events)
 
     say(
         f"live: max append rate probe, {plan.probe_events:,} appends from {plan.clients} clients..."

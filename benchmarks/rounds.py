@@ -74,14 +74,7 @@ async def run_rounds(
     stored = 0
 
     def append_plan(label: str, events: int) -> AppendPlan:
-        return AppendPlan(
-            run_id=plan.run_id,
-            label=label,
-            events=events,
-            clients=plan.clients,
-            stream_length=plan.stream_length,
-            timeout=plan.timeout,
-        )
+        return AppendPlan.for_phase(plan, label, events)
 
     for number in range(1, plan.rounds + 1):
         tag = f"r{number}" if plan.rounds > 1 else ""

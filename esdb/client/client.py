@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from types import TracebackType
 from typing import Any, Literal
 
 import msgspec
@@ -18,7 +17,7 @@ from esdb.client.events import (
     RecordedEvent,
 )
 from esdb.client.live import DEFAULT_BUFFER_SIZE
-from esdb.client.opening import Opening
+from esdb.client.opening import ClosedOnExit, Opening
 from esdb.client.requests import AppendBody, append_multi_body, event_bodies
 from esdb.client.selectors import select
 from esdb.client.subscription import (
@@ -57,7 +56,7 @@ _health = msgspec.msgpack.Decoder(Health)
 _EMPTY: dict[str, Any] = {}
 
 
-class Client:
+class Client(ClosedOnExit):
     """An esdb client bound to one store; create it with `await Client.connect(...)`."""
 
     def __init__(self, connection: Connection, store: str) -> None:
@@ -94,17 +93,6 @@ class Client:
         for subscription in list(self._subscriptions):
             await subscription.close()
         await self._connection.close()
-
-    async def __aenter__(self) -> Client:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def append(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Generator
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 
 class Closable(Protocol):
@@ -43,3 +43,22 @@ class Opening(ABC, Generic[T]):
     ) -> None:
         if self._entered is not None:
             await self._entered.close()
+
+
+class ClosedOnExit:
+    """`async with thing:` closes the thing on exit."""
+
+    async def close(self) -> None:
+        """Release what it holds."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()

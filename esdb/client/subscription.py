@@ -31,13 +31,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Literal, Protocol
 
 from esdb.client.connection import Connection
 from esdb.client.events import ReadAllPage, ReadStreamPage, RecordedEvent, event_from_json
 from esdb.client.live import LiveFeed, LiveMessage, NatsFeed
-from esdb.client.opening import Opening
+from esdb.client.opening import ClosedOnExit, Opening
 from esdb.client.selectors import Selector
 from esdb.contracts.api import ReadFilter
 from esdb.contracts.errors import InvalidRequest, StreamNotFound, Unavailable
@@ -87,7 +86,7 @@ class History(Protocol):
     ) -> ReadStreamPage: ...
 
 
-class Subscription:
+class Subscription(ClosedOnExit):
     """An async iterator of `RecordedEvent`s (and one `CaughtUp` for a catch-up
     subscription), in position order, without duplicates. Close it (or use `async with`)."""
 
@@ -151,17 +150,6 @@ class Subscription:
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run `await callback()` when the subscription closes."""
         self._on_close.append(callback)
-
-    async def __aenter__(self) -> Subscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def _run(self) -> AsyncIterator[RecordedEvent | CaughtUp]:
         if self._catch_up:
