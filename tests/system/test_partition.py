@@ -38,6 +38,9 @@ from tests.system.history import Acked, History, append_until_acked
 from tests.system.netns import PrivateNetwork, private_network
 from tests.system.netns_stack import repo_pythonpath, start_netns_stack
 
+# How often the leader watcher samples cluster_status while the partition runs.
+LEADER_POLL_S = 0.2
+
 STEP_TIMEOUT_S = 30.0
 # Seen here: 2-18 s, mostly JetStream electing new stream leaders (see the test's output).
 ELECTION_TIMEOUT_S = 45.0
@@ -236,7 +239,7 @@ class LeaderWatch:
             leaders = tuple(n["node_id"] for n in status["nodes"] if n["role"] == "leader")
             if not self.changes or self.changes[-1][1] != leaders:
                 self.changes.append((asked, leaders))
-            await asyncio.sleep(0.2)  # polling interval, not a wait for state
+            await asyncio.sleep(LEADER_POLL_S)
 
     def describe(self, since: float) -> str:
         """The changes as `<seconds since> <leaders>`, `-` for none."""
