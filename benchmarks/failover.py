@@ -41,7 +41,14 @@ from esdb.benchmarks.appends import EVENT_TYPE, MSGPACK_HEADERS, AppendReply
 from esdb.benchmarks.figures import FAILOVER_TARGET_S, FailoverReport, FailoverRun
 from esdb.benchmarks.stack import BenchStack
 from esdb.contracts.api import ClusterStatus
-from esdb.contracts.subjects import LEASE_BUCKET, LEASE_KEY, SYSTEM_STORE, Op, api_subject
+from esdb.contracts.subjects import (
+    LEASE_BUCKET,
+    LEASE_KEY,
+    SYSTEM_STORE,
+    Op,
+    api_subject,
+    lease_holder,
+)
 
 RETRYABLE = frozenset({"timeout", "unavailable", "nats_timeout", "no_responders"})
 _RETRY_PAUSE_S = 0.05
@@ -333,7 +340,7 @@ async def _lease_change(
         try:
             entry = await kv.get(LEASE_KEY)
             revision: int | None = entry.revision
-            holder = entry.value.decode() if entry.value else None
+            holder = lease_holder(entry.value)
         except nats.js.errors.KeyNotFoundError:
             revision, holder = None, None
         except nats.errors.Error:

@@ -25,6 +25,18 @@ LOG_STREAM = "ESDB_LOG"
 LOG_SUBJECT = f"{INTERNAL_PREFIX}.log"
 LEASE_BUCKET = "esdb_leader"
 LEASE_KEY = "writer"
+
+
+def lease_value(node_id: str, incarnation: str) -> bytes:
+    """The lease key's value: the holder node and which run of its writer holds it."""
+    return f"{node_id}:{incarnation}".encode()
+
+
+def lease_holder(value: bytes | None) -> str | None:
+    """The node named by a lease value."""
+    return value.decode().split(":", 1)[0] if value else None
+
+
 IMAGE_BUCKET = "esdb_images"
 IMAGE_NAME = "latest"
 

@@ -19,6 +19,7 @@ from esdb.contracts.subjects import (
     LEASE_BUCKET,
     LEASE_KEY,
     WRITER_CHECKPOINTS,
+    lease_holder,
     node_applied_subject,
 )
 from esdb.services.emitter.fanout import StoreFanout, Wakeup
@@ -64,7 +65,7 @@ class Emitter:
             while not stop.is_set():
                 try:
                     entry = await kv.get(LEASE_KEY)
-                    leading = entry.value == self._settings.node_id.encode()
+                    leading = lease_holder(entry.value) == self._settings.node_id
                 except (nats.js.errors.KeyNotFoundError, nats.errors.Error):
                     leading = False
                 if leading:

@@ -21,7 +21,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         cb=gateway.on_request,
         pending_msgs_limit=65536,
     )
+    following = asyncio.create_task(gateway.follow_leader())
     await stop.wait()
+    following.cancel()
     await nc.drain()  # stops taking requests, lets in-flight ones answer
 
 

@@ -36,6 +36,13 @@ class WriteCoalescer:
         self._pending: list[_Pending] = []
         self._flushing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._requests: set[asyncio.Future[Any]] = set()
+
+    def leader_changed(self) -> None:
+        """The lease moved (or its holder restarted): batches sent before cannot be answered
+        by anyone, so answer them `timeout` now rather than at their deadline."""
+        for request in self._requests:
+            request.cancel()
 
     def submit(self, request: WriteRequest, timeout: float, reply: Reply) -> None:
         """Queue `request` for the leader; `reply` gets its outcome within about `timeout`."""
@@ -73,8 +80,10 @@ class WriteCoalescer:
     async def _exchange(self, batch: list[_Pending]) -> list[WriteOutcome]:
         payload = _encoder.encode(WriteBatch([request for request, _, _ in batch]))
         timeout = max(t for _, t, _ in batch)
+        request = asyncio.ensure_future(self._nc.request(WRITER_COMMANDS, payload, timeout=timeout))
+        self._requests.add(request)
         try:
-            reply = await self._nc.request(WRITER_COMMANDS, payload, timeout=timeout)
+            reply = await request
             outcomes = _reply_decoder.decode(reply.data).outcomes
         except NoRespondersError:
             return _all(batch, Unavailable("no writer leader is available; retry"))
@@ -82,6 +91,12 @@ class WriteCoalescer:
             return _all(batch, Timeout("the writer did not answer in time"))
         except msgspec.DecodeError as e:
             return _all(batch, Unavailable(f"bad reply from the writer: {e}"))
+        except asyncio.CancelledError:
+            if not request.cancelled():
+                raise  # the gateway itself is stopping
+            return _all(batch, Timeout("the writer leader changed; the outcome is unknown"))
+        finally:
+            self._requests.discard(request)
         if len(outcomes) != len(batch):
             error = outcomes[0].error if outcomes else None
             return _all(batch, Unavailable(error.message if error else "bad writer reply"))

@@ -34,6 +34,8 @@ from esdb.contracts.errors import (
     error_from_body,
 )
 from esdb.contracts.subjects import (
+    LEASE_BUCKET,
+    LEASE_KEY,
     LOG_STREAM,
     NODE_STATUS,
     SYSTEM_STORE,
@@ -192,6 +194,24 @@ class Gateway:
         except NatsTimeout as e:
             raise Timeout("the reader did not answer in time") from e
         return bytes(reply.data)  # already encoded for the client by the reader
+
+    async def follow_leader(self) -> None:
+        """Watch the writer lease; when its value changes, fail batches sent before."""
+        while True:
+            try:
+                kv = await self._js.key_value(LEASE_BUCKET)
+                watcher = await kv.watch(LEASE_KEY)
+                seen: bytes | None = None
+                async for entry in watcher:
+                    if entry is None or entry.value is None:
+                        continue  # the end-of-history marker, or a delete
+                    if seen is not None and entry.value != seen:
+                        log.info("writer lease now %s", entry.value.decode())
+                        self._writes.leader_changed()
+                    seen = entry.value
+            except (nats.errors.Error, TimeoutError) as e:
+                log.debug("lease watch interrupted (%s); watching again", e)
+            await asyncio.sleep(1.0)
 
     async def cluster_status(self) -> ClusterStatus:
         """Every writer node that answers within a short window, the log's replicas, and

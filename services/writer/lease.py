@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 
 import nats.errors
 import nats.js.errors
@@ -10,7 +11,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from esdb.contracts.subjects import LEASE_BUCKET, LEASE_KEY
+from esdb.contracts.subjects import LEASE_BUCKET, LEASE_KEY, lease_holder, lease_value
 
 
 class Lease:
@@ -18,7 +19,10 @@ class Lease:
 
     def __init__(self, kv: KeyValue, node_id: str) -> None:
         self._kv = kv
-        self._node_id = node_id.encode()
+        self._node_id = node_id
+        # A new value per process: a restarted writer that takes its node's lease back still
+        # changes it, which tells gateways that batches sent to the old process are lost.
+        self._value = lease_value(node_id, uuid.uuid4().hex[:12])
         self._revision: int | None = None
         self.holder_seen: str | None = None
 
@@ -44,8 +48,8 @@ class Lease:
     async def try_acquire(self) -> bool:
         """Take the lease if it is free (or already ours from before a restart)."""
         try:
-            self._revision = await self._kv.create(LEASE_KEY, self._node_id)
-            self.holder_seen = self._node_id.decode()
+            self._revision = await self._kv.create(LEASE_KEY, self._value)
+            self.holder_seen = self._node_id
             return True
         except nats.js.errors.KeyWrongLastSequenceError:
             pass
@@ -54,8 +58,8 @@ class Lease:
         except nats.js.errors.KeyNotFoundError:
             self.holder_seen = None
             return False
-        self.holder_seen = entry.value.decode() if entry.value else None
-        if entry.value != self._node_id or entry.revision is None:
+        self.holder_seen = lease_holder(entry.value)
+        if self.holder_seen != self._node_id or entry.revision is None:
             return False
         return await self._update(entry.revision)
 
@@ -67,8 +71,8 @@ class Lease:
 
     async def _update(self, revision: int) -> bool:
         try:
-            self._revision = await self._kv.update(LEASE_KEY, self._node_id, last=revision)
-            self.holder_seen = self._node_id.decode()
+            self._revision = await self._kv.update(LEASE_KEY, self._value, last=revision)
+            self.holder_seen = self._node_id
             return True
         except nats.errors.Error:
             # Taken by another node, or NATS unreachable: either way we cannot prove we
@@ -89,4 +93,4 @@ class Lease:
             entry = await self._kv.get(LEASE_KEY)
         except nats.js.errors.KeyNotFoundError:
             return None
-        return entry.value.decode() if entry.value else None
+        return lease_holder(entry.value)
