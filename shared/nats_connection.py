@@ -23,13 +23,17 @@ async def connect(url: str, name: str) -> NatsClient:
     async def on_error(error: Exception) -> None:
         log.warning("nats error: %s", error)
 
+    connected: list[NatsClient] = []
+
     async def on_disconnect() -> None:
+        if connected and (connected[0].is_draining or connected[0].is_closed):
+            return  # our own graceful stop, not news
         log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
 
-    return await nats.connect(
+    nc = await nats.connect(
         url.split(","),
         name=name,
         max_reconnect_attempts=-1,
@@ -42,6 +46,8 @@ async def connect(url: str, name: str) -> NatsClient:
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+    connected.append(nc)
+    return nc
 
 
 def concurrently(
