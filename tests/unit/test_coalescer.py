@@ -18,7 +18,7 @@ class _SilentWriter:
 
     async def request(self, subject: str, payload: bytes, timeout: float) -> Any:
         self.batches += 1
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # no reply, ever
 
 
 async def test_a_leader_change_answers_batches_in_flight_with_timeout() -> None:
