@@ -23,13 +23,12 @@ from pathlib import Path
 from tests.stack import Api, Stack, connect_api, start_stack
 from tests.system.cluster import (
     NODES,
-    kill,
+    crash,
     leader_index,
     load_with_fault,
     node_dir,
     verify_replicas,
     wait_converged,
-    wait_restarted,
 )
 from tests.system.history import History
 
@@ -39,8 +38,7 @@ Fault = Callable[[Stack, Api, random.Random], Awaitable[str]]
 async def _kill_writer(stack: Stack, api: Api, rng: random.Random, *, leader: bool) -> str:
     current = await leader_index(api)
     node = current if leader else rng.choice([n for n in NODES if n != current])
-    pid = kill(stack, "writer", node)
-    await wait_restarted(stack, "writer", node, pid)
+    await crash(stack, "writer", node)
     return f"kill -9 {'leader' if leader else 'follower'} writer on node{node}"
 
 
@@ -57,16 +55,14 @@ async def kill_follower_writer(stack: Stack, api: Api, rng: random.Random) -> st
 async def kill_nats_server(stack: Stack, api: Api, rng: random.Random) -> str:
     """kill -9 a random node's nats-server."""
     node = rng.choice(NODES)
-    pid = kill(stack, "nats-server", node)
-    await wait_restarted(stack, "nats-server", node, pid)
+    await crash(stack, "nats-server", node)
     return f"kill -9 nats-server on node{node}"
 
 
 async def kill_reader(stack: Stack, api: Api, rng: random.Random) -> str:
     """kill -9 a random node's reader."""
     node = rng.choice(NODES)
-    pid = kill(stack, "reader", node)
-    await wait_restarted(stack, "reader", node, pid)
+    await crash(stack, "reader", node)
     return f"kill -9 reader on node{node}"
 
 
@@ -76,8 +72,7 @@ async def wipe_follower(stack: Stack, api: Api, rng: random.Random) -> str:
     node = rng.choice([n for n in NODES if n != current])
     shutil.rmtree(node_dir(stack, node), ignore_errors=True)
     for service in ("writer", "reader"):
-        pid = kill(stack, service, node)
-        await wait_restarted(stack, service, node, pid)
+        await crash(stack, service, node)
     return f"wipe node{node}"
 
 

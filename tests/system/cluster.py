@@ -115,6 +115,11 @@ async def wait_restarted(stack: Stack, service: str, node: int, old_pid: int) ->
     await wait_until(restarted, timeout=30, what=f"{service} on node{node} to restart")
 
 
+async def crash(stack: Stack, service: str, node: int) -> None:
+    """kill -9 one process of the stack and wait until the supervisor has restarted it."""
+    await wait_restarted(stack, service, node, kill(stack, service, node))
+
+
 async def load_with_fault(
     api: Api, fault: Callable[[], Awaitable[None]], *, workers: int = 12, appends: int = 30
 ) -> History:

@@ -14,6 +14,7 @@ from tests.stack import Stack, connect_api, start_stack, wait_until
 from tests.system.cluster import (
     NODES,
     cluster_status,
+    crash,
     kill,
     leader_index,
     load_with_fault,
@@ -61,8 +62,7 @@ async def test_kill_follower_writer(cluster: Stack) -> None:
     follower = next(n for n in NODES if n != leader)
 
     async def fault() -> None:
-        pid = kill(cluster, "writer", follower)
-        await wait_restarted(cluster, "writer", follower, pid)
+        await crash(cluster, "writer", follower)
 
     history = await load_with_fault(api, fault)
     await wait_converged(api)
@@ -75,8 +75,7 @@ async def test_kill_one_nats_server(cluster: Stack) -> None:
     leader = await leader_index(api)
 
     async def fault() -> None:
-        pid = kill(cluster, "nats-server", leader)
-        await wait_restarted(cluster, "nats-server", leader, pid)
+        await crash(cluster, "nats-server", leader)
 
     history = await load_with_fault(api, fault)
     await wait_converged(api)

@@ -26,13 +26,12 @@ from tests.stack import Api, Stack, connect_api, wait_until
 from tests.system.cluster import (
     NODES,
     cluster_status,
-    kill,
+    crash,
     leader_index,
     load_with_fault,
     replica_events,
     verify_replicas,
     wait_converged,
-    wait_restarted,
 )
 from tests.system.history import Acked, History, append_until_acked
 from tests.system.netns import PrivateNetwork, private_network
@@ -105,8 +104,7 @@ async def move_gateway_off(stack: Stack, network: PrivateNetwork, node: int) -> 
         await wait_until(connected, timeout=STEP_TIMEOUT_S, what="the gateway to connect")
         if where[-1] != node:
             return restarts
-        pid = kill(stack, "gateway", 1)
-        await wait_restarted(stack, "gateway", 1, pid)
+        await crash(stack, "gateway", 1)
         restarts += 1
     raise AssertionError(f"the gateway kept connecting to node{node} ({restarts} restarts)")
 

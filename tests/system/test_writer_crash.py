@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.stack import Stack, connect_api
-from tests.system.cluster import kill, load_with_fault, wait_restarted
+from tests.system.cluster import crash, load_with_fault
 from tests.system.history import verify
 
 WORKERS = 16
@@ -14,8 +14,7 @@ async def test_kill_writer_during_concurrent_appends(fresh_stack: Stack) -> None
     api = await connect_api(fresh_stack.url)
 
     async def fault() -> None:
-        pid = kill(fresh_stack, "writer", 1)
-        await wait_restarted(fresh_stack, "writer", 1, pid)
+        await crash(fresh_stack, "writer", 1)
 
     history = await load_with_fault(api, fault, workers=WORKERS, appends=APPENDS_PER_WORKER)
     assert len(history.acked) == WORKERS * APPENDS_PER_WORKER
