@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from esdb.client.aggregator import Overwrite, Sum, finalize, foldl
 from esdb.client.client import Client, Connecting
 from esdb.client.connection import DEFAULT_URL
 from esdb.client.events import (
@@ -60,6 +61,7 @@ __all__ = [
     "NewEvent",
     "NodeStatus",
     "NotFound",
+    "Overwrite",
     "ReadAllPage",
     "ReadFilter",
     "ReadStreamPage",
@@ -70,9 +72,12 @@ __all__ = [
     "StreamSummary",
     "Subscription",
     "SubscriptionDropped",
+    "Sum",
     "Timeout",
     "TooLarge",
     "Unauthorized",
     "Unavailable",
     "WrongExpectedVersion",
+    "finalize",
+    "foldl",
 ]
