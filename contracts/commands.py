@@ -6,6 +6,7 @@ import msgspec
 
 from esdb.contracts.api import AppendResult, ReadFilter
 from esdb.contracts.errors import ErrorBody
+from esdb.contracts.log import LogOp
 
 # Expected versions as plain integers inside the system; exact versions are >= -1.
 EXPECT_ANY = -2
@@ -59,12 +60,11 @@ class WriteBatchReply(msgspec.Struct, array_like=True, frozen=True):
     outcomes: list[WriteOutcome]
 
 
-class CheckpointCommand(msgspec.Struct, array_like=True, frozen=True):
-    """Ask the leader to record a consumer's checkpoint through the log."""
+class OpsCommand(msgspec.Struct, array_like=True, frozen=True):
+    """Ask the leader to log ops of node-local services (checkpoints, subscriptions) as
+    they are, together in the next entry."""
 
-    store: str
-    name: str
-    position: int
+    ops: list[LogOp]
 
 
 class StreamQuery(msgspec.Struct, kw_only=True, frozen=True):

@@ -40,7 +40,35 @@ class CheckpointOp(msgspec.Struct, tag="checkpoint", array_like=True, frozen=Tru
     position: int
 
 
-LogOp = AppendOp | CreateStoreOp | CheckpointOp
+class SubscriptionOp(msgspec.Struct, tag="subscription", array_like=True, frozen=True):
+    """Create persistent subscription `name` (`definition`, an encoded
+    `SubscriptionDefinition`), or delete it with its parked events (`definition` empty)."""
+
+    store: str
+    name: str
+    definition: bytes
+
+
+class ParkOp(msgspec.Struct, tag="park", array_like=True, frozen=True):
+    """Park events of subscription `name`: they wait until replayed, not delivered again."""
+
+    store: str
+    name: str
+    positions: list[int]
+    reason: str
+    parked_us: int
+
+
+class UnparkOp(msgspec.Struct, tag="unpark", array_like=True, frozen=True):
+    """Parked events of subscription `name` that a replay settled."""
+
+    store: str
+    name: str
+    positions: list[int]
+
+
+StoreItemOp = SubscriptionOp | ParkOp | UnparkOp
+LogOp = AppendOp | CreateStoreOp | CheckpointOp | SubscriptionOp | ParkOp | UnparkOp
 
 
 class LogEntry(msgspec.Struct, array_like=True, frozen=True):

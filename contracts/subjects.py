@@ -10,7 +10,7 @@ GATEWAY_QUEUE = "esdb-gateway"
 READER_QUEUE = "esdb-reader"
 
 WRITER_COMMANDS = f"{INTERNAL_PREFIX}.writer.commands"
-WRITER_CHECKPOINTS = f"{INTERNAL_PREFIX}.writer.checkpoints"
+WRITER_OPS = f"{INTERNAL_PREFIX}.writer.ops"
 EMITTER_CHECKPOINT = "$emitter"
 NODE_STATUS = f"{INTERNAL_PREFIX}.node.status"
 NODE_HEARTBEAT = f"{INTERNAL_PREFIX}.node.heartbeat"

@@ -377,3 +377,72 @@ class StoreContract:
         assert [n for n, _ in store.list_streams("a", 1)] == ["order-1"]
         assert store.list_streams("user-7", 100) == []
         assert store.list_streams("zzz", 100) == []
+
+    # -- item tables ----------------------------------------------------------------------
+
+    @pytest.fixture
+    def items(self, store: Store) -> list[bytes]:
+        """Keys under prefixes `a\\0`, `ab\\0` and `b\\0` (plus one key `a\\xff` right after
+        every `a\\0` key), each with its key as value."""
+        keys = [b"a\x00" + bytes([i]) for i in range(5)] + [b"a\xff", b"ab\x00x", b"b\x00y"]
+        with store.transaction(1) as txn:
+            for key in reversed(keys):
+                txn.put_item("parked", key, key)
+        return sorted(keys)
+
+    def test_items_are_put_and_read_by_key(self, store: Store, items: list[bytes]) -> None:
+        assert store.get_item("parked", b"a\x00\x02") == b"a\x00\x02"
+        assert store.get_item("parked", b"missing") is None
+        assert store.get_item("snapshots", b"a\x00\x02") is None
+
+    def test_items_with_a_prefix_in_key_order(self, store: Store, items: list[bytes]) -> None:
+        everything = [(k, k) for k in items]
+        assert store.items("parked", b"", limit=100) == everything
+        assert [k for k, _ in store.items("parked", b"a\x00", limit=100)] == items[:5]
+        assert [k for k, _ in store.items("parked", b"a\x00", limit=2)] == items[:2]
+        assert store.items("parked", b"zz", limit=10) == []
+
+    def test_items_page_forward_and_backward(self, store: Store, items: list[bytes]) -> None:
+        prefix = b"a\x00"
+        after = store.items("parked", prefix, after=items[1], limit=100)
+        assert [k for k, _ in after] == items[2:5]
+        backward = store.items("parked", prefix, limit=100, backward=True)
+        assert [k for k, _ in backward] == items[4::-1]
+        below = store.items("parked", prefix, after=items[3], limit=2, backward=True)
+        assert [k for k, _ in below] == [items[2], items[1]]
+        beyond = store.items("parked", prefix, after=b"zz", limit=1, backward=True)
+        assert [k for k, _ in beyond] == [items[4]]
+
+    def test_items_are_deleted_and_overwritten(self, store: Store, items: list[bytes]) -> None:
+        with store.transaction(2) as txn:
+            txn.delete_item("parked", items[0])
+            txn.delete_item("parked", b"never-there")
+            txn.put_item("parked", items[1], b"new")
+
+        assert store.get_item("parked", items[0]) is None
+        assert store.get_item("parked", items[1]) == b"new"
+        assert [k for k, _ in store.items("parked", b"a\x00", limit=100)] == items[1:5]
+
+    def test_items_of_a_failed_transaction_are_not_written(
+        self, store: Store, items: list[bytes]
+    ) -> None:
+        with pytest.raises(RuntimeError), store.transaction(2) as txn:
+            txn.put_item("parked", b"c", b"c")
+            txn.delete_item("parked", items[0])
+            raise RuntimeError("boom")
+
+        assert store.get_item("parked", b"c") is None
+        assert store.get_item("parked", items[0]) == items[0]
+
+    def test_items_are_deleted_by_prefix(self, store: Store, items: list[bytes]) -> None:
+        with store.transaction(2) as txn:
+            txn.delete_items("parked", b"a\x00")
+            txn.delete_items("parked", b"nothing")
+
+        assert [k for k, _ in store.items("parked", b"", limit=100)] == items[5:]
+
+    def test_items_are_counted_by_prefix(self, store: Store, items: list[bytes]) -> None:
+        assert store.count_items("parked", b"a\x00") == 5
+        assert store.count_items("parked", b"a") == 7
+        assert store.count_items("parked", b"") == len(items)
+        assert store.count_items("parked", b"zz") == 0

@@ -19,7 +19,6 @@ from esdb.client.events import (
 from esdb.client.live import DEFAULT_BUFFER_SIZE
 from esdb.client.opening import ClosedOnExit, Opening
 from esdb.client.requests import AppendBody, append_multi_body, event_bodies
-from esdb.client.selectors import select
 from esdb.client.subscription import (
     DEFAULT_PAGE_SIZE,
     StartPosition,
@@ -40,6 +39,7 @@ from esdb.contracts.api import (
     StreamInfoResult,
     StreamSummary,
 )
+from esdb.contracts.selectors import select
 from esdb.contracts.subjects import SYSTEM_STORE, Op, api_subject
 
 Direction = Literal["forward", "backward"]

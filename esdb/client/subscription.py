@@ -37,9 +37,9 @@ from esdb.client.connection import Connection
 from esdb.client.events import ReadAllPage, ReadStreamPage, RecordedEvent, event_from_json
 from esdb.client.live import LiveFeed, LiveMessage, NatsFeed
 from esdb.client.opening import ClosedOnExit, Opening
-from esdb.client.selectors import Selector
 from esdb.contracts.api import ReadFilter
 from esdb.contracts.errors import InvalidRequest, StreamNotFound, Unavailable
+from esdb.contracts.selectors import Selector
 
 StartPosition = int | Literal["start", "end"]
 """Where a catch-up subscription starts: a position (inclusive), the store's first event, or

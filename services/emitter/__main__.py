@@ -7,37 +7,30 @@ import contextlib
 import logging
 import os
 
-import msgspec
-import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from esdb.contracts.commands import CheckpointCommand, WriteOutcome
+from esdb.contracts.errors import EsdbError
+from esdb.contracts.log import CheckpointOp
 from esdb.contracts.subjects import (
     EMITTER_CHECKPOINT,
-    LEASE_BUCKET,
-    LEASE_KEY,
-    WRITER_CHECKPOINTS,
-    lease_holder,
     node_applied_subject,
 )
-from esdb.services.emitter.fanout import StoreFanout, Wakeup
-from esdb.shared.nats_connection import connect, retry_until_ready
+from esdb.services.emitter.fanout import StoreFanout
+from esdb.shared.leadership import leading_ticks
+from esdb.shared.nats_connection import connect
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import (
-    SYSTEM_STORE_DIR,
     ReadOnlyStores,
+    open_system,
     read_checkpoint,
     registered_stores,
 )
-from esdb.shared.storage.lmdb_store import LmdbStore, store_exists
+from esdb.shared.wakeup import Wakeup
+from esdb.shared.writer_ops import submit_ops
 
 log = logging.getLogger(__name__)
-LEADER_POLL_S = 0.25
-_encoder = msgspec.msgpack.Encoder()
-_outcome = msgspec.msgpack.Decoder(WriteOutcome)
 
 
 class Emitter:
@@ -57,40 +50,25 @@ class Emitter:
             self._wakeup.notify()
 
         await self._nc.subscribe(node_applied_subject(self._settings.node_id), cb=applied)
-        js = self._nc.jetstream(timeout=2)
-        kv = await retry_until_ready(
-            lambda: js.key_value(LEASE_BUCKET), what="the lease bucket", timeout=300
-        )
         try:
-            while not stop.is_set():
-                try:
-                    entry = await kv.get(LEASE_KEY)
-                    leading = lease_holder(entry.value) == self._settings.node_id
-                except (nats.js.errors.KeyNotFoundError, nats.errors.Error):
-                    leading = False
+            async for leading in leading_ticks(self._nc, self._settings.node_id, stop):
                 if leading:
                     self._start_new_stores()
                 elif self._running:
                     log.info("not beside the leader any more; stopping fan-out")
                     await self._stop_all()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), LEADER_POLL_S)
         finally:
             await self._stop_all()
             self._stores.close()
 
     def _start_new_stores(self) -> None:
-        system_path = self._settings.data_dir / SYSTEM_STORE_DIR
-        if not store_exists(system_path):
-            return
-        system = LmdbStore(system_path, readonly=True)
-        try:
+        with open_system(self._settings.data_dir) as system:
+            if system is None:
+                return
             names = registered_stores(system)
             checkpoints = {
                 name: read_checkpoint(system, name, EMITTER_CHECKPOINT) for name in names
             }
-        finally:
-            system.close()
         for name in names:
             task = self._running.get(name)
             if task is not None and not task.done():
@@ -113,15 +91,10 @@ class Emitter:
         await self._nc.publish(subject, payload, headers=headers)
 
     async def _checkpoint(self, store: str, position: int) -> None:
-        command = CheckpointCommand(store, EMITTER_CHECKPOINT, position)
         try:
-            reply = await self._nc.request(WRITER_CHECKPOINTS, _encoder.encode(command), timeout=5)
-        except nats.errors.Error as e:
+            await submit_ops(self._nc, [CheckpointOp(store, EMITTER_CHECKPOINT, position)])
+        except EsdbError as e:
             log.warning("checkpoint of %s at %d not recorded: %s", store, position, e)
-            return
-        outcome = _outcome.decode(reply.data)
-        if outcome.error is not None:
-            log.warning("checkpoint of %s at %d refused: %s", store, position, outcome.error)
 
     async def _stop_all(self) -> None:
         tasks, self._running = list(self._running.values()), {}

@@ -12,6 +12,7 @@ import msgspec
 from esdb.contracts.topics import EVENT_ID_HEADER, POSITION_HEADER, event_subject
 from esdb.shared.storage.port import StoreReader
 from esdb.shared.storage.records import EventRecord
+from esdb.shared.wakeup import Wakeup
 from esdb.shared.wire import Codec, event_out
 
 Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
@@ -21,22 +22,6 @@ PAGE = 1000
 CHECKPOINT_EVERY_S = 1.0
 # The writer announces every applied entry; this only bounds the wait if a notice is lost.
 FALLBACK_POLL_S = 0.25
-
-
-class Wakeup:
-    """Broadcast "new entries applied" to every waiting fan-out."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def ticket(self) -> asyncio.Event:
-        """The event the next `notify` sets; take it before looking for new entries."""
-        return self._event
-
-    def notify(self) -> None:
-        """Wake everyone holding a ticket."""
-        self._event.set()
-        self._event = asyncio.Event()
 
 
 _json = msgspec.json.Encoder()

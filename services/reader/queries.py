@@ -14,7 +14,7 @@ from esdb.contracts.api import (
 )
 from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StreamQuery
 from esdb.contracts.errors import StreamNotFound, Timeout
-from esdb.services.reader.filters import compile_filter
+from esdb.shared.read_filters import compile_filter
 from esdb.shared.storage.port import StoreReader
 from esdb.shared.wire import Codec, event_out
 

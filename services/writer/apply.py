@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import hashlib
 
-from esdb.contracts.log import AppendOp, CheckpointOp, CreateStoreOp, LogEntry, encode_entry
+import msgspec
+
+from esdb.contracts.log import (
+    AppendOp,
+    CheckpointOp,
+    CreateStoreOp,
+    LogEntry,
+    ParkOp,
+    StoreItemOp,
+    SubscriptionOp,
+    UnparkOp,
+    encode_entry,
+)
+from esdb.contracts.subscriptions import ParkedRecord
+from esdb.shared.storage import item_keys
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.port import StoreTransaction
 from esdb.shared.storage.records import EventRecord, StreamState
+
+_parked_encoder = msgspec.msgpack.Encoder()
 
 
 class ApplyError(Exception):
@@ -24,11 +40,13 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
     created = [op.store for op in entry.ops if isinstance(op, CreateStoreOp)]
     if created:
         catalog.record(sequence - 1, [n for n in created if not catalog.exists(n)])
-    by_store: dict[str, list[AppendOp]] = {}
+    by_store: dict[str, list[AppendOp | StoreItemOp]] = {}
     for op in entry.ops:
-        if isinstance(op, AppendOp):
+        if isinstance(op, AppendOp | SubscriptionOp | ParkOp | UnparkOp):
             by_store.setdefault(op.store, []).append(op)
     for name, ops in by_store.items():
+        if not catalog.exists(name) and not any(isinstance(op, AppendOp) for op in ops):
+            continue  # items of a store removed since they were logged: nothing to keep
         store = catalog.get(name)
         if store.applied_sequence() >= sequence:
             continue
@@ -36,6 +54,9 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
         with store.transaction(sequence) as txn:
             versions: dict[str, StreamState] = {}
             for op in ops:
+                if not isinstance(op, AppendOp):
+                    _apply_item(txn, op)
+                    continue
                 state = versions.get(op.stream) or store.stream_state(op.stream) or StreamState()
                 next_position = _apply_append(txn, op, state, next_position)
                 versions[op.stream] = StreamState(
@@ -62,6 +83,23 @@ def chain_hash(previous: bytes, sequence: int, entry: bytes) -> bytes:
     digest.update(sequence.to_bytes(8, "big"))
     digest.update(entry)
     return digest.digest()
+
+
+def _apply_item(txn: StoreTransaction, op: StoreItemOp) -> None:
+    if isinstance(op, SubscriptionOp):
+        key = item_keys.subscription_key(op.name)
+        txn.delete_items(item_keys.PARKED, item_keys.parked_prefix(op.name))
+        if op.definition:
+            txn.put_item(item_keys.SUBSCRIPTIONS, key, op.definition)
+        else:
+            txn.delete_item(item_keys.SUBSCRIPTIONS, key)
+    elif isinstance(op, ParkOp):
+        parked = _parked_encoder.encode(ParkedRecord(op.reason, op.parked_us))
+        for position in op.positions:
+            txn.put_item(item_keys.PARKED, item_keys.parked_key(op.name, position), parked)
+    else:
+        for position in op.positions:
+            txn.delete_item(item_keys.PARKED, item_keys.parked_key(op.name, position))
 
 
 def _apply_append(

@@ -16,14 +16,14 @@ from nats.aio.subscription import Subscription
 
 from esdb.contracts.api import NodeStatus
 from esdb.contracts.commands import (
-    CheckpointCommand,
+    OpsCommand,
     WriteBatch,
     WriteBatchReply,
     WriteOutcome,
 )
 from esdb.contracts.errors import InvalidRequest, Unavailable
-from esdb.contracts.log import CheckpointOp, CreateStoreOp
-from esdb.contracts.subjects import NODE_STATUS, WRITER_CHECKPOINTS, WRITER_COMMANDS
+from esdb.contracts.log import CreateStoreOp
+from esdb.contracts.subjects import NODE_STATUS, WRITER_COMMANDS, WRITER_OPS
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.apply import ApplyError
 from esdb.services.writer.images import ImageKeeper
@@ -37,7 +37,7 @@ from esdb.shared.settings import Settings
 log = logging.getLogger(__name__)
 
 _batch_decoder = msgspec.msgpack.Decoder(WriteBatch)
-_checkpoint_decoder = msgspec.msgpack.Decoder(CheckpointCommand)
+_ops_decoder = msgspec.msgpack.Decoder(OpsCommand)
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -199,7 +199,7 @@ class WriterNode:
         self._sequencer = sequencer
         subs: list[Subscription] = [
             await self._nc.subscribe(WRITER_COMMANDS, cb=concurrently(self._on_commands)),
-            await self._nc.subscribe(WRITER_CHECKPOINTS, cb=concurrently(self._on_checkpoint)),
+            await self._nc.subscribe(WRITER_OPS, cb=concurrently(self._on_ops)),
         ]
         self.role = "leader"
         waiters = [asyncio.create_task(event.wait()) for event in (stop, lost)]
@@ -244,18 +244,17 @@ class WriterNode:
             outcomes = list(await asyncio.gather(*(sequencer.submit(r) for r in batch.requests)))
         await msg.respond(_encoder.encode(WriteBatchReply(outcomes)))
 
-    async def _on_checkpoint(self, msg: Msg) -> None:
+    async def _on_ops(self, msg: Msg) -> None:
         sequencer = self._sequencer
         try:
-            command = _checkpoint_decoder.decode(msg.data)
+            command = _ops_decoder.decode(msg.data)
         except msgspec.DecodeError as e:
-            outcome = WriteOutcome(error=InvalidRequest(f"bad checkpoint: {e}").to_body())
+            outcome = WriteOutcome(error=InvalidRequest(f"bad ops: {e}").to_body())
         else:
             if sequencer is None:
                 outcome = WriteOutcome(error=Unavailable("not the leader").to_body())
             else:
-                op = CheckpointOp(command.store, command.name, command.position)
-                outcome = await sequencer.submit(OpsRequest([op]))
+                outcome = await sequencer.submit(OpsRequest(command.ops))
         await msg.respond(_encoder.encode(outcome))
 
     async def _on_status(self, msg: Msg) -> None:

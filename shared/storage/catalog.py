@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from esdb.contracts.errors import NotFound
@@ -34,16 +35,25 @@ def registered_stores(system: StoreReader) -> list[str]:
     return [name[len(_STORE_PREFIX) :] for name, _ in found if name.startswith(_STORE_PREFIX)]
 
 
-def applied_on_disk(data_dir: Path) -> int:
-    """The log sequence a node's data directory reflects (0 when it has none)."""
+@contextmanager
+def open_system(data_dir: Path) -> Iterator[StoreReader | None]:
+    """A node's system store, read-only, for the span of a `with` (None before the writer
+    created it)."""
     path = data_dir / SYSTEM_STORE_DIR
     if not store_exists(path):
-        return 0
+        yield None
+        return
     system = LmdbStore(path, readonly=True)
     try:
-        return system.applied_sequence()
+        yield system
     finally:
         system.close()
+
+
+def applied_on_disk(data_dir: Path) -> int:
+    """The log sequence a node's data directory reflects (0 when it has none)."""
+    with open_system(data_dir) as system:
+        return 0 if system is None else system.applied_sequence()
 
 
 class Catalog:

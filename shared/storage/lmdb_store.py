@@ -10,7 +10,7 @@ from pathlib import Path
 import lmdb
 
 from esdb.contracts.errors import Unavailable
-from esdb.shared.storage.port import DEFAULT_SCAN_BUDGET, Predicate, page_of_all
+from esdb.shared.storage.port import DEFAULT_SCAN_BUDGET, ITEM_TABLES, Predicate, page_of_all
 from esdb.shared.storage.records import (
     EventRecord,
     StreamState,
@@ -23,7 +23,8 @@ DEFAULT_MAP_SIZE = 64 << 30  # virtual address space only; the file grows with t
 _U64 = struct.Struct(">Q")
 _APPLIED = b"applied_sequence"
 _LAST_POSITION = b"last_position"
-_DATABASES = (b"events", b"streams", b"stream_meta", b"event_ids", b"meta")
+_TABLES = tuple(table.encode() for table in ITEM_TABLES)
+_DATABASES = (b"events", b"streams", b"stream_meta", b"event_ids", b"meta", *_TABLES)
 
 
 def _u64(value: int) -> bytes:
@@ -33,6 +34,23 @@ def _u64(value: int) -> bytes:
 def _stream_key(stream: str, version: int) -> bytes:
     # Stream names never hold NUL (validated at the gateway), so the prefix is unambiguous.
     return stream.encode() + b"\x00" + _U64.pack(version)
+
+
+def _after_prefix(prefix: bytes) -> bytes | None:
+    """The smallest key above every key that starts with `prefix` (None: no such key)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _seek_last_below(cursor: lmdb.Cursor, bound: bytes | None) -> bool:
+    """Put the cursor on the last key below `bound` (the last key when None)."""
+    if bound is None:
+        return bool(cursor.last())
+    if cursor.set_range(bound):
+        return bool(cursor.prev())
+    return bool(cursor.last())
 
 
 def store_exists(path: Path) -> bool:
@@ -58,6 +76,18 @@ class _LmdbTransaction:
         self._txn.put(
             stream.encode(), record_encoder.encode(state), db=self._store._dbs[b"stream_meta"]
         )
+
+    def put_item(self, table: str, key: bytes, value: bytes) -> None:
+        self._txn.put(key, value, db=self._store._table(table))
+
+    def delete_item(self, table: str, key: bytes) -> None:
+        self._txn.delete(key, db=self._store._table(table))
+
+    def delete_items(self, table: str, prefix: bytes) -> None:
+        cursor = self._txn.cursor(db=self._store._table(table))
+        found = cursor.set_range(prefix)
+        while found and bytes(cursor.key()).startswith(prefix):
+            found = cursor.delete()  # moves to the next key
 
 
 class LmdbStore:
@@ -201,6 +231,63 @@ class LmdbStore:
                 if len(out) >= limit:
                     break
         return out
+
+    def _table(self, name: str) -> lmdb._Database:
+        if name not in ITEM_TABLES:
+            raise KeyError(f"no item table {name!r}")
+        return self._dbs[name.encode()]
+
+    def get_item(self, table: str, key: bytes) -> bytes | None:
+        with self._env.begin() as txn:
+            raw = txn.get(key, db=self._table(table))
+        return None if raw is None else bytes(raw)
+
+    def items(
+        self,
+        table: str,
+        prefix: bytes,
+        *,
+        after: bytes | None = None,
+        limit: int,
+        backward: bool = False,
+    ) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        if limit <= 0:
+            return out
+        with self._env.begin() as txn:
+            cursor = txn.cursor(db=self._table(table))
+            if backward:
+                end = _after_prefix(prefix)
+                bound = after if end is None or (after is not None and after < end) else end
+                found = _seek_last_below(cursor, bound)
+                entries = cursor.iterprev(keys=True, values=True)
+            else:
+                start = prefix if after is None or after < prefix else after
+                found = cursor.set_range(start)
+                if found and after is not None and cursor.key() == after:
+                    found = cursor.next()
+                entries = cursor.iternext(keys=True, values=True)
+            if not found:
+                return out
+            for key, value in entries:
+                if not key.startswith(prefix):
+                    break
+                out.append((bytes(key), bytes(value)))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def count_items(self, table: str, prefix: bytes) -> int:
+        count = 0
+        with self._env.begin() as txn:
+            cursor = txn.cursor(db=self._table(table))
+            if not cursor.set_range(prefix):
+                return 0
+            for key in cursor.iternext(keys=True, values=False):
+                if not key.startswith(prefix):
+                    break
+                count += 1
+        return count
 
     @contextmanager
     def transaction(self, sequence: int) -> Iterator[_LmdbTransaction]:

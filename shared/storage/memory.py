@@ -6,7 +6,7 @@ import bisect
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from esdb.shared.storage.port import DEFAULT_SCAN_BUDGET, Predicate, page_of_all
+from esdb.shared.storage.port import DEFAULT_SCAN_BUDGET, ITEM_TABLES, Predicate, page_of_all
 from esdb.shared.storage.records import EventRecord, StreamState
 
 
@@ -14,6 +14,16 @@ class _MemoryTransaction:
     def __init__(self) -> None:
         self.events: list[EventRecord] = []
         self.streams: dict[str, StreamState] = {}
+        self.items: list[tuple[str, bytes, bytes | None, bool]] = []
+
+    def put_item(self, table: str, key: bytes, value: bytes) -> None:
+        self.items.append((_table(table), key, value, False))
+
+    def delete_item(self, table: str, key: bytes) -> None:
+        self.items.append((_table(table), key, None, False))
+
+    def delete_items(self, table: str, prefix: bytes) -> None:
+        self.items.append((_table(table), prefix, None, True))
 
     def put_event(self, record: EventRecord) -> None:
         self.events.append(record)
@@ -32,6 +42,8 @@ class MemoryStore:
         self._stream_names: list[str] = []
         self._event_ids: dict[bytes, int] = {}
         self._applied = 0
+        self._items: dict[str, dict[bytes, bytes]] = {table: {} for table in ITEM_TABLES}
+        self._item_keys: dict[str, list[bytes]] = {table: [] for table in ITEM_TABLES}
 
     def applied_sequence(self) -> int:
         return self._applied
@@ -94,6 +106,32 @@ class MemoryStore:
         names = self._stream_names[start : start + limit]
         return [(name, self._streams[name]) for name in names]
 
+    def get_item(self, table: str, key: bytes) -> bytes | None:
+        return self._items[_table(table)].get(key)
+
+    def items(
+        self,
+        table: str,
+        prefix: bytes,
+        *,
+        after: bytes | None = None,
+        limit: int,
+        backward: bool = False,
+    ) -> list[tuple[bytes, bytes]]:
+        keys = self._item_keys[_table(table)]
+        matching = keys[bisect.bisect_left(keys, prefix) :]
+        chosen = [k for k in matching if k.startswith(prefix)] if prefix else list(matching)
+        if backward:
+            chosen.reverse()
+        if after is not None:
+            chosen = [k for k in chosen if (k < after if backward else k > after)]
+        values = self._items[table]
+        return [(key, values[key]) for key in chosen[:limit]]
+
+    def count_items(self, table: str, prefix: bytes) -> int:
+        keys = self._item_keys[_table(table)]
+        return sum(1 for key in keys[bisect.bisect_left(keys, prefix) :] if key.startswith(prefix))
+
     @contextmanager
     def transaction(self, sequence: int) -> Iterator[_MemoryTransaction]:
         txn = _MemoryTransaction()
@@ -108,7 +146,29 @@ class MemoryStore:
             if stream not in self._streams:
                 bisect.insort(self._stream_names, stream)
             self._streams[stream] = state
+        for table, key, value, whole_prefix in txn.items:
+            if whole_prefix:
+                for found, _ in self.items(table, key, limit=1 << 62):
+                    self._put_item(table, found, None)
+            else:
+                self._put_item(table, key, value)
         self._applied = sequence
+
+    def _put_item(self, table: str, key: bytes, value: bytes | None) -> None:
+        values, keys = self._items[table], self._item_keys[table]
+        if value is None:
+            if values.pop(key, None) is not None:
+                keys.remove(key)
+            return
+        if key not in values:
+            bisect.insort(keys, key)
+        values[key] = value
 
     def close(self) -> None:
         pass
+
+
+def _table(name: str) -> str:
+    if name not in ITEM_TABLES:
+        raise KeyError(f"no item table {name!r}")
+    return name

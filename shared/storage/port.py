@@ -14,6 +14,9 @@ Predicate = Callable[[EventRecord], bool]
 # filter cannot hold a reader for long.
 DEFAULT_SCAN_BUDGET = 100_000
 
+# Keyed tables beside the event log of every store (subscriptions, parked events, snapshots).
+ITEM_TABLES = ("subscriptions", "parked", "snapshots")
+
 
 class StoreReader(Protocol):
     """Read access to one store's applied state."""
@@ -61,6 +64,27 @@ class StoreReader(Protocol):
         """Streams in name order after `after`."""
         ...
 
+    def get_item(self, table: str, key: bytes) -> bytes | None:
+        """The value of `key` in one of the `ITEM_TABLES`."""
+        ...
+
+    def items(
+        self,
+        table: str,
+        prefix: bytes,
+        *,
+        after: bytes | None = None,
+        limit: int,
+        backward: bool = False,
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` (key, value) pairs of `table` whose key starts with `prefix`, in key
+        order (reversed when `backward`), strictly beyond `after` when it is given."""
+        ...
+
+    def count_items(self, table: str, prefix: bytes) -> int:
+        """How many keys of `table` start with `prefix` (without reading their values)."""
+        ...
+
 
 class StoreTransaction(Protocol):
     """One atomic write to a store, committed together with the log sequence it applies."""
@@ -71,6 +95,18 @@ class StoreTransaction(Protocol):
 
     def put_stream_state(self, stream: str, state: StreamState) -> None:
         """Set a stream's state."""
+        ...
+
+    def put_item(self, table: str, key: bytes, value: bytes) -> None:
+        """Set `key` in one of the `ITEM_TABLES`."""
+        ...
+
+    def delete_item(self, table: str, key: bytes) -> None:
+        """Remove `key` from a table (nothing happens when it is absent)."""
+        ...
+
+    def delete_items(self, table: str, prefix: bytes) -> None:
+        """Remove every key of a table that starts with `prefix`."""
         ...
 
 

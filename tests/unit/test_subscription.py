@@ -13,10 +13,10 @@ import pytest
 from esdb.client import CaughtUp, InvalidRequest, RecordedEvent, SubscriptionDropped
 from esdb.client.events import ReadAllPage, ReadStreamPage, event_from_json
 from esdb.client.live import LiveFeed, LiveMessage
-from esdb.client.selectors import Selector, select, tokens_match
 from esdb.client.subscription import StartPosition, Subscription
 from esdb.contracts.api import ReadFilter
 from esdb.contracts.errors import StreamNotFound
+from esdb.contracts.selectors import Selector, select, tokens_match
 from esdb.contracts.topics import event_subject
 from esdb.services.emitter.fanout import fanout_message
 from esdb.shared.storage.records import EventRecord

@@ -1,0 +1,28 @@
+"""Node-local services log their own ops (checkpoints, subscriptions) through the leader."""
+
+from __future__ import annotations
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NatsClient
+
+from esdb.contracts.commands import OpsCommand, WriteOutcome
+from esdb.contracts.errors import Timeout, Unavailable, error_from_body
+from esdb.contracts.log import LogOp
+from esdb.contracts.subjects import WRITER_OPS
+
+_encoder = msgspec.msgpack.Encoder()
+_outcome = msgspec.msgpack.Decoder(WriteOutcome)
+
+
+async def submit_ops(nc: NatsClient, ops: list[LogOp], timeout: float = 5.0) -> None:
+    """Log `ops` in one entry; returns once the leader committed it, raises `EsdbError`."""
+    try:
+        reply = await nc.request(WRITER_OPS, _encoder.encode(OpsCommand(ops)), timeout=timeout)
+    except nats.errors.NoRespondersError as e:
+        raise Unavailable("no writer leader; retry") from e
+    except nats.errors.TimeoutError as e:
+        raise Timeout("the writer leader did not answer in time") from e
+    outcome = _outcome.decode(reply.data)
+    if outcome.error is not None:
+        raise error_from_body(outcome.error)
