@@ -40,7 +40,11 @@ def test_no_events_fold_to_an_empty_state() -> None:
 
 
 def test_events_merge_key_by_key_and_untagged_values_overwrite() -> None:
-    events = [{"name": "John", "age": 30}, {"location": "New York"}, {"age": 31}]
+    events: list[dict[str, Any]] = [
+        {"name": "John", "age": 30},
+        {"location": "New York"},
+        {"age": 31},
+    ]
     assert foldl(events) == {"name": "John", "age": 31, "location": "New York"}
 
 
@@ -58,7 +62,10 @@ def test_a_sum_over_no_number_starts_from_zero(previous: object) -> None:
 
 
 def test_overwrite_replaces_any_value_with_a_plain_one() -> None:
-    events = [{"name": "John", "counter": Sum(4)}, {"name": Overwrite("Jane")}]
+    events: list[dict[str, Any]] = [
+        {"name": "John", "counter": Sum(4)},
+        {"name": Overwrite("Jane")},
+    ]
     assert foldl(events) == {"name": "Jane", "counter": Sum(4)}
     assert foldl([*events, {"counter": Overwrite(1)}])["counter"] == 1
 
@@ -92,7 +99,10 @@ def test_tags_encode_as_one_key_objects() -> None:
 
 
 def test_json_tags_in_plain_maps_are_tags() -> None:
-    events = [{"balance": {"$sum": 5}}, {"balance": {"$sum": 2}, "by": {"$overwrite": "ada"}}]
+    events: list[dict[str, Any]] = [
+        {"balance": {"$sum": 5}},
+        {"balance": {"$sum": 2}, "by": {"$overwrite": "ada"}},
+    ]
     assert foldl(events) == {"balance": Sum(7), "by": "ada"}
 
 
@@ -106,7 +116,7 @@ def test_an_overwrite_stores_a_tag_lookalike_literally() -> None:
 
 
 def test_recorded_events_fold_their_json_data() -> None:
-    events = [
+    events: list[RecordedEvent | dict[str, Any]] = [
         recorded(NewEvent("Opened", {"owner": "ada", "balance": 0}).data_bytes(), 0),
         recorded(NewEvent("Deposited", {"balance": Sum(50)}).data_bytes(), 1),
         recorded(b"", 2),  # no data: nothing changes
