@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from esdb.cli import session, status_command, stream_commands, tail_command
+from esdb.cli import config_command, session, status_command, stream_commands, tail_command
 from esdb.services.supervisor.stack import StackOptions, up
 
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream_commands.add_commands(commands, common)
     tail_command.add_command(commands, common)
     status_command.add_command(commands, common)
+    config_command.add_command(commands)
     # The bench's options belong to esdb.benchmarks, imported only when `esdb bench` runs.
     commands.add_parser(
         "bench", add_help=False, help="measure appends and reads (esdb bench --help)"
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int | None:
         return _bench(extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "config":
+        return config_command.show_config(args)
     if args.command == "up":
         up(
             StackOptions(
