@@ -51,6 +51,20 @@ def reader_subject(operation: str) -> str:
     return f"{INTERNAL_PREFIX}.reader.{operation}"
 
 
+SUBSCRIPTIONS_SERVICE = "subscriptions"
+SNAPSHOTS_SERVICE = "snapshots"
+
+
+def service_subject(service: str, store: str, operation: str) -> str:
+    """Where the gateway forwards `operation` on `store` to a node-local service."""
+    return f"{INTERNAL_PREFIX}.{service}.{store}.{operation}"
+
+
+def service_queue(service: str) -> str:
+    """The queue group of a node-local service's API subjects."""
+    return f"esdb-{service}"
+
+
 class Op:
     """Public operation names: the last token of `esdb.api.<store>.<operation>`."""
 
@@ -63,7 +77,41 @@ class Op:
     HEALTH = "health"
     CLUSTER_STATUS = "cluster_status"
     STORE_LIST = "store_list"
+    SUBSCRIPTION_CREATE = "subscription_create"
+    SUBSCRIPTION_DELETE = "subscription_delete"
+    SUBSCRIPTION_LIST = "subscription_list"
+    SUBSCRIPTION_INFO = "subscription_info"
+    SUBSCRIPTION_PARKED = "subscription_parked"
+    ACK = "ack"
+    NACK = "nack"
+    REPLAY_PARKED = "replay_parked"
+    WATCH = "watch"
+    SNAPSHOT_RECORD = "snapshot_record"
+    SNAPSHOT_READ = "snapshot_read"
+    SNAPSHOT_DELETE = "snapshot_delete"
+    SNAPSHOT_LIST = "snapshot_list"
 
 
 READ_OPERATIONS = frozenset({Op.READ_STREAM, Op.READ_ALL, Op.LIST_STREAMS, Op.STREAM_INFO})
 WRITE_OPERATIONS = frozenset({Op.APPEND, Op.APPEND_MULTI})
+# Operations the gateway forwards, as they came, to the node-local service that owns them.
+FORWARDED_OPERATIONS = {
+    **dict.fromkeys(
+        (
+            Op.SUBSCRIPTION_CREATE,
+            Op.SUBSCRIPTION_DELETE,
+            Op.SUBSCRIPTION_LIST,
+            Op.SUBSCRIPTION_INFO,
+            Op.SUBSCRIPTION_PARKED,
+            Op.ACK,
+            Op.NACK,
+            Op.REPLAY_PARKED,
+            Op.WATCH,
+        ),
+        SUBSCRIPTIONS_SERVICE,
+    ),
+    **dict.fromkeys(
+        (Op.SNAPSHOT_RECORD, Op.SNAPSHOT_READ, Op.SNAPSHOT_DELETE, Op.SNAPSHOT_LIST),
+        SNAPSHOTS_SERVICE,
+    ),
+}

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 
-from esdb.contracts.subjects import LEASE_BUCKET, LEASE_KEY, lease_holder
-from esdb.shared.nats_connection import retry_until_ready
+from esdb.contracts.api import NodeStatus
+from esdb.contracts.subjects import LEASE_BUCKET, LEASE_KEY, NODE_STATUS, lease_holder
+from esdb.shared.nats_connection import gather_replies, retry_until_ready
 
 LEADER_POLL_S = 0.25
 
@@ -33,3 +35,16 @@ async def leading_ticks(
         yield leading
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), poll_s)
+
+
+_status = msgspec.msgpack.Decoder(NodeStatus)
+
+
+async def writer_leads(nc: NatsClient, node_id: str, window: float = 0.3) -> bool:
+    """Whether this node's writer serves as the leader: it holds the lease *and* has applied
+    the whole log, so the node's stores show everything committed before."""
+    for reply in await gather_replies(nc, NODE_STATUS, b"", window):
+        status = _status.decode(reply)
+        if status.node_id == node_id:
+            return status.role == "leader"
+    return False

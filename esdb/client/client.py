@@ -18,7 +18,9 @@ from esdb.client.events import (
 )
 from esdb.client.live import DEFAULT_BUFFER_SIZE
 from esdb.client.opening import ClosedOnExit, Opening
+from esdb.client.persistent import PersistentOperations
 from esdb.client.requests import AppendBody, append_multi_body, event_bodies
+from esdb.client.snapshots import SnapshotOperations
 from esdb.client.subscription import (
     DEFAULT_PAGE_SIZE,
     StartPosition,
@@ -56,7 +58,7 @@ _health = msgspec.msgpack.Decoder(Health)
 _EMPTY: dict[str, Any] = {}
 
 
-class Client(ClosedOnExit):
+class Client(SnapshotOperations, PersistentOperations, ClosedOnExit):
     """An esdb client bound to one store; create it with `await Client.connect(...)`."""
 
     def __init__(self, connection: Connection, store: str) -> None:

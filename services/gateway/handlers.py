@@ -34,6 +34,7 @@ from esdb.contracts.errors import (
     error_from_body,
 )
 from esdb.contracts.subjects import (
+    FORWARDED_OPERATIONS,
     LEASE_BUCKET,
     LEASE_KEY,
     LOG_STREAM,
@@ -42,13 +43,21 @@ from esdb.contracts.subjects import (
     WRITE_OPERATIONS,
     Op,
     reader_subject,
+    service_subject,
 )
 from esdb.services.gateway import validation
 from esdb.services.gateway.coalescer import WriteCoalescer
 from esdb.services.gateway.consistency import consistency_problems
 from esdb.shared.nats_connection import gather_replies
 from esdb.shared.settings import Settings
-from esdb.shared.wire import Codec, codec_of, decode_request, encode, encode_error
+from esdb.shared.wire import (
+    Codec,
+    codec_of,
+    content_type_of,
+    decode_request,
+    encode,
+    encode_error,
+)
 
 log = logging.getLogger(__name__)
 _internal = msgspec.msgpack.Encoder()
@@ -129,11 +138,34 @@ class Gateway:
             if system_op is None:
                 raise InvalidRequest(f"unknown system operation {operation!r}", field="operation")
             return encode(await system_op(), codec)
+        service = FORWARDED_OPERATIONS.get(operation)
+        if service is not None:
+            self._check_request(store, data)
+            return await self._forward(service, store, operation, data, codec)
         handler = self._store_ops.get(operation)
         if handler is None:
             raise InvalidRequest(f"unknown operation {operation!r}", field="operation")
         self._check_request(store, data)
         return await handler(store, data, codec)
+
+    async def _forward(
+        self, service: str, store: str, operation: str, data: bytes, codec: Codec
+    ) -> bytes:
+        """Hand a request to the service that owns it; its reply is already encoded."""
+        timeout_ms = _timeout_ms(data, codec)
+        subject = service_subject(service, store, operation)
+        headers = {"Content-Type": content_type_of(codec)}
+        try:
+            reply = await self._nc.request(
+                subject, data, timeout=self._timeout(timeout_ms) + 1.0, headers=headers
+            )
+        except NoRespondersError as e:
+            raise Unavailable(
+                f"no {service} service is active (a leader election may be under way); retry"
+            ) from e
+        except NatsTimeout as e:
+            raise Timeout(f"the {service} service did not answer in time") from e
+        return bytes(reply.data)
 
     def _check_request(self, store: str, data: bytes) -> None:
         validation.check_store(store)
@@ -264,6 +296,18 @@ class Gateway:
     async def _gather_nodes(self, window: float) -> list[NodeStatus]:
         replies = await gather_replies(self._nc, NODE_STATUS, b"", window)
         return [_node_status.decode(reply) for reply in replies]
+
+
+class _TimeoutOnly(msgspec.Struct):
+    timeout_ms: int | None = None
+
+
+def _timeout_ms(data: bytes, codec: Codec) -> int | None:
+    """A forwarded request's `timeout_ms` (its service validates the rest)."""
+    try:
+        return decode_request(data, _TimeoutOnly, codec).timeout_ms
+    except EsdbError:
+        return None
 
 
 def _target(subject: str) -> tuple[str, str]:

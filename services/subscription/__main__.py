@@ -1,0 +1,56 @@
+"""Entry point: `python -m esdb.services.subscription`: active beside the writer leader only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+
+from nats.aio.msg import Msg
+
+from esdb.contracts.subjects import node_applied_subject
+from esdb.services.subscription.service import SubscriptionService
+from esdb.shared.leadership import leading_ticks, writer_leads
+from esdb.shared.nats_connection import connect
+from esdb.shared.service_runtime import run_service
+from esdb.shared.settings import Settings
+from esdb.shared.storage.catalog import ReadOnlyStores, open_system
+from esdb.shared.wakeup import Wakeup
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Composition root: follow the lease; serve and deliver while this node leads."""
+    nc = await connect(settings.nats_url, f"esdb-subscription-{settings.node_id}")
+    stores = ReadOnlyStores(settings.data_dir)
+    wakeup = Wakeup()
+
+    async def applied(msg: Msg) -> None:
+        wakeup.notify()
+
+    await nc.subscribe(node_applied_subject(settings.node_id), cb=applied)
+    service = SubscriptionService(
+        nc, settings.node_id, stores, partial(open_system, settings.data_dir), wakeup
+    )
+    try:
+        async for leading in leading_ticks(nc, settings.node_id, stop):
+            if leading and not service.active and await writer_leads(nc, settings.node_id):
+                log.info("beside the leader: serving subscriptions")
+                await service.activate()
+            elif not leading and service.active:
+                log.info("not beside the leader any more: handing subscriptions over")
+                await service.deactivate()
+    finally:
+        await service.deactivate()
+        await nc.drain()
+        stores.close()
+
+
+def main() -> None:
+    """Run the subscription service until SIGINT/SIGTERM."""
+    run_service("subscription", serve)
+
+
+if __name__ == "__main__":
+    main()

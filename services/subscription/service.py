@@ -1,0 +1,378 @@
+"""The persistent-subscription API and every group's delivery, beside the writer leader."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from esdb.contracts.errors import AlreadyExists, EsdbError, InternalError, InvalidRequest, NotFound
+from esdb.contracts.log import LogOp, SubscriptionOp
+from esdb.contracts.subjects import (
+    INTERNAL_PREFIX,
+    SUBSCRIPTIONS_SERVICE,
+    Op,
+    service_queue,
+    service_subject,
+)
+from esdb.contracts.subscriptions import (
+    NACK_ACTIONS,
+    NAME_PATTERN,
+    AckRequest,
+    AckResult,
+    NackRequest,
+    ParkedEvent,
+    ParkedListRequest,
+    ParkedPage,
+    ParkedRecord,
+    Receipt,
+    ReplayResult,
+    SubscriptionCreateRequest,
+    SubscriptionDefinition,
+    SubscriptionDeleted,
+    SubscriptionInfo,
+    SubscriptionList,
+    SubscriptionListRequest,
+    SubscriptionRequest,
+)
+from esdb.contracts.watches import WatchRequest
+from esdb.services.subscription.group import ConsumerGroup
+from esdb.services.subscription.selection import selection_predicate
+from esdb.services.subscription.watches import Watches
+from esdb.shared.storage import item_keys
+from esdb.shared.storage.catalog import ReadOnlyStores, read_checkpoint, registered_stores
+from esdb.shared.storage.port import StoreReader
+from esdb.shared.wakeup import Wakeup
+from esdb.shared.wire import Codec, codec_of, decode_request, encode, encode_error
+from esdb.shared.writer_ops import submit_ops
+
+log = logging.getLogger(__name__)
+
+_definition_encoder = msgspec.msgpack.Encoder()
+_definition_decoder = msgspec.msgpack.Decoder(SubscriptionDefinition)
+_parked_decoder = msgspec.msgpack.Decoder(ParkedRecord)
+_receipt_decoder = msgspec.json.Decoder(Receipt)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NO_RESPONDERS_STATUS = "503"
+RESTART_DELAY_S = 1.0
+LIMITS = {
+    "message_timeout_ms": (100, 3_600_000),
+    "max_retries": (0, 1_000),
+    "max_in_flight": (1, 10_000),
+}
+MAX_PARKED_PAGE = 1_000
+
+Handler = Callable[[str, bytes, Codec], Awaitable[msgspec.Struct]]
+
+
+class SubscriptionService:
+    """Owns every persistent subscription of the node's stores while `activate`d."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        node_id: str,
+        stores: ReadOnlyStores,
+        system: Callable[[], contextlib.AbstractContextManager[StoreReader | None]],
+        wakeup: Wakeup,
+    ) -> None:
+        self._nc = nc
+        self._stores = stores
+        self._system = system
+        self._wakeup = wakeup
+        self._groups: dict[tuple[str, str], tuple[ConsumerGroup, asyncio.Task[None]]] = {}
+        self._subs: list[Subscription] = []
+        self._lock = asyncio.Lock()
+        self._reply_prefix = f"{INTERNAL_PREFIX}.subs.{node_id}.{uuid.uuid4().hex[:12]}"
+        self._watches = Watches(nc, stores.get)
+        self._handlers: dict[str, Handler] = {
+            Op.SUBSCRIPTION_CREATE: self._create,
+            Op.SUBSCRIPTION_DELETE: self._delete,
+            Op.SUBSCRIPTION_LIST: self._list,
+            Op.SUBSCRIPTION_INFO: self._info,
+            Op.SUBSCRIPTION_PARKED: self._parked,
+            Op.ACK: self._ack,
+            Op.NACK: self._nack,
+            Op.REPLAY_PARKED: self._replay,
+            Op.WATCH: self._watch,
+        }
+
+    @property
+    def active(self) -> bool:
+        """Whether this node serves subscriptions now."""
+        return bool(self._subs)
+
+    async def activate(self) -> None:
+        """Load every group from this node's stores, start delivering, and take requests."""
+        with self._system() as system:
+            if system is not None:
+                self._load(system)
+        log.info("serving %d persistent subscriptions", len(self._groups))
+        api = service_subject(SUBSCRIPTIONS_SERVICE, "*", "*")
+        queue = service_queue(SUBSCRIPTIONS_SERVICE)
+        self._subs = [
+            await self._nc.subscribe(api, queue=queue, cb=self._on_request),
+            await self._nc.subscribe(f"{self._reply_prefix}.>", cb=self._on_receipt),
+        ]
+        self._watches.start(self._wakeup)
+
+    def _load(self, system: StoreReader) -> None:
+        for store in registered_stores(system):
+            reader = self._stores.get(store)
+            for _, raw in reader.items(item_keys.SUBSCRIPTIONS, b"", limit=1 << 30):
+                definition = _definition_decoder.decode(raw)
+                checkpoint = read_checkpoint(system, store, definition.checkpoint_name)
+                self._start(store, definition, checkpoint)
+
+    async def deactivate(self) -> None:
+        """Stop delivering and answering (another node's service takes over)."""
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        groups, self._groups = list(self._groups.values()), {}
+        for _, task in groups:
+            task.cancel()
+        for _, task in groups:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._watches.stop()
+
+    def _start(self, store: str, definition: SubscriptionDefinition, checkpoint: int) -> None:
+        group = ConsumerGroup(
+            store,
+            definition,
+            checkpoint=checkpoint,
+            reader=lambda: self._stores.get(store),
+            predicate=selection_predicate(store, definition.selector),
+            publish=self._publish,
+            log_ops=self._log_ops,
+            reply_prefix=self._reply_prefix,
+        )
+        key = (store, definition.name)
+        task = asyncio.create_task(self._deliver(key, group))
+        self._groups[key] = (group, task)
+
+    async def _deliver(self, key: tuple[str, str], group: ConsumerGroup) -> None:
+        """Run a group; if it fails, log it and start over from its recorded checkpoint."""
+        while True:
+            try:
+                await group.run(self._wakeup.ticket)
+            except Exception:
+                log.exception("subscription %s/%s failed; restarting it", *key)
+            await asyncio.sleep(RESTART_DELAY_S)
+            group = group.restarted()
+            self._groups[key] = (group, self._groups[key][1])
+
+    async def _publish(
+        self, subject: str, payload: bytes, headers: dict[str, str], reply: str
+    ) -> None:
+        await self._nc.publish(subject, payload, reply=reply, headers=headers)
+
+    async def _log_ops(self, ops: list[LogOp]) -> None:
+        await submit_ops(self._nc, ops)
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def _on_request(self, msg: Msg) -> None:
+        asyncio.create_task(self._answer(msg))  # noqa: RUF006 -- the reply is the result
+
+    async def _answer(self, msg: Msg) -> None:
+        codec = codec_of(msg.headers)
+        tokens = msg.subject.split(".")
+        store, operation = tokens[-2], tokens[-1]
+        try:
+            handler = self._handlers.get(operation)
+            if handler is None:
+                raise InvalidRequest(f"unknown operation {operation!r}", field="operation")
+            reply = encode(await handler(store, msg.data, codec), codec)
+        except EsdbError as e:
+            reply = encode_error(e, codec)
+        except Exception:
+            log.exception("subscription request %s failed", msg.subject)
+            reply = encode_error(InternalError("internal error; see the subscription log"), codec)
+        if msg.reply:
+            await self._nc.publish(msg.reply, reply)
+
+    async def _on_receipt(self, msg: Msg) -> None:
+        tokens = msg.subject.split(".")
+        try:
+            store, name, position = tokens[-3], tokens[-2], int(tokens[-1])
+        except (ValueError, IndexError):
+            return
+        found = self._groups.get((store, name))
+        if found is None:
+            return
+        group = found[0]
+        if not msg.data and (msg.headers or {}).get("Status") == NO_RESPONDERS_STATUS:
+            group.unheard(position)
+            return
+        try:
+            receipt = _receipt_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            return  # not a receipt; the delivery stays in flight until its timeout
+        group.receipt(position, receipt.consumer, receipt.accepted)
+
+    def _group(self, store: str, name: str) -> ConsumerGroup:
+        found = self._groups.get((store, name))
+        if found is None:
+            raise NotFound(
+                f"no subscription {name!r} in store {store!r}", field="subscription", store=store
+            )
+        return found[0]
+
+    async def _create(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
+        request = decode_request(data, SubscriptionCreateRequest, codec)
+        _check_name(request.subscription)
+        for field, (low, high) in LIMITS.items():
+            value = getattr(request, field)
+            if not low <= value <= high:
+                raise InvalidRequest(
+                    f"{field} must be between {low} and {high}, not {value}", field=field
+                )
+        selection_predicate(store, request.selector)  # validates it
+        reader = self._stores.get(store)
+        start = _start_position(request.start, reader)
+        async with self._lock:
+            if (store, request.subscription) in self._groups:
+                raise AlreadyExists(
+                    f"subscription {request.subscription!r} already exists",
+                    field="subscription",
+                )
+            definition = SubscriptionDefinition(
+                name=request.subscription,
+                selector=request.selector,
+                start_position=start,
+                message_timeout_ms=request.message_timeout_ms,
+                max_retries=request.max_retries,
+                max_in_flight=request.max_in_flight,
+                uid=uuid.uuid4().hex,
+                created_us=time.time_ns() // 1000,
+            )
+            encoded = _definition_encoder.encode(definition)
+            await submit_ops(self._nc, [SubscriptionOp(store, definition.name, encoded)])
+            self._start(store, definition, start - 1)
+        return self._describe(store, self._group(store, definition.name))
+
+    async def _delete(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
+        request = decode_request(data, SubscriptionRequest, codec)
+        async with self._lock:
+            self._group(store, request.subscription)
+            await submit_ops(self._nc, [SubscriptionOp(store, request.subscription, b"")])
+            _, task = self._groups.pop((store, request.subscription))
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        return SubscriptionDeleted(subscription=request.subscription)
+
+    async def _list(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
+        decode_request(data, SubscriptionListRequest, codec)
+        self._stores.get(store)  # NotFound for a store that does not exist
+        groups = sorted((n, g) for (s, n), (g, _) in self._groups.items() if s == store)
+        return SubscriptionList(subscriptions=[self._describe(store, g) for _, g in groups])
+
+    async def _info(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
+        request = decode_request(data, SubscriptionRequest, codec)
+        return self._describe(store, self._group(store, request.subscription))
+
+    def _describe(self, store: str, group: ConsumerGroup) -> SubscriptionInfo:
+        definition = group.definition
+        reader = self._stores.get(store)
+        last = reader.last_position()
+        parked = reader.count_items(item_keys.PARKED, item_keys.parked_prefix(definition.name))
+        return SubscriptionInfo(
+            subscription=definition.name,
+            subject=group.subject,
+            selector=definition.selector,
+            start_position=definition.start_position,
+            message_timeout_ms=definition.message_timeout_ms,
+            max_retries=definition.max_retries,
+            max_in_flight=definition.max_in_flight,
+            checkpoint=group.checkpoint,
+            last_position=last,
+            lag=max(0, last - group.checkpoint),
+            in_flight=group.in_flight,
+            parked=parked,
+            consumers=group.consumers(),
+        )
+
+    async def _ack(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
+        request = decode_request(data, AckRequest, codec)
+        group = self._group(store, request.subscription)
+        return AckResult(settled=group.ack(request.positions, request.consumer))
+
+    async def _nack(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
+        request = decode_request(data, NackRequest, codec)
+        if request.action not in NACK_ACTIONS:
+            raise InvalidRequest(
+                f"action must be one of {', '.join(NACK_ACTIONS)}, not {request.action!r}",
+                field="action",
+            )
+        group = self._group(store, request.subscription)
+        settled = group.nack(request.positions, request.action, request.reason, request.consumer)
+        return AckResult(settled=settled)
+
+    async def _replay(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
+        request = decode_request(data, SubscriptionRequest, codec)
+        group = self._group(store, request.subscription)
+        reader = self._stores.get(store)
+        count = reader.count_items(item_keys.PARKED, item_keys.parked_prefix(request.subscription))
+        group.replay_parked()
+        return ReplayResult(replaying=count)
+
+    async def _parked(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
+        request = decode_request(data, ParkedListRequest, codec)
+        if not 1 <= request.limit <= MAX_PARKED_PAGE:
+            raise InvalidRequest(f"limit must be 1 to {MAX_PARKED_PAGE}", field="limit")
+        self._group(store, request.subscription)
+        reader = self._stores.get(store)
+        name = request.subscription
+        page = reader.items(
+            item_keys.PARKED,
+            item_keys.parked_prefix(name),
+            after=item_keys.parked_key(name, max(request.after, 0)),
+            limit=request.limit + 1,
+        )
+        events = [_parked_event(key, raw) for key, raw in page[: request.limit]]
+        more = len(page) > request.limit
+        return ParkedPage(parked=events, next=events[-1].position if more else None)
+
+    async def _watch(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
+        request = decode_request(data, WatchRequest, codec)
+        return self._watches.open(store, request, selection_predicate(store, request.selector))
+
+
+def _check_name(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise InvalidRequest(
+            "subscription names are 1 to 64 letters, digits, '_' or '-'", field="subscription"
+        )
+
+
+def _start_position(start: Any, reader: StoreReader) -> int:
+    if start == "start":
+        return 1
+    if start == "end":
+        return reader.last_position() + 1
+    if isinstance(start, int) and not isinstance(start, bool) and start >= 1:
+        return start
+    raise InvalidRequest('start must be "start", "end" or a position >= 1', field="start")
+
+
+def _parked_event(key: bytes, raw: bytes) -> ParkedEvent:
+    record = _parked_decoder.decode(raw)
+    return ParkedEvent(
+        position=item_keys.parked_position(key),
+        reason=record.reason,
+        parked=_EPOCH + timedelta(microseconds=record.parked_us),
+    )
