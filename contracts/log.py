@@ -67,8 +67,42 @@ class UnparkOp(msgspec.Struct, tag="unpark", array_like=True, frozen=True):
     positions: list[int]
 
 
-StoreItemOp = SubscriptionOp | ParkOp | UnparkOp
-LogOp = AppendOp | CreateStoreOp | CheckpointOp | SubscriptionOp | ParkOp | UnparkOp
+class SnapshotOp(msgspec.Struct, tag="snapshot", array_like=True, frozen=True):
+    """Record snapshot `version` of (`source_uuid`, `stream_uuid`), replacing one at the same
+    key; with `keep_last` > 0, then delete all but the `keep_last` highest versions of that
+    (source, stream)."""
+
+    store: str
+    source_uuid: str
+    stream_uuid: str
+    version: int
+    data: bytes
+    metadata: bytes
+    content_type: str
+    created_us: int
+    keep_last: int = 0
+
+
+class SnapshotDeleteOp(msgspec.Struct, tag="snapshot_delete", array_like=True, frozen=True):
+    """Delete one snapshot (nothing happens when it is absent)."""
+
+    store: str
+    source_uuid: str
+    stream_uuid: str
+    version: int
+
+
+StoreItemOp = SubscriptionOp | ParkOp | UnparkOp | SnapshotOp | SnapshotDeleteOp
+LogOp = (
+    AppendOp
+    | CreateStoreOp
+    | CheckpointOp
+    | SubscriptionOp
+    | ParkOp
+    | UnparkOp
+    | SnapshotOp
+    | SnapshotDeleteOp
+)
 
 
 class LogEntry(msgspec.Struct, array_like=True, frozen=True):

@@ -12,18 +12,23 @@ from esdb.contracts.log import (
     CreateStoreOp,
     LogEntry,
     ParkOp,
+    SnapshotDeleteOp,
+    SnapshotOp,
     StoreItemOp,
     SubscriptionOp,
     UnparkOp,
     encode_entry,
 )
+from esdb.contracts.snapshots import StoredSnapshot, StoredSummary
 from esdb.contracts.subscriptions import ParkedRecord
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.catalog import Catalog
-from esdb.shared.storage.port import StoreTransaction
+from esdb.shared.storage.port import StoreReader, StoreTransaction
 from esdb.shared.storage.records import EventRecord, StreamState
 
 _parked_encoder = msgspec.msgpack.Encoder()
+_snapshot_encoder = msgspec.msgpack.Encoder()
+_RETENTION_PAGE = 1_000
 
 
 class ApplyError(Exception):
@@ -42,7 +47,7 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
         catalog.record(sequence - 1, [n for n in created if not catalog.exists(n)])
     by_store: dict[str, list[AppendOp | StoreItemOp]] = {}
     for op in entry.ops:
-        if isinstance(op, AppendOp | SubscriptionOp | ParkOp | UnparkOp):
+        if isinstance(op, AppendOp | StoreItemOp):
             by_store.setdefault(op.store, []).append(op)
     for name, ops in by_store.items():
         if not catalog.exists(name) and not any(isinstance(op, AppendOp) for op in ops):
@@ -53,7 +58,11 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
         next_position = store.last_position() + 1
         with store.transaction(sequence) as txn:
             versions: dict[str, StreamState] = {}
+            snapshots = _SnapshotWrites(store, txn)
             for op in ops:
+                if isinstance(op, SnapshotOp | SnapshotDeleteOp):
+                    snapshots.apply(op)
+                    continue
                 if not isinstance(op, AppendOp):
                     _apply_item(txn, op)
                     continue
@@ -85,7 +94,7 @@ def chain_hash(previous: bytes, sequence: int, entry: bytes) -> bytes:
     return digest.digest()
 
 
-def _apply_item(txn: StoreTransaction, op: StoreItemOp) -> None:
+def _apply_item(txn: StoreTransaction, op: SubscriptionOp | ParkOp | UnparkOp) -> None:
     if isinstance(op, SubscriptionOp):
         key = item_keys.subscription_key(op.name)
         txn.delete_items(item_keys.PARKED, item_keys.parked_prefix(op.name))
@@ -100,6 +109,66 @@ def _apply_item(txn: StoreTransaction, op: StoreItemOp) -> None:
     else:
         for position in op.positions:
             txn.delete_item(item_keys.PARKED, item_keys.parked_key(op.name, position))
+
+
+class _SnapshotWrites:
+    """The snapshot ops of one store transaction. Retention reads the versions a (source,
+    stream) has; the transaction cannot be read, so the versions written or deleted in it are
+    tracked here and laid over the committed state."""
+
+    def __init__(self, store: StoreReader, txn: StoreTransaction) -> None:
+        self._store = store
+        self._txn = txn
+        self._changed: dict[tuple[str, str], dict[int, bool]] = {}
+
+    def apply(self, op: SnapshotOp | SnapshotDeleteOp) -> None:
+        """Record or delete one snapshot, then apply the record's retention."""
+        if isinstance(op, SnapshotDeleteOp):
+            self._delete(op.source_uuid, op.stream_uuid, op.version)
+            return
+        size = len(op.data) + len(op.metadata)
+        summary = _snapshot_encoder.encode(StoredSummary(op.content_type, size, op.created_us))
+        stored = StoredSnapshot(op.data, op.metadata, op.content_type, op.created_us)
+        source, stream, version = op.source_uuid, op.stream_uuid, op.version
+        table = item_keys.SNAPSHOTS
+        self._txn.put_item(
+            table,
+            item_keys.snapshot_data_key(source, stream, version),
+            _snapshot_encoder.encode(stored),
+        )
+        self._txn.put_item(table, item_keys.snapshot_source_key(source, stream, version), summary)
+        self._txn.put_item(table, item_keys.snapshot_stream_key(source, stream, version), summary)
+        self._changed.setdefault((source, stream), {})[version] = True
+        if op.keep_last > 0:
+            for old in self._versions(source, stream)[op.keep_last :]:
+                self._delete(source, stream, old)
+
+    def _delete(self, source: str, stream: str, version: int) -> None:
+        table = item_keys.SNAPSHOTS
+        self._txn.delete_item(table, item_keys.snapshot_data_key(source, stream, version))
+        self._txn.delete_item(table, item_keys.snapshot_source_key(source, stream, version))
+        self._txn.delete_item(table, item_keys.snapshot_stream_key(source, stream, version))
+        self._changed.setdefault((source, stream), {})[version] = False
+
+    def _versions(self, source: str, stream: str) -> list[int]:
+        """Every version of (source, stream) as of this op, highest first."""
+        prefix = item_keys.snapshot_source_prefix(source, stream)
+        found: set[int] = set()
+        after: bytes | None = None
+        while True:
+            page = self._store.items(
+                item_keys.SNAPSHOTS, prefix, after=after, limit=_RETENTION_PAGE
+            )
+            found.update(item_keys.snapshot_version(key) for key, _ in page)
+            if len(page) < _RETENTION_PAGE:
+                break
+            after = page[-1][0]
+        for version, present in self._changed.get((source, stream), {}).items():
+            if present:
+                found.add(version)
+            else:
+                found.discard(version)
+        return sorted(found, reverse=True)
 
 
 def _apply_append(
