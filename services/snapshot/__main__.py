@@ -1,0 +1,97 @@
+"""Entry point: `python -m esdb.services.snapshot`: thin NATS handlers over `service`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest
+from esdb.contracts.log import LogOp
+from esdb.contracts.subjects import (
+    SNAPSHOTS_SERVICE,
+    node_applied_subject,
+    service_queue,
+    service_subject,
+)
+from esdb.services.snapshot.freshness import CatchUp, NodeProgress, jetstream_log_end
+from esdb.services.snapshot.service import SnapshotService
+from esdb.shared.nats_connection import concurrently, connect
+from esdb.shared.service_runtime import run_service
+from esdb.shared.settings import Settings
+from esdb.shared.storage.catalog import ReadOnlyStores
+from esdb.shared.wire import codec_of, decode_request, encode, encode_error
+from esdb.shared.writer_ops import submit_ops
+
+log = logging.getLogger(__name__)
+
+
+def handler(service: SnapshotService) -> Callable[[Msg], Coroutine[Any, Any, None]]:
+    """Decode `esdb.internal.snapshots.<store>.<operation>`, answer, encode in its codec."""
+    table = service.operations()
+
+    async def handle(msg: Msg) -> None:
+        codec = codec_of(msg.headers)
+        tokens = msg.subject.split(".")
+        store, operation = tokens[-2], tokens[-1]
+        try:
+            route = table.get(operation)
+            if route is None:
+                raise InvalidRequest(f"unknown operation {operation!r}", field="operation")
+            request_type, answer = route
+            request = decode_request(msg.data, request_type, codec)
+            reply = encode(await answer(store, request, codec), codec)
+        except EsdbError as e:
+            reply = encode_error(e, codec)
+        except Exception:
+            log.exception("snapshot request %s failed", msg.subject)
+            reply = encode_error(InternalError("internal error; see the snapshot log"), codec)
+        await msg.respond(reply)
+
+    return handle
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Composition root: this node's stores, read after catching up with the log; writes
+    through the writer leader."""
+    nc = await connect(settings.nats_url, f"esdb-snapshot-{settings.node_id}")
+    stores = ReadOnlyStores(settings.data_dir)
+    progress = NodeProgress(settings.data_dir)
+
+    async def applied(msg: Msg) -> None:
+        progress.notify()
+
+    async def submit(ops: list[LogOp], timeout: float) -> None:
+        await submit_ops(nc, ops, timeout)
+
+    service = SnapshotService(
+        stores.get,
+        submit,
+        CatchUp(jetstream_log_end(nc.jetstream()), progress.wait_applied),
+        max_bytes=settings.max_event_bytes,
+        timeout_ms=settings.timeout_ms,
+    )
+    try:
+        await nc.subscribe(node_applied_subject(settings.node_id), cb=applied)
+        await nc.subscribe(
+            service_subject(SNAPSHOTS_SERVICE, "*", "*"),
+            queue=service_queue(SNAPSHOTS_SERVICE),
+            cb=concurrently(handler(service)),
+        )
+        await stop.wait()
+        await nc.drain()
+    finally:
+        stores.close()
+        progress.close()
+
+
+def main() -> None:
+    """Run the snapshot service until SIGINT/SIGTERM."""
+    run_service("snapshot", serve)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Validating snapshot requests; every rejection names its field."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from esdb.contracts.api import JSON_CONTENT_TYPE
+from esdb.contracts.errors import InvalidRequest, TooLarge
+from esdb.contracts.snapshots import (
+    LATEST,
+    MAX_CONTENT_TYPE_BYTES,
+    MAX_ID_BYTES,
+    MAX_LIST_LIMIT,
+    MAX_VERSION,
+    SnapshotVersionIn,
+)
+from esdb.shared.wire import Codec
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_json_encoder = msgspec.json.Encoder()
+
+
+def check_id(value: str, field: str) -> str:
+    """`source_uuid` and `stream_uuid`: 1-200 bytes without control characters."""
+    if not value:
+        raise InvalidRequest(f"{field} must not be empty", field=field)
+    if len(value.encode()) > MAX_ID_BYTES:
+        raise InvalidRequest(f"{field} must be at most {MAX_ID_BYTES} bytes", field=field)
+    if _CONTROL.search(value):
+        raise InvalidRequest(f"{field} must not contain control characters", field=field)
+    return value
+
+
+def check_version(value: int, field: str = "version") -> int:
+    """An exact snapshot version: 0 to 2**63 - 1."""
+    if not 0 <= value <= MAX_VERSION:
+        raise InvalidRequest(f"{field} must be an integer from 0 to {MAX_VERSION}", field=field)
+    return value
+
+
+def read_version(value: SnapshotVersionIn) -> int | None:
+    """`snapshot_read`'s version: exact, or None for `latest`."""
+    if value == LATEST:
+        return None
+    if isinstance(value, int):
+        return check_version(value)
+    raise InvalidRequest(
+        f"version must be {LATEST!r} or an integer from 0 to {MAX_VERSION}, not {value!r}",
+        field="version",
+    )
+
+
+def check_content_type(value: str) -> str:
+    """A content type: 1-128 bytes without control characters."""
+    if not value or len(value.encode()) > MAX_CONTENT_TYPE_BYTES or _CONTROL.search(value):
+        raise InvalidRequest(
+            f"content_type must be 1-{MAX_CONTENT_TYPE_BYTES} bytes without control characters",
+            field="content_type",
+        )
+    return value
+
+
+def check_keep_last(value: int | None) -> int:
+    """Retention: None keeps every version (0 in the log op), else at least 1."""
+    if value is None:
+        return 0
+    if value < 1:
+        raise InvalidRequest(
+            "keep_last must be at least 1 (or absent: keep all)", field="keep_last"
+        )
+    return value
+
+
+def check_limit(value: int) -> int:
+    """A list page size: 1 to `MAX_LIST_LIMIT`."""
+    if not 1 <= value <= MAX_LIST_LIMIT:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_LIST_LIMIT}", field="limit")
+    return value
+
+
+def timeout_s(timeout_ms: int | None, default_ms: int) -> float:
+    """How long a request may take, in seconds."""
+    if timeout_ms is not None and timeout_ms <= 0:
+        raise InvalidRequest("timeout_ms must be positive", field="timeout_ms")
+    return (timeout_ms or default_ms) / 1000
+
+
+def check_size(data: bytes, metadata: bytes, limit: int) -> None:
+    """Data plus metadata within `limit` bytes, else `TooLarge`."""
+    size = len(data) + len(metadata)
+    if size > limit:
+        raise TooLarge(f"snapshot is {size} bytes; the limit is {limit}", field="data", limit=limit)
+
+
+def payload(raw: msgspec.Raw, content_type: str, codec: Codec, field: str) -> bytes:
+    """Snapshot data or metadata as the bytes to store (empty when absent), by the rule events
+    follow: a JSON value for JSON content in JSON, base64 otherwise; bytes (or, for JSON
+    content, any value) in msgpack."""
+    # Same rule as the gateway's event payloads (services/gateway/validation.py).
+    if not raw:
+        return b""
+    is_json = content_type == JSON_CONTENT_TYPE
+    try:
+        if codec is Codec.JSON:
+            return bytes(raw) if is_json else msgspec.json.decode(raw, type=bytes)
+        value = msgspec.msgpack.decode(raw)
+        if isinstance(value, bytes):
+            if is_json:
+                msgspec.json.decode(value)
+            return value
+        if is_json:
+            return _json_encoder.encode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as e:
+        expected = "valid JSON" if is_json else "base64 bytes"
+        raise InvalidRequest(
+            f"{field} must be {expected} for {content_type!r}: {e}", field=field
+        ) from e
+    raise InvalidRequest(f"{field} must be bytes for content type {content_type!r}", field=field)
