@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
+
 from esdb.contracts.commands import WriteOutcome, WriteRequest
 from esdb.contracts.errors import Timeout, Unavailable
 from esdb.contracts.log import LogEntry, LogOp, encode_entry
@@ -36,12 +38,15 @@ Command = WriteRequest | OpsRequest
 def approximate_bytes(request: Command) -> int:
     """About how many bytes `request` adds to a log entry."""
     if isinstance(request, OpsRequest):
-        return 64 * len(request.ops)
+        return len(_op_encoder.encode(request.ops))  # snapshots make some ops large
     return sum(
         len(e.data) + len(e.metadata) + len(e.type) + len(e.content_type) + 40
         for a in request.appends
         for e in a.events
     )
+
+
+_op_encoder = msgspec.msgpack.Encoder()
 
 
 class LeadershipLost(Exception):

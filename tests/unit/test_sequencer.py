@@ -10,11 +10,23 @@ import pytest
 
 from esdb.contracts.commands import EXPECT_NO_STREAM, WriteOutcome
 from esdb.contracts.errors import ErrorCode
-from esdb.contracts.log import AppendOp, CreateStoreOp, LogEntry, decode_entry
+from esdb.contracts.log import (
+    AppendOp,
+    CheckpointOp,
+    CreateStoreOp,
+    LogEntry,
+    SnapshotOp,
+    decode_entry,
+)
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.apply import ApplyError
 from esdb.services.writer.log import MemoryLog
-from esdb.services.writer.sequencer import LeadershipLost, Sequencer
+from esdb.services.writer.sequencer import (
+    LeadershipLost,
+    OpsRequest,
+    Sequencer,
+    approximate_bytes,
+)
 from esdb.shared.storage.catalog import memory_catalog
 from tests.builders import append, write
 
@@ -251,3 +263,11 @@ async def test_entries_are_pipelined_then_applied_and_answered_in_log_order() ->
     assert applier.catalog.applied_sequence() == 4
     sequencer.close()
     await asyncio.wait_for(run, timeout=5)
+
+
+def test_ops_count_at_their_encoded_size_toward_an_entry() -> None:
+    big = SnapshotOp("default", "src", "stream", 1, b"x" * (1 << 20), b"", "application/json", 0)
+    small = CheckpointOp("default", "$emitter", 7)
+
+    assert approximate_bytes(OpsRequest([big])) > 1 << 20
+    assert approximate_bytes(OpsRequest([small])) < 64
