@@ -37,7 +37,8 @@ from esdb.shared.settings import Settings
 from esdb.shared.wire import Codec
 
 STORE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-MAX_STREAM_BYTES = 1024
+# LMDB keys are at most 511 bytes; a stream key is the id plus a NUL and an 8-byte version.
+MAX_STREAM_BYTES = 500
 MAX_TYPE_BYTES = 512
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EXPECTED = {

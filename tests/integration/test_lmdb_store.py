@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from esdb.services.gateway.validation import MAX_STREAM_BYTES
 from esdb.shared.storage.lmdb_store import LmdbStore, store_exists
 from esdb.shared.storage.records import StreamState
 from tests.builders import commit
@@ -121,3 +122,13 @@ def test_a_read_only_store_in_another_process_sees_committed_data(tmp_path: Path
             reader.kill()
             reader.wait()
         writer.close()
+
+
+def test_the_longest_stream_id_the_gateway_accepts_fits_lmdb_keys(tmp_path: Path) -> None:
+    stream = "s" * MAX_STREAM_BYTES
+    store = LmdbStore(tmp_path / "store")
+    try:
+        (written,) = commit(store, 1, [(stream, "Happened")])
+        assert store.read_stream(stream, 0, backward=False, limit=1) == [written]
+    finally:
+        store.close()
