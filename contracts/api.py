@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -93,6 +94,32 @@ class StreamInfoRequest(msgspec.Struct, kw_only=True):
 
     stream: str
     timeout_ms: int | None = None
+
+
+class SetStreamMetadataRequest(msgspec.Struct, kw_only=True):
+    """`esdb.api.<store>.set_stream_metadata`: replace a stream's metadata. Known keys:
+    `max_count` (keep the last N events), `max_age` (seconds), `truncate_before` (a version);
+    any other key is kept as it is."""
+
+    stream: str
+    metadata: dict[str, Any]
+    expected_version: ExpectedVersionIn = "any"
+    timeout_ms: int | None = None
+
+
+class DeleteStreamRequest(msgspec.Struct, kw_only=True):
+    """`delete_stream` (soft: the stream may be written again, versions continue) and
+    `tombstone_stream` (permanent)."""
+
+    stream: str
+    expected_version: ExpectedVersionIn = "any"
+    timeout_ms: int | None = None
+
+
+class StreamVersionResult(msgspec.Struct, kw_only=True):
+    """The stream's version after a metadata change or a delete."""
+
+    version: int
 
 
 class AppendResult(msgspec.Struct, kw_only=True):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
@@ -92,9 +94,19 @@ class SnapshotDeleteOp(msgspec.Struct, tag="snapshot_delete", array_like=True, f
     version: int
 
 
+class StreamMetaOp(msgspec.Struct, tag="stream_meta", array_like=True, frozen=True):
+    """Set a stream's lifecycle `state` and `metadata` (its version stays)."""
+
+    store: str
+    stream: str
+    state: str
+    metadata: dict[str, Any]
+
+
 StoreItemOp = SubscriptionOp | ParkOp | UnparkOp | SnapshotOp | SnapshotDeleteOp
 LogOp = (
     AppendOp
+    | StreamMetaOp
     | CreateStoreOp
     | CheckpointOp
     | SubscriptionOp

@@ -74,6 +74,9 @@ class Op:
     READ_ALL = "read_all"
     LIST_STREAMS = "list_streams"
     STREAM_INFO = "stream_info"
+    SET_STREAM_METADATA = "set_stream_metadata"
+    DELETE_STREAM = "delete_stream"
+    TOMBSTONE_STREAM = "tombstone_stream"
     HEALTH = "health"
     CLUSTER_STATUS = "cluster_status"
     STORE_LIST = "store_list"
@@ -93,7 +96,8 @@ class Op:
 
 
 READ_OPERATIONS = frozenset({Op.READ_STREAM, Op.READ_ALL, Op.LIST_STREAMS, Op.STREAM_INFO})
-WRITE_OPERATIONS = frozenset({Op.APPEND, Op.APPEND_MULTI})
+LIFECYCLE_OPERATIONS = frozenset({Op.SET_STREAM_METADATA, Op.DELETE_STREAM, Op.TOMBSTONE_STREAM})
+WRITE_OPERATIONS = frozenset({Op.APPEND, Op.APPEND_MULTI}) | LIFECYCLE_OPERATIONS
 # Operations the gateway forwards, as they came, to the node-local service that owns them.
 FORWARDED_OPERATIONS = {
     **dict.fromkeys(

@@ -31,15 +31,18 @@ from esdb.contracts.api import (
     AppendMultiResult,
     AppendResult,
     ClusterStatus,
+    DeleteStreamRequest,
     Health,
     ListStreamsRequest,
     ListStreamsResult,
     ReadAllRequest,
     ReadFilter,
     ReadStreamRequest,
+    SetStreamMetadataRequest,
     StreamInfoRequest,
     StreamInfoResult,
     StreamSummary,
+    StreamVersionResult,
 )
 from esdb.contracts.selectors import select
 from esdb.contracts.subjects import SYSTEM_STORE, Op, api_subject
@@ -55,6 +58,7 @@ _streams_page = msgspec.msgpack.Decoder(ListStreamsResult)
 _stream_info = msgspec.msgpack.Decoder(StreamInfoResult)
 _cluster_status = msgspec.msgpack.Decoder(ClusterStatus)
 _health = msgspec.msgpack.Decoder(Health)
+_stream_version = msgspec.msgpack.Decoder(StreamVersionResult)
 _EMPTY: dict[str, Any] = {}
 
 
@@ -297,6 +301,49 @@ class Client(SnapshotOperations, PersistentOperations, ClosedOnExit):
             StreamInfoRequest(stream=stream, timeout_ms=self._connection.server_timeout_ms),
             _stream_info,
         )
+
+    async def set_stream_metadata(
+        self,
+        stream: str,
+        metadata: dict[str, Any],
+        *,
+        expected_version: ExpectedVersion = "any",
+    ) -> int:
+        """Replace a stream's metadata (`max_count`, `max_age` in seconds, `truncate_before`,
+        and any custom keys) if it is at `expected_version`; returns its version."""
+        request = SetStreamMetadataRequest(
+            stream=stream,
+            metadata=metadata,
+            expected_version=expected_version,
+            timeout_ms=self._connection.server_timeout_ms,
+        )
+        return await self._lifecycle(Op.SET_STREAM_METADATA, request)
+
+    async def delete_stream(self, stream: str, *, expected_version: ExpectedVersion = "any") -> int:
+        """Soft-delete a stream: its events are no longer read, and it can be written again
+        (versions continue); returns the version it had."""
+        return await self._lifecycle(Op.DELETE_STREAM, self._delete_body(stream, expected_version))
+
+    async def tombstone_stream(
+        self, stream: str, *, expected_version: ExpectedVersion = "any"
+    ) -> int:
+        """Delete a stream for good: reads and appends raise `StreamDeleted` from now on."""
+        return await self._lifecycle(
+            Op.TOMBSTONE_STREAM, self._delete_body(stream, expected_version)
+        )
+
+    def _delete_body(self, stream: str, expected_version: ExpectedVersion) -> DeleteStreamRequest:
+        return DeleteStreamRequest(
+            stream=stream,
+            expected_version=expected_version,
+            timeout_ms=self._connection.server_timeout_ms,
+        )
+
+    async def _lifecycle(self, operation: str, request: msgspec.Struct) -> int:
+        result = await self._connection.request(
+            api_subject(self.store, operation), request, _stream_version, write=True
+        )
+        return result.version
 
     async def cluster_status(self) -> ClusterStatus:
         """The writer leader and every node's applied sequence and lag."""

@@ -22,6 +22,7 @@ from esdb.contracts.api import (
     LogState,
     NodeStatus,
     ReplicaState,
+    StreamVersionResult,
 )
 from esdb.contracts.commands import WriteOutcome, WriteRequest
 from esdb.contracts.errors import (
@@ -37,6 +38,7 @@ from esdb.contracts.subjects import (
     FORWARDED_OPERATIONS,
     LEASE_BUCKET,
     LEASE_KEY,
+    LIFECYCLE_OPERATIONS,
     LOG_STREAM,
     NODE_STATUS,
     SYSTEM_STORE,
@@ -48,6 +50,7 @@ from esdb.contracts.subjects import (
 from esdb.services.gateway import validation
 from esdb.services.gateway.coalescer import WriteCoalescer
 from esdb.services.gateway.consistency import consistency_problems
+from esdb.services.gateway.lifecycle import lifecycle_command
 from esdb.shared.nats_connection import gather_replies
 from esdb.shared.settings import Settings
 from esdb.shared.wire import (
@@ -183,6 +186,9 @@ class Gateway:
         self, store: str, operation: str, data: bytes, codec: Codec
     ) -> tuple[WriteRequest, float]:
         """`append` (one stream) or `append_multi` (all or nothing) as a validated write."""
+        if operation in LIFECYCLE_OPERATIONS:
+            change, timeout_ms = lifecycle_command(store, operation, data, codec)
+            return change, self._timeout(timeout_ms)
         if operation == Op.APPEND:
             single = decode_request(data, api.AppendRequest, codec)
             command = validation.append_command(store, single, codec, self._settings)
@@ -199,6 +205,8 @@ class Gateway:
             return
         if msg.subject.endswith(Op.APPEND_MULTI):
             reply = encode(AppendMultiResult(results=results), codec)
+        elif _target(msg.subject)[1] in LIFECYCLE_OPERATIONS:
+            reply = encode(StreamVersionResult(version=results[0].last_version), codec)
         else:
             reply = encode(results[0], codec)
         await self._respond(msg, reply, codec)

@@ -13,9 +13,11 @@ from esdb.contracts.api import (
     StreamSummary,
 )
 from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StreamQuery
-from esdb.contracts.errors import StreamNotFound, Timeout
+from esdb.contracts.errors import StreamDeleted, StreamNotFound, Timeout
 from esdb.shared.read_filters import compile_filter
 from esdb.shared.storage.port import StoreReader
+from esdb.shared.storage.records import STREAM_DELETED, STREAM_TOMBSTONED
+from esdb.shared.storage.visibility import first_visible_version, is_visible, visible_in
 from esdb.shared.wire import Codec, event_out
 
 _POLL_S = 0.002
@@ -37,22 +39,31 @@ async def wait_for_position(store: StoreReader, position: int | None, wait_ms: i
 
 
 def read_stream(store: StoreReader, query: StreamQuery) -> ReadStreamResult:
-    """A page of one stream."""
+    """A page of one stream: only its visible events (see `visibility`)."""
     state = store.stream_state(query.stream)
     if state is None:
         raise StreamNotFound(f"stream {query.stream!r} does not exist", stream=query.stream)
+    if state.state == STREAM_TOMBSTONED:
+        raise StreamDeleted(f"stream {query.stream!r} is tombstoned", stream=query.stream)
+    if state.state == STREAM_DELETED:
+        raise StreamNotFound(f"stream {query.stream!r} was deleted", stream=query.stream)
+    first = first_visible_version(state)
+    from_version = query.from_version
+    if not query.backward and from_version is not None:
+        from_version = max(from_version, first)
     records = store.read_stream(
-        query.stream, query.from_version, backward=query.backward, limit=query.limit
+        query.stream, from_version, backward=query.backward, limit=query.limit
     )
+    now_us = time.time_ns() // 1000
     codec = Codec(query.codec)
     if len(records) < query.limit or not records:
         next_version = None
     elif query.backward:
-        next_version = records[-1].version - 1 if records[-1].version > 0 else None
+        next_version = records[-1].version - 1 if records[-1].version > first else None
     else:
         next_version = records[-1].version + 1 if records[-1].version < state.version else None
     return ReadStreamResult(
-        events=[event_out(r, codec) for r in records],
+        events=[event_out(r, codec) for r in records if is_visible(r, state, now_us)],
         next=next_version,
         last_version=state.version,
     )
@@ -64,7 +75,7 @@ def read_all(store: StoreReader, query: AllQuery) -> ReadAllResult:
         query.from_position,
         backward=query.backward,
         limit=query.limit,
-        predicate=compile_filter(query.filter),
+        predicate=visible_in(store, time.time_ns() // 1000, compile_filter(query.filter)),
     )
     codec = Codec(query.codec)
     return ReadAllResult(events=[event_out(r, codec) for r in records], next_position=next_position)

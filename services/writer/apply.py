@@ -15,6 +15,7 @@ from esdb.contracts.log import (
     SnapshotDeleteOp,
     SnapshotOp,
     StoreItemOp,
+    StreamMetaOp,
     SubscriptionOp,
     UnparkOp,
     encode_entry,
@@ -24,7 +25,7 @@ from esdb.contracts.subscriptions import ParkedRecord
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.port import StoreReader, StoreTransaction
-from esdb.shared.storage.records import EventRecord, StreamState
+from esdb.shared.storage.records import STREAM_ACTIVE, EventRecord, StreamState
 
 _parked_encoder = msgspec.msgpack.Encoder()
 _snapshot_encoder = msgspec.msgpack.Encoder()
@@ -45,9 +46,9 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
     created = [op.store for op in entry.ops if isinstance(op, CreateStoreOp)]
     if created:
         catalog.record(sequence - 1, [n for n in created if not catalog.exists(n)])
-    by_store: dict[str, list[AppendOp | StoreItemOp]] = {}
+    by_store: dict[str, list[AppendOp | StreamMetaOp | StoreItemOp]] = {}
     for op in entry.ops:
-        if isinstance(op, AppendOp | StoreItemOp):
+        if isinstance(op, AppendOp | StreamMetaOp | StoreItemOp):
             by_store.setdefault(op.store, []).append(op)
     for name, ops in by_store.items():
         if not catalog.exists(name) and not any(isinstance(op, AppendOp) for op in ops):
@@ -63,13 +64,20 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
                 if isinstance(op, SnapshotOp | SnapshotDeleteOp):
                     snapshots.apply(op)
                     continue
+                if isinstance(op, StreamMetaOp):
+                    state = versions.get(op.stream) or store.stream_state(op.stream)
+                    version = StreamState().version if state is None else state.version
+                    versions[op.stream] = StreamState(version, op.state, op.metadata)
+                    continue
                 if not isinstance(op, AppendOp):
                     _apply_item(txn, op)
                     continue
                 state = versions.get(op.stream) or store.stream_state(op.stream) or StreamState()
                 next_position = _apply_append(txn, op, state, next_position)
+                # Appending to a soft-deleted stream brings it back; its old events stay
+                # hidden behind the `truncate_before` the delete set.
                 versions[op.stream] = StreamState(
-                    op.first_version + len(op.events) - 1, state.state, state.metadata
+                    op.first_version + len(op.events) - 1, STREAM_ACTIVE, state.metadata
                 )
             for stream, state in versions.items():
                 txn.put_stream_state(stream, state)

@@ -12,7 +12,11 @@ from esdb.contracts.commands import (
     EXPECT_ANY,
     EXPECT_NO_STREAM,
     EXPECT_STREAM_EXISTS,
+    LIFECYCLE_DELETE,
+    LIFECYCLE_METADATA,
+    LIFECYCLE_TOMBSTONE,
     StreamAppend,
+    StreamLifecycle,
     WriteOutcome,
     WriteRequest,
 )
@@ -23,9 +27,15 @@ from esdb.contracts.errors import (
     StreamDeleted,
     WrongExpectedVersion,
 )
-from esdb.contracts.log import AppendOp, LogOp, StampedEvent
+from esdb.contracts.log import AppendOp, LogOp, StampedEvent, StreamMetaOp
 from esdb.shared.storage.catalog import Catalog
-from esdb.shared.storage.records import STREAM_TOMBSTONED, StreamState
+from esdb.shared.storage.records import (
+    STREAM_ACTIVE,
+    STREAM_DELETED,
+    STREAM_TOMBSTONED,
+    StreamState,
+)
+from esdb.shared.storage.visibility import TRUNCATE_BEFORE
 
 
 @dataclass
@@ -34,6 +44,7 @@ class _StoreOverlay:
 
     last_position: int
     versions: dict[str, int] = field(default_factory=dict)
+    states: dict[str, StreamState] = field(default_factory=dict)
     event_ids: dict[bytes, tuple[str, int, int]] = field(default_factory=dict)
 
 
@@ -80,7 +91,9 @@ class Planner:
 
     def stream_state(self, store: str, stream: str) -> StreamState:
         overlay = self.overlay(store)
-        state = self._catalog.get(store).stream_state(stream) or StreamState()
+        state = overlay.states.get(stream)
+        if state is None:
+            state = self._catalog.get(store).stream_state(stream) or StreamState()
         if stream in overlay.versions:
             return StreamState(overlay.versions[stream], state.state, state.metadata)
         return state
@@ -99,7 +112,9 @@ class Planner:
             return None
         return record.stream, record.version, record.position
 
-    def plan(self, request: WriteRequest) -> tuple[list[AppendOp], WriteOutcome]:
+    def plan(self, request: WriteRequest) -> tuple[list[LogOp], WriteOutcome]:
+        if request.lifecycle is not None:
+            return self._plan_lifecycle(request.store, request.lifecycle)
         try:
             check_shape(request)
             overlay = self.overlay(request.store)
@@ -137,6 +152,11 @@ class Planner:
         except EsdbError as error:
             return [], WriteOutcome(error=error.to_body())
         for op in ops:
+            state = self.stream_state(request.store, op.stream)
+            if state.state == STREAM_DELETED:
+                overlay.states[op.stream] = StreamState(
+                    state.version, STREAM_ACTIVE, state.metadata
+                )
             overlay.versions[op.stream] = op.first_version + len(op.events) - 1
             for offset, event in enumerate(op.events):
                 overlay.event_ids[event.event_id] = (
@@ -145,22 +165,61 @@ class Planner:
                     op.first_position + offset,
                 )
         overlay.last_position = position - 1
-        return ops, WriteOutcome(results=results)
+        return list[LogOp](ops), WriteOutcome(results=results)
 
     def _check_expected(self, store: str, append: StreamAppend) -> int:
-        state = self.stream_state(store, append.stream)
+        return self._check_version(store, append.stream, append.expected_version).version
+
+    def _check_version(self, store: str, stream: str, expected: int) -> StreamState:
+        """The stream's state if it is where `expected` says; a soft-deleted stream counts
+        as absent for `no_stream` and `stream_exists`, its version still numbers appends."""
+        state = self.stream_state(store, stream)
         if state.state == STREAM_TOMBSTONED:
-            raise StreamDeleted(f"stream {append.stream!r} is tombstoned", stream=append.stream)
-        expected, actual = append.expected_version, state.version
-        ok = expected in (EXPECT_ANY, actual) or (expected == EXPECT_STREAM_EXISTS and actual >= 0)
+            raise StreamDeleted(f"stream {stream!r} is tombstoned", stream=stream)
+        actual = state.version
+        exists = actual >= 0 and state.state != STREAM_DELETED
+        ok = (
+            expected in (EXPECT_ANY, actual)
+            or (expected == EXPECT_STREAM_EXISTS and exists)
+            or (expected == EXPECT_NO_STREAM and not exists)
+        )
         if not ok:
             raise WrongExpectedVersion(
-                f"stream {append.stream!r} is at version {actual}, expected {_describe(expected)}",
-                stream=append.stream,
+                f"stream {stream!r} is at version {actual}, expected {_describe(expected)}",
+                stream=stream,
                 actual_version=actual,
                 expected_version=_describe(expected),
             )
-        return actual
+        return state
+
+    def _plan_lifecycle(
+        self, store: str, change: StreamLifecycle
+    ) -> tuple[list[LogOp], WriteOutcome]:
+        """`set_stream_metadata`, `delete_stream` or `tombstone_stream` as one op."""
+        try:
+            state = self._check_version(store, change.stream, change.expected_version)
+        except EsdbError as error:
+            return [], WriteOutcome(error=error.to_body())
+        if change.action == LIFECYCLE_METADATA:
+            new_state, metadata = state.state, dict(change.metadata)
+        elif change.action == LIFECYCLE_DELETE:
+            # Hide every event so far; the stream may be written again from the next version.
+            new_state = STREAM_DELETED
+            metadata = {**state.metadata, TRUNCATE_BEFORE: state.version + 1}
+        elif change.action == LIFECYCLE_TOMBSTONE:
+            new_state, metadata = STREAM_TOMBSTONED, state.metadata
+        else:
+            unknown = InvalidRequest(f"unknown stream change {change.action!r}", field="action")
+            return [], WriteOutcome(error=unknown.to_body())
+        self.overlay(store).states[change.stream] = StreamState(state.version, new_state, metadata)
+        op = StreamMetaOp(store, change.stream, new_state, metadata)
+        result = AppendResult(
+            first_version=state.version,
+            last_version=state.version,
+            first_position=0,
+            last_position=0,
+        )
+        return [op], WriteOutcome(results=[result])
 
     def _replayed(self, request: WriteRequest) -> list[AppendResult] | None:
         """The original results if every event of the request is already stored in place."""
