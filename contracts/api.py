@@ -122,6 +122,22 @@ class StreamVersionResult(msgspec.Struct, kw_only=True):
     version: int
 
 
+class ScavengeRequest(msgspec.Struct, kw_only=True):
+    """`esdb.api.<store>.scavenge`: remove what no read can return any more, now."""
+
+    timeout_ms: int | None = None
+
+
+class ScavengeReport(msgspec.Struct, kw_only=True):
+    """What a scavenge removed: events and their stored bytes (LMDB reuses the freed pages
+    for new data; the file does not shrink)."""
+
+    store: str
+    streams: int
+    events: int
+    bytes: int
+
+
 class AppendResult(msgspec.Struct, kw_only=True):
     """Where an append landed: versions in its stream, positions in the store."""
 

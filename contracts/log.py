@@ -103,10 +103,19 @@ class StreamMetaOp(msgspec.Struct, tag="stream_meta", array_like=True, frozen=Tr
     metadata: dict[str, Any]
 
 
+class ScavengeOp(msgspec.Struct, tag="scavenge", array_like=True, frozen=True):
+    """Remove the stored events of `stream` below `below_version` (no read returns them)."""
+
+    store: str
+    stream: str
+    below_version: int
+
+
 StoreItemOp = SubscriptionOp | ParkOp | UnparkOp | SnapshotOp | SnapshotDeleteOp
 LogOp = (
     AppendOp
     | StreamMetaOp
+    | ScavengeOp
     | CreateStoreOp
     | CheckpointOp
     | SubscriptionOp

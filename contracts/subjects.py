@@ -53,6 +53,7 @@ def reader_subject(operation: str) -> str:
 
 SUBSCRIPTIONS_SERVICE = "subscriptions"
 SNAPSHOTS_SERVICE = "snapshots"
+SCAVENGER_SERVICE = "scavenger"
 
 
 def service_subject(service: str, store: str, operation: str) -> str:
@@ -93,6 +94,7 @@ class Op:
     SNAPSHOT_READ = "snapshot_read"
     SNAPSHOT_DELETE = "snapshot_delete"
     SNAPSHOT_LIST = "snapshot_list"
+    SCAVENGE = "scavenge"
 
 
 READ_OPERATIONS = frozenset({Op.READ_STREAM, Op.READ_ALL, Op.LIST_STREAMS, Op.STREAM_INFO})
@@ -118,4 +120,5 @@ FORWARDED_OPERATIONS = {
         (Op.SNAPSHOT_RECORD, Op.SNAPSHOT_READ, Op.SNAPSHOT_DELETE, Op.SNAPSHOT_LIST),
         SNAPSHOTS_SERVICE,
     ),
+    Op.SCAVENGE: SCAVENGER_SERVICE,
 }

@@ -61,6 +61,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     image_every_entries: int = 10_000
     log_retain_entries: int = 1_000
     log_purge: bool = True
+    scavenge_interval_s: int = 3600
     log_level: str = "INFO"
 
     @property
@@ -342,5 +343,6 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "max_request_bytes": _positive,
     "image_every_entries": _positive,
     "log_retain_entries": _not_negative,
+    "scavenge_interval_s": _not_negative,
     "log_level": _log_level,
 }

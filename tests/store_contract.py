@@ -446,3 +446,34 @@ class StoreContract:
         assert store.count_items("parked", b"a") == 7
         assert store.count_items("parked", b"") == len(items)
         assert store.count_items("parked", b"zz") == 0
+
+    # -- scavenging -----------------------------------------------------------------------
+
+    def test_deleted_events_are_gone_from_every_read(
+        self, store: Store, seeded: list[EventRecord]
+    ) -> None:
+        order1 = stream_of(seeded, "order-1")
+        with store.transaction(2) as txn:
+            for record in order1[:3]:
+                txn.delete_event(record)
+
+        kept = [r for r in seeded if r not in order1[:3]]
+        assert store.read_all(1, backward=False, limit=100) == (kept, None)
+        assert store.read_all(None, backward=True, limit=100)[0] == kept[::-1]
+        assert store.read_stream("order-1", 0, backward=False, limit=100) == order1[3:]
+        assert store.read_stream("order-1", None, backward=True, limit=100) == order1[:2:-1]
+        assert store.read_stream("order-1", 0, backward=False, limit=1) == order1[3:4]
+        assert store.get_event(order1[0].position) is None
+        assert store.event_position(order1[0].event_id) is None
+        assert store.last_position() == len(seeded)
+        assert store.stream_state("order-1") == StreamState(version=4)
+
+    def test_appends_after_a_scavenge_take_the_next_positions(
+        self, store: Store, seeded: list[EventRecord]
+    ) -> None:
+        with store.transaction(2) as txn:
+            txn.delete_event(seeded[-1])
+        (added,) = commit(store, 3, [("order-1", "Again")])
+
+        assert added.position == len(seeded) + 1
+        assert store.read_all(len(seeded), backward=False, limit=10) == ([added], None)

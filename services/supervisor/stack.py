@@ -30,7 +30,7 @@ from esdb.shared.settings import Settings, SettingsError, load_settings, setting
 
 log = logging.getLogger("esdb.supervisor")
 
-NODE_SERVICES = ("writer", "reader", "emitter", "subscription", "snapshot")
+NODE_SERVICES = ("writer", "reader", "emitter", "subscription", "snapshot", "scavenger")
 CLUSTER_SIZES = (1, 3, 5)
 READY_TIMEOUT_S = 120.0
 

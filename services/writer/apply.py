@@ -12,6 +12,7 @@ from esdb.contracts.log import (
     CreateStoreOp,
     LogEntry,
     ParkOp,
+    ScavengeOp,
     SnapshotDeleteOp,
     SnapshotOp,
     StoreItemOp,
@@ -46,9 +47,9 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
     created = [op.store for op in entry.ops if isinstance(op, CreateStoreOp)]
     if created:
         catalog.record(sequence - 1, [n for n in created if not catalog.exists(n)])
-    by_store: dict[str, list[AppendOp | StreamMetaOp | StoreItemOp]] = {}
+    by_store: dict[str, list[AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp]] = {}
     for op in entry.ops:
-        if isinstance(op, AppendOp | StreamMetaOp | StoreItemOp):
+        if isinstance(op, AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp):
             by_store.setdefault(op.store, []).append(op)
     for name, ops in by_store.items():
         if not catalog.exists(name) and not any(isinstance(op, AppendOp) for op in ops):
@@ -63,6 +64,13 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
             for op in ops:
                 if isinstance(op, SnapshotOp | SnapshotDeleteOp):
                     snapshots.apply(op)
+                    continue
+                if isinstance(op, ScavengeOp):
+                    for record in store.read_stream(
+                        op.stream, 0, backward=False, limit=op.below_version
+                    ):
+                        if record.version < op.below_version:
+                            txn.delete_event(record)
                     continue
                 if isinstance(op, StreamMetaOp):
                     state = versions.get(op.stream) or store.stream_state(op.stream)

@@ -72,6 +72,12 @@ class _LmdbTransaction:
         self._txn.put(record.event_id, position, db=db[b"event_ids"])
         self.last_position = record.position
 
+    def delete_event(self, record: EventRecord) -> None:
+        db = self._store._dbs
+        self._txn.delete(_u64(record.position), db=db[b"events"])
+        self._txn.delete(_stream_key(record.stream, record.version), db=db[b"streams"])
+        self._txn.delete(record.event_id, db=db[b"event_ids"])
+
     def put_stream_state(self, stream: str, state: StreamState) -> None:
         self._txn.put(
             stream.encode(), record_encoder.encode(state), db=self._store._dbs[b"stream_meta"]

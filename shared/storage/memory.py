@@ -15,6 +15,10 @@ class _MemoryTransaction:
         self.events: list[EventRecord] = []
         self.streams: dict[str, StreamState] = {}
         self.items: list[tuple[str, bytes, bytes | None, bool]] = []
+        self.removed: list[EventRecord] = []
+
+    def delete_event(self, record: EventRecord) -> None:
+        self.removed.append(record)
 
     def put_item(self, table: str, key: bytes, value: bytes) -> None:
         self.items.append((_table(table), key, value, False))
@@ -36,8 +40,8 @@ class MemoryStore:
     """A store held in dicts and lists; a transaction is staged and applied on success."""
 
     def __init__(self) -> None:
-        self._events: list[EventRecord] = []
-        self._stream_positions: dict[str, list[int]] = {}
+        self._events: list[EventRecord | None] = []  # None: scavenged
+        self._stream_positions: dict[str, list[int | None]] = {}
         self._streams: dict[str, StreamState] = {}
         self._stream_names: list[str] = []
         self._event_ids: dict[bytes, int] = {}
@@ -66,15 +70,26 @@ class MemoryStore:
         self, stream: str, from_version: int | None, *, backward: bool, limit: int
     ) -> list[EventRecord]:
         positions = self._stream_positions.get(stream, [])
-        if not positions or (from_version is None and not backward):
+        if not positions or (from_version is None and not backward) or limit <= 0:
             return []  # forward from the end: nothing yet, as in the LMDB store
         start = len(positions) - 1 if from_version is None else from_version
         if backward:
-            start = min(start, len(positions) - 1)
-            chosen = positions[max(start - limit + 1, 0) : start + 1][::-1] if start >= 0 else []
+            versions: range = range(min(start, len(positions) - 1), -1, -1)
         else:
-            chosen = positions[max(start, 0) : max(start, 0) + limit]
-        return [self._events[p - 1] for p in chosen]
+            versions = range(max(start, 0), len(positions))
+        found: list[EventRecord] = []
+        for version in versions:
+            position = positions[version]
+            if position is not None:  # None: scavenged
+                found.append(self._live(position))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def _live(self, position: int) -> EventRecord:
+        record = self._events[position - 1]
+        assert record is not None
+        return record
 
     def read_all(
         self,
@@ -91,7 +106,9 @@ class MemoryStore:
             indexes: range = range(min(start, last), 0, -1)
         else:
             indexes = range(max(start, 1), last + 1)
-        records: Iterator[EventRecord] = (self._events[p - 1] for p in indexes)
+        records: Iterator[EventRecord] = (
+            record for p in indexes if (record := self._events[p - 1]) is not None
+        )
         return page_of_all(
             records,
             backward=backward,
@@ -142,6 +159,10 @@ class MemoryStore:
             self._events.append(record)
             self._stream_positions.setdefault(record.stream, []).append(record.position)
             self._event_ids[record.event_id] = record.position
+        for record in txn.removed:
+            self._events[record.position - 1] = None
+            self._stream_positions[record.stream][record.version] = None
+            self._event_ids.pop(record.event_id, None)
         for stream, state in txn.streams.items():
             if stream not in self._streams:
                 bisect.insort(self._stream_names, stream)

@@ -97,6 +97,10 @@ class StoreTransaction(Protocol):
         """Set a stream's state."""
         ...
 
+    def delete_event(self, record: EventRecord) -> None:
+        """Remove a stored event and its indexes (scavenging); its position stays used."""
+        ...
+
     def put_item(self, table: str, key: bytes, value: bytes) -> None:
         """Set `key` in one of the `ITEM_TABLES`."""
         ...

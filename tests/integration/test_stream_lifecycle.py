@@ -18,6 +18,7 @@ from esdb.client import (
     StreamNotFound,
     WrongExpectedVersion,
 )
+from esdb.shared.storage.lmdb_store import LmdbStore
 from tests.stack import Api, Stack, wait_until
 
 
@@ -185,3 +186,33 @@ async def test_a_tombstone_during_concurrent_appends_splits_them_cleanly(client:
 
     assert sorted(a.last_version for a in acked) == list(range(1, tombstoned_at + 1))
     assert len(refused) == 4  # every appender was stopped by the tombstone
+
+
+async def test_scavenge_removes_hidden_events_and_reports_it(
+    client: Client, api: Api, stack: Stack
+) -> None:
+    kept, trimmed, gone = _stream(), _stream(), _stream()
+    positions = {s: await fill(client, s, n) for s, n in ((kept, 2), (trimmed, 6), (gone, 3))}
+    await client.set_stream_metadata(trimmed, {"max_count": 2})
+    await client.tombstone_stream(gone)
+    doomed = positions[trimmed][:4] + positions[gone]
+    survivors = positions[kept] + positions[trimmed][4:]
+    before = {s: await versions(client, s) for s in (kept, trimmed)}
+    store = LmdbStore(stack.data_dir / "node1" / "default", readonly=True)
+    reports: list[dict[str, int]] = []
+
+    async def scavenged() -> bool:  # the emitter must have published them first
+        reports.append(await api.ok("scavenge", {"timeout_ms": 20_000}, timeout=25))
+        return all(store.get_event(p) is None for p in doomed)
+
+    try:
+        await wait_until(scavenged, timeout=30, what="a scavenge to remove the hidden events")
+        assert all(store.get_event(p) is not None for p in survivors)
+    finally:
+        store.close()
+    # Other tests' hidden events may be scavenged too: at least these, with their bytes.
+    assert sum(r["events"] for r in reports) >= len(doomed)
+    assert sum(r["bytes"] for r in reports) > 0
+    assert {s: await versions(client, s) for s in (kept, trimmed)} == before
+    page = await client.read_all(filter=ReadFilter(stream_prefix=trimmed), limit=100)
+    assert [e.version for e in page.events] == [4, 5]

@@ -191,6 +191,7 @@ INVALID = {
     "max_request_bytes": ["-1"],
     "image_every_entries": ["0"],
     "log_retain_entries": ["-1"],
+    "scavenge_interval_s": ["-1", "often"],
     "log_purge": ["maybe", "yes"],
     "log_level": ["LOUD", ""],
 }
