@@ -1,6 +1,8 @@
 """`esdb bench`: esdb against JetStream as an event store, on the same nats-server(s), in
 alternating rounds; or the failover of the writer leader under load (`--scenario failover`);
-or append-to-live-subscriber latency at half the maximum append rate (`--scenario live`).
+or append-to-live-subscriber latency at half the maximum append rate (`--scenario live`); or
+persistent delivery with acks at that rate, against a JetStream durable consumer
+(`--scenario persistent`).
 
 `add_bench_arguments` and `run_bench` are what the `esdb` CLI wires in; `main` runs the same
 thing standalone (`python -m esdb.benchmarks`, `python benchmarks/run.py`).
@@ -43,16 +45,21 @@ from esdb.benchmarks.figures import (
     BenchConfig,
     BenchReport,
 )
-from esdb.benchmarks.live import LiveError, LivePlan, run_live
+from esdb.benchmarks.live import LivePlan, run_live
+from esdb.benchmarks.open_loop import LoadError
+from esdb.benchmarks.persistent import PersistentPlan, run_persistent
 from esdb.benchmarks.reads import ReadFailed
 from esdb.benchmarks.report import format_report
 from esdb.benchmarks.rounds import RoundsPlan, run_rounds
 from esdb.benchmarks.stack import BenchStack, StackError
+from esdb.contracts.errors import EsdbError
 from esdb.contracts.subjects import LOG_STREAM
+from esdb.contracts.subscriptions import DEFAULT_MAX_IN_FLIGHT
 
 T = TypeVar("T")
-SCENARIOS = ("append", "read", "all", "failover", "live")
+SCENARIOS = ("append", "read", "all", "failover", "live", "persistent")
 DEFAULT_EVENTS = 20_000
+DEFAULT_SECONDS = {"live": 10.0, "persistent": 20.0}
 NODE_COUNTS = (1, 3)
 _PROGRESS_EVERY_S = 10.0
 
@@ -77,8 +84,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--events",
         type=_positive,
         default=None,
-        help="events appended per path (20000); live: appends of the open-loop phase "
-        "(default: --duration seconds' worth)",
+        help="events appended per path (20000); live, persistent: appends of the open-loop "
+        "phase (default: --duration seconds' worth)",
     )
     parser.add_argument(
         "--clients", type=_positive, default=64, help="concurrent appending clients (64)"
@@ -117,8 +124,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         choices=SCENARIOS,
         default="all",
         help="append, read (appends first, reports reads only), all, failover (kill -9 the "
-        "leader's writer under load; needs --nodes 3), or live (append to live-subscriber "
-        "latency at half the maximum append rate)",
+        "leader's writer under load; needs --nodes 3), live (append to live-subscriber "
+        "latency at half the maximum append rate), or persistent (a consumer group that acks "
+        "every delivery at that rate, against a JetStream durable consumer)",
     )
     parser.add_argument(
         "--rounds",
@@ -154,21 +162,35 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate",
         type=_positive_float,
         default=None,
-        help="live: offer this many appends per second instead of half the rate a "
-        "closed-loop probe reaches (skips the probe)",
+        help="live, persistent: offer this many appends per second instead of half the rate "
+        "a closed-loop probe reaches (skips the probe)",
     )
     parser.add_argument(
         "--duration",
         type=_positive_float,
-        default=10.0,
-        help="live: seconds of open-loop appends, unless --events is given (10)",
+        default=None,
+        help="live, persistent: seconds of open-loop appends, unless --events is given "
+        "(live 10, persistent 20)",
     )
     parser.add_argument(
         "--probe-events",
         type=_positive,
         default=5000,
-        help="live: closed-loop appends (from --clients clients) that measure the maximum "
-        "append rate (5000)",
+        help="live, persistent: closed-loop appends (from --clients clients) that measure "
+        "the maximum append rate (5000)",
+    )
+    parser.add_argument(
+        "--consumers",
+        type=_positive,
+        default=2,
+        help="persistent: competing consumers of the esdb group and of the JetStream durable (2)",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=_positive,
+        default=DEFAULT_MAX_IN_FLIGHT,
+        help="persistent: the group's max_in_flight per consumer; JetStream's max_ack_pending "
+        f"is this times --consumers ({DEFAULT_MAX_IN_FLIGHT})",
     )
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds one request may take (30)"
@@ -198,10 +220,12 @@ class BenchOptions:
     failover_clients: int = 16
     failover_timeout_ms: int = 2000
     live_events: int | None = None
-    """live: --events as given (None: --duration seconds' worth)."""
+    """live, persistent: --events as given (None: --duration seconds' worth)."""
     rate: float | None = None
     duration: float = 10.0
     probe_events: int = 5000
+    consumers: int = 2
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BenchOptions:
@@ -226,8 +250,12 @@ class BenchOptions:
             failover_timeout_ms=args.failover_timeout_ms,
             live_events=args.events,
             rate=args.rate,
-            duration=args.duration,
+            duration=(
+                DEFAULT_SECONDS.get(args.scenario, 10.0) if args.duration is None else args.duration
+            ),
             probe_events=args.probe_events,
+            consumers=args.consumers,
+            max_in_flight=args.max_in_flight,
         )
 
 
@@ -239,7 +267,15 @@ def run_bench(args: argparse.Namespace) -> int:
         return 2
     try:
         report = asyncio.run(bench(options))
-    except (StackError, ReadFailed, FailoverError, LiveError, OSError, nats.errors.Error) as e:
+    except (
+        StackError,
+        ReadFailed,
+        FailoverError,
+        LoadError,
+        EsdbError,
+        OSError,
+        nats.errors.Error,
+    ) as e:
         print(f"esdb bench: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -255,6 +291,8 @@ def run_bench(args: argparse.Namespace) -> int:
         )
     if report.live is not None:
         failed = failed or bool(report.live.errors or report.live.missing)
+    if report.persistent is not None:
+        failed = failed or any(side.errors or side.missing for side in report.persistent.sides)
     return 1 if failed else 0
 
 
@@ -279,7 +317,7 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
     js = nc.jetstream(timeout=options.timeout)
     payload = event_payload(options.event_bytes)
     failover = options.scenario == "failover"
-    live = options.scenario == "live"
+    open_loop = options.scenario in ("live", "persistent")
     report = BenchReport(
         config=BenchConfig(
             events=options.events,
@@ -292,9 +330,9 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
             url=stack.url,
             own_stack=stack.own,
             nats_server_version=_server_version(nc),
-            rounds=0 if failover or live else options.rounds,
+            rounds=0 if failover or open_loop else options.rounds,
             nodes=options.nodes,
-            jetstream_replicas=0 if failover or live else options.nodes,
+            jetstream_replicas=0 if failover or options.scenario == "live" else options.nodes,
         )
     )
     run_id = secrets.token_hex(3)
@@ -313,7 +351,7 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
         )
         report.failover = await run_failover(nc, js, stack, plan, payload, _say)
         return report
-    if live:
+    if options.scenario == "live":
         live_plan = LivePlan(
             run_id=run_id,
             store=options.store,
@@ -328,6 +366,25 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
         await run_live(nc, stack, live_plan, payload, report, _say, _with_progress)
         if report.live is not None:
             report.config.events = report.live.planned
+        return report
+    if options.scenario == "persistent":
+        await ensure_jetstream_stream(js, options.durability, options.nodes)
+        persistent_plan = PersistentPlan(
+            run_id=run_id,
+            store=options.store,
+            rate=options.rate,
+            events=options.live_events,
+            seconds=options.duration,
+            probe_events=options.probe_events,
+            clients=options.clients,
+            stream_length=options.stream_length,
+            timeout=options.timeout,
+            consumers=options.consumers,
+            max_in_flight=options.max_in_flight,
+        )
+        await run_persistent(nc, js, stack, persistent_plan, payload, report, _say, _with_progress)
+        if report.persistent is not None:
+            report.config.events = report.persistent.sides[0].planned
         return report
     bench_stream = await ensure_jetstream_stream(js, options.durability, options.nodes)
     report.config.placement = await _placement(nc, js, bench_stream.cluster)
@@ -406,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="esdb bench",
         description="Append and read throughput of esdb against JetStream as an event store, "
-        "failover time, live-subscriber latency.",
+        "failover time, live-subscriber latency, persistent delivery with acks.",
     )
     add_bench_arguments(parser)
     return run_bench(parser.parse_args(argv))

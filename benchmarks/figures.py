@@ -20,7 +20,11 @@ READ_TARGET = 1.0
 LIVE_TARGET_P99_MS = 10.0
 """Append sent to the event's live message, p99, at half the maximum append rate (one node)."""
 LIVE_LOAD = 0.5
-"""The live scenario's offered rate as a share of the measured maximum append rate."""
+"""The live and persistent scenarios' offered rate as a share of the measured maximum append
+rate."""
+LAG_GROWTH_ALLOWANCE_S = 0.5
+"""persistent: the lag counts as bounded when the mean of the last third of its samples exceeds
+the middle third's by less than this many seconds' worth of offered appends."""
 
 
 class AppendFigures(msgspec.Struct, kw_only=True):
@@ -193,16 +197,9 @@ class LatencyFigures(msgspec.Struct, kw_only=True):
     min_ms: float
 
 
-class LiveReport(msgspec.Struct, kw_only=True):
-    """Open-loop appends at a fixed rate, and when each event arrived on its live subject."""
+class OpenLoopFigures(msgspec.Struct, kw_only=True):
+    """Appends sent open-loop on a timetable: how many, how fast, how late, what failed."""
 
-    subject: str
-    """What the separate subscriber connection listened on."""
-    rate_from: str
-    """`probe` (a share of the rate the closed-loop probe reached) or `--rate`."""
-    max_rate: float | None
-    """events/s of the closed-loop probe (None with `--rate`)."""
-    probe: AppendFigures | None
     offered_rate: float
     """events/s the timetable asks for: one append every 1/offered_rate s."""
     planned: int
@@ -212,6 +209,22 @@ class LiveReport(msgspec.Struct, kw_only=True):
     appended: int
     errors: int
     error_codes: dict[str, int]
+    max_in_flight: int
+    schedule_lag_p99_ms: float
+    schedule_lag_max_ms: float
+    """How late sends left against their timetable slot (the bench's own event loop)."""
+
+
+class LiveReport(OpenLoopFigures, kw_only=True):
+    """Open-loop appends at a fixed rate, and when each event arrived on its live subject."""
+
+    subject: str
+    """What the separate subscriber connection listened on."""
+    rate_from: str
+    """`probe` (a share of the rate the closed-loop probe reached) or `--rate`."""
+    max_rate: float | None
+    """events/s of the closed-loop probe (None with `--rate`)."""
+    probe: AppendFigures | None
     received: int
     """Distinct positions of this run's appends seen on the live subject."""
     missing: int
@@ -224,14 +237,101 @@ class LiveReport(msgspec.Struct, kw_only=True):
     """Live messages for positions this run did not append (other traffic)."""
     slow_consumer: int
     """Slow-consumer errors on the subscriber connection (messages dropped by the client)."""
-    max_in_flight: int
-    schedule_lag_p99_ms: float
-    schedule_lag_max_ms: float
-    """How late sends left against their timetable slot (the bench's own event loop)."""
     latencies: list[LatencyFigures]
     """sent -> live message, reply -> live message, sent -> reply, slot -> live message."""
     target_p99_ms: float
     met: bool
+
+
+class LagSample(msgspec.Struct, kw_only=True):
+    """A consumer group's state at one moment of the persistent scenario."""
+
+    at_s: float
+    """Seconds since the first send."""
+    lag: int
+    """The server's figure: the last selected position (or stream sequence) minus the
+    checkpoint (esdb) or ack floor (JetStream)."""
+    in_flight: int
+    """Delivered, not yet acked."""
+    checkpoint: int
+    undelivered: int
+    """The bench's own count: acknowledged appends not yet delivered to a consumer."""
+
+
+class LagFigures(msgspec.Struct, kw_only=True):
+    """The lag over a run: its samples while the appends went on, and whether it held."""
+
+    samples: list[LagSample]
+    max: int
+    final: int
+    """The last sample while appends went on."""
+    max_undelivered: int
+    middle_mean: float
+    last_mean: float
+    """Mean lag of the middle and of the last third of the samples."""
+    allowance: float
+    """How far `last_mean` may exceed `middle_mean` (the offered rate x
+    `LAG_GROWTH_ALLOWANCE_S`)."""
+    bounded: bool | None
+    """`last_mean <= middle_mean + allowance`; None with fewer than 3 samples."""
+    failed_samples: int
+    """Samples whose request failed (left out)."""
+
+
+class DeliveryFigures(OpenLoopFigures, kw_only=True):
+    """One side of the persistent scenario: its open-loop appends, and their delivery to
+    competing consumers that ack every delivery."""
+
+    path: str
+    consumer: str
+    """What consumed: the group or durable consumer, its consumers and window."""
+    delivered: int
+    """Distinct positions of this run's appends delivered (and acked)."""
+    missing: int
+    """Acknowledged appends never delivered (must be 0)."""
+    deliveries: int
+    """Every delivery of this run's events, repeats included."""
+    redeliveries: int
+    """Deliveries with an attempt number above 1."""
+    duplicates: int
+    """Deliveries beyond the first of a position (redelivered or not)."""
+    foreign: int
+    """Deliveries of positions this run did not append."""
+    deliveries_per_s: float
+    """`delivered` / (the first delivery of the last position to arrive - the first send)."""
+    drain_s: float
+    """The last send to the last position's first delivery."""
+    latencies: list[LatencyFigures]
+    """sent -> delivered, reply -> delivered, sent -> reply, slot -> delivered."""
+    lag: LagFigures
+
+
+class PersistentRatios(msgspec.Struct, kw_only=True):
+    """esdb's figure over JetStream's (None when JetStream's is 0)."""
+
+    deliveries_per_s: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    max_lag: float | None
+
+
+class PersistentReport(msgspec.Struct, kw_only=True):
+    """Persistent delivery with acks under open-loop appends: esdb's consumer group and a
+    JetStream durable consumer at the same offered rate, one after the other."""
+
+    rate_from: str
+    max_rate: float | None
+    probe: AppendFigures | None
+    """As in `LiveReport`: where the offered rate came from."""
+    name: str
+    """The esdb group's and the JetStream durable consumer's name."""
+    consumers: int
+    max_in_flight: int
+    """Per consumer: the group's `max_in_flight`; JetStream's `max_ack_pending` is this
+    times `consumers`."""
+    sides: list[DeliveryFigures]
+    """esdb, then JetStream."""
+    ratios: PersistentRatios
 
 
 class BenchReport(msgspec.Struct, kw_only=True):
@@ -251,6 +351,7 @@ class BenchReport(msgspec.Struct, kw_only=True):
     rounds: list[RoundFigures] = msgspec.field(default_factory=list)
     failover: FailoverReport | None = None
     live: LiveReport | None = None
+    persistent: PersistentReport | None = None
     resources: list[ResourceSample] = msgspec.field(default_factory=list)
 
 
@@ -362,3 +463,34 @@ def summarize_reads(path: str, rounds: list[ReadFigures]) -> ReadSummary:
         min_events_per_s=min(rates, default=0.0),
         max_events_per_s=max(rates, default=0.0),
     )
+
+
+def lag_figures(
+    samples: list[LagSample], offered_rate: float, failed_samples: int = 0
+) -> LagFigures:
+    """Max and final lag of `samples` (in time order), and whether it stayed bounded: the
+    mean of the last third at most the middle third's plus `LAG_GROWTH_ALLOWANCE_S` worth of
+    offered appends."""
+    lags = [s.lag for s in samples]
+    third = len(lags) // 3
+    middle = lags[third : len(lags) - third] if third else []
+    last = lags[len(lags) - third :] if third else []
+    middle_mean = statistics.fmean(middle) if middle else 0.0
+    last_mean = statistics.fmean(last) if last else 0.0
+    allowance = offered_rate * LAG_GROWTH_ALLOWANCE_S
+    return LagFigures(
+        samples=samples,
+        max=max(lags, default=0),
+        final=lags[-1] if lags else 0,
+        max_undelivered=max((s.undelivered for s in samples), default=0),
+        middle_mean=round(middle_mean, 1),
+        last_mean=round(last_mean, 1),
+        allowance=round(allowance, 1),
+        bounded=last_mean <= middle_mean + allowance if third else None,
+        failed_samples=failed_samples,
+    )
+
+
+def quotient(esdb: float, jetstream: float) -> float | None:
+    """esdb / JetStream, rounded (None when JetStream's is 0)."""
+    return round(esdb / jetstream, 2) if jetstream else None

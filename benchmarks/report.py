@@ -5,9 +5,13 @@ from __future__ import annotations
 from itertools import pairwise
 
 from esdb.benchmarks.figures import (
+    AppendFigures,
     BenchReport,
+    DeliveryFigures,
     FailoverReport,
     LiveReport,
+    OpenLoopFigures,
+    PersistentReport,
     ProcessUsage,
     Ratio,
     ResourceSample,
@@ -18,10 +22,10 @@ def format_report(report: BenchReport) -> str:
     """The whole report as text, one table per measured thing."""
     config = report.config
     stack = "own `esdb up`" if config.own_stack else "running stack"
-    if config.scenario == "live":
+    if config.scenario in ("live", "persistent"):
         head = (
-            f"esdb bench live: {config.nodes} node(s), durability {config.durability}, "
-            f"{config.event_bytes}-byte event bodies, one event per append"
+            f"esdb bench {config.scenario}: {config.nodes} node(s), durability "
+            f"{config.durability}, {config.event_bytes}-byte event bodies, one event per append"
         )
     elif config.scenario == "failover":
         head = (
@@ -46,6 +50,8 @@ def format_report(report: BenchReport) -> str:
         lines += ["", *_failover(report.failover)]
     if report.live is not None:
         lines += ["", *_live(report.live)]
+    if report.persistent is not None:
+        lines += ["", *_persistent(report.persistent)]
     if len(report.resources) > 1 and any(sample.processes for sample in report.resources):
         lines += ["", *_memory_table(report.resources), "", *_cpu_table(report.resources)]
     return "\n".join(line.rstrip() for line in lines)
@@ -147,26 +153,35 @@ def _failover(failover: FailoverReport) -> list[str]:
     return lines
 
 
+def _rate_source(offered: float, max_rate: float | None, probe: AppendFigures | None) -> str:
+    if probe is None or max_rate is None:
+        return "--rate"
+    return (
+        f"{offered / max_rate:.0%} of {max_rate:,.0f} events/s, the rate of {probe.events:,} "
+        f"closed-loop appends (p50 {probe.p50_ms:.1f} ms, p99 {probe.p99_ms:.1f} ms)"
+    )
+
+
+def _sent(load: OpenLoopFigures) -> list[str]:
+    lines = [
+        f"sent {load.planned:,} in {load.send_seconds:.2f} s ({load.sent_rate:,.0f}/s; sends "
+        f"behind their slot p99 {load.schedule_lag_p99_ms:.1f} ms, max "
+        f"{load.schedule_lag_max_ms:.1f} ms; up to {load.max_in_flight} in flight); appended "
+        f"{load.appended:,}, errors {load.errors}"
+    ]
+    if load.error_codes:
+        codes = ", ".join(f"{code} x{n}" for code, n in sorted(load.error_codes.items()))
+        lines.append(f"  errors: {codes}")
+    return lines
+
+
 def _live(live: LiveReport) -> list[str]:
-    if live.probe is not None and live.max_rate is not None:
-        source = (
-            f"{live.offered_rate / live.max_rate:.0%} of {live.max_rate:,.0f} events/s, the "
-            f"rate of {live.probe.events:,} closed-loop appends (p50 {live.probe.p50_ms:.1f} ms, "
-            f"p99 {live.probe.p99_ms:.1f} ms)"
-        )
-    else:
-        source = "--rate"
+    source = _rate_source(live.offered_rate, live.max_rate, live.probe)
     lines = [
         f"live: open-loop appends at {live.offered_rate:,.0f} events/s ({source}); "
         f"subscriber on {live.subject}, a connection of its own",
-        f"sent {live.planned:,} in {live.send_seconds:.2f} s ({live.sent_rate:,.0f}/s; sends "
-        f"behind their slot p99 {live.schedule_lag_p99_ms:.1f} ms, max "
-        f"{live.schedule_lag_max_ms:.1f} ms; up to {live.max_in_flight} in flight); appended "
-        f"{live.appended:,}, errors {live.errors}",
+        *_sent(live),
     ]
-    if live.error_codes:
-        codes = ", ".join(f"{code} x{n}" for code, n in sorted(live.error_codes.items()))
-        lines.append(f"  errors: {codes}")
     lines.append(
         f"received live {live.received:,}: missing {live.missing}, duplicates "
         f"{live.duplicates}, wrong subject {live.wrong_subject}, other messages {live.foreign}, "
@@ -188,6 +203,108 @@ def _live(live: LiveReport) -> list[str]:
         f"p99 append sent -> live message: {p99} (target <= {live.target_p99_ms:g} ms, "
         f"none missing: {verdict})"
     )
+    return lines
+
+
+def _persistent(persistent: PersistentReport) -> list[str]:
+    sides = persistent.sides
+    if not sides:
+        return []
+    offered = sides[0].offered_rate
+    source = _rate_source(offered, persistent.max_rate, persistent.probe)
+    lines = [
+        f"persistent: open-loop appends at {offered:,.0f} events/s ({source}), to each side in "
+        f"turn; {persistent.consumers} consumers per side, each acking every delivery",
+    ]
+    for side in sides:
+        lines += [f"{side.path}: {side.consumer}", *("  " + line for line in _sent(side))]
+    rows: list[tuple[str, list[str], str]] = [
+        ("delivered (distinct positions)", [f"{s.delivered:,}" for s in sides], ""),
+        ("missing", [f"{s.missing:,}" for s in sides], ""),
+        ("deliveries / redeliveries", [f"{s.deliveries:,} / {s.redeliveries}" for s in sides], ""),
+        ("duplicates / foreign", [f"{s.duplicates} / {s.foreign}" for s in sides], ""),
+        (
+            "deliveries/s",
+            [f"{s.deliveries_per_s:,.0f}" for s in sides],
+            _x(persistent.ratios.deliveries_per_s),
+        ),
+        ("drain after the last send s", [f"{s.drain_s:.2f}" for s in sides], ""),
+    ]
+    for index, name in enumerate(("sent -> delivered", "reply -> delivered", "sent -> reply")):
+        rows.append(
+            (
+                f"{name} p50 / p99 ms",
+                [
+                    f"{s.latencies[index].p50_ms:.1f} / {s.latencies[index].p99_ms:.1f}"
+                    for s in sides
+                ],
+                "",
+            )
+        )
+    rows += [
+        ("sent -> delivered max ms", [f"{s.latencies[0].max_ms:.1f}" for s in sides], ""),
+        ("slot -> delivered p99 ms", [f"{s.latencies[3].p99_ms:.1f}" for s in sides], ""),
+        ("lag max / final", [f"{s.lag.max:,} / {s.lag.final:,}" for s in sides], ""),
+        (
+            "lag mean middle / last third",
+            [f"{s.lag.middle_mean:,.0f} / {s.lag.last_mean:,.0f}" for s in sides],
+            "",
+        ),
+        ("lag bounded", [_bounded(s) for s in sides], ""),
+        (
+            "in flight max",
+            [f"{max((x.in_flight for x in s.lag.samples), default=0):,}" for s in sides],
+            "",
+        ),
+        ("undelivered max", [f"{s.lag.max_undelivered:,}" for s in sides], ""),
+    ]
+    width = max(22, *(len(s.path) + 2 for s in sides))
+    lines += [
+        "",
+        f"{'':<32}" + "".join(f"{s.path:>{width}}" for s in sides) + f"{'esdb / js':>12}",
+        *(
+            f"{name:<32}" + "".join(f"{cell:>{width}}" for cell in cells) + f"{ratio:>12}"
+            for name, cells, ratio in rows
+        ),
+    ]
+    ratios = persistent.ratios
+    lines.append(
+        f"esdb / jetstream: deliveries/s {_x(ratios.deliveries_per_s)}, sent -> delivered p50 "
+        f"{_x(ratios.p50_ms)}, p99 {_x(ratios.p99_ms)}, max lag {_x(ratios.max_lag)}"
+    )
+    lines += ["", *_lag_table(sides)]
+    return lines
+
+
+def _bounded(side: DeliveryFigures) -> str:
+    if side.lag.bounded is None:
+        return "- (< 3 samples)"
+    return f"{'yes' if side.lag.bounded else 'NO'} (+{side.lag.allowance:,.0f})"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _lag_table(sides: list[DeliveryFigures]) -> list[str]:
+    """The lag samples side by side, one row a second."""
+    lines = [
+        "lag once a second: lag (server) / in flight / undelivered (acknowledged appends not yet "
+        "delivered)",
+        f"{'#':>4}" + "".join(f"{s.path:>32}" for s in sides),
+    ]
+    rows = max(len(s.lag.samples) for s in sides)
+    for row in range(rows):
+        cells = []
+        for side in sides:
+            samples = side.lag.samples
+            sample = samples[row] if row < len(samples) else None
+            cells.append(
+                "-"
+                if sample is None
+                else f"{sample.lag:,} / {sample.in_flight:,} / {sample.undelivered:,}"
+            )
+        lines.append(f"{row + 1:>4}" + "".join(f"{cell:>32}" for cell in cells))
     return lines
 
 
