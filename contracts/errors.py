@@ -43,6 +43,8 @@ class EsdbError(Exception):
     """Base of every error esdb raises; carries a wire code, a message and details."""
 
     code: ErrorCode = ErrorCode.INTERNAL
+    retryable: bool = False
+    """Whether the same request may succeed if sent again (with the same event ids)."""
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -59,17 +61,43 @@ class WrongExpectedVersion(EsdbError):
 
     code = ErrorCode.WRONG_EXPECTED_VERSION
 
+    @property
+    def actual_version(self) -> int | None:
+        """The version the stream is at (-1: no stream), as the server reported it."""
+        return _int_detail(self.details, "actual_version")
+
+    @property
+    def expected_version(self) -> int | str | None:
+        """What the request expected: a version, `"no_stream"`, `"stream_exists"`."""
+        value = self.details.get("expected_version")
+        return value if isinstance(value, int | str) else None
+
+    @property
+    def stream(self) -> str | None:
+        """The stream whose version did not match."""
+        return _str_detail(self.details, "stream")
+
 
 class StreamNotFound(EsdbError):
     """The stream has no events."""
 
     code = ErrorCode.STREAM_NOT_FOUND
 
+    @property
+    def stream(self) -> str | None:
+        """The stream named by the request."""
+        return _str_detail(self.details, "stream")
+
 
 class StreamDeleted(EsdbError):
     """The stream was tombstoned or deleted."""
 
     code = ErrorCode.STREAM_DELETED
+
+    @property
+    def stream(self) -> str | None:
+        """The stream named by the request."""
+        return _str_detail(self.details, "stream")
 
 
 class NotFound(EsdbError):
@@ -89,11 +117,21 @@ class InvalidRequest(EsdbError):
 
     code = ErrorCode.INVALID_REQUEST
 
+    @property
+    def field(self) -> str | None:
+        """The offending field, e.g. `events[2].data`."""
+        return _str_detail(self.details, "field")
+
 
 class TooLarge(EsdbError):
     """The request or an event in it is over a configured limit."""
 
     code = ErrorCode.TOO_LARGE
+
+    @property
+    def field(self) -> str | None:
+        """The offending field, e.g. `events[2].data`."""
+        return _str_detail(self.details, "field")
 
 
 class IdempotencyConflict(EsdbError):
@@ -112,12 +150,14 @@ class Unavailable(EsdbError):
     """No service can take the request now (no leader, stepping down, storage full); retry."""
 
     code = ErrorCode.UNAVAILABLE
+    retryable = True
 
 
 class Timeout(EsdbError):
     """The request did not complete in time; an append may or may not have landed."""
 
     code = ErrorCode.TIMEOUT
+    retryable = True
 
 
 class InternalError(EsdbError):
@@ -149,3 +189,28 @@ def error_from_body(body: ErrorBody) -> EsdbError:
     """Rebuild the typed exception for a wire error."""
     cls = _BY_CODE.get(body.code, InternalError)
     return cls(body.message, **body.details)
+
+
+def _int_detail(details: dict[str, Any], key: str) -> int | None:
+    value = details.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str_detail(details: dict[str, Any], key: str) -> str | None:
+    value = details.get(key)
+    return value if isinstance(value, str) else None
+
+
+# The names Python users expect: one class per code, each also known as `<Code>Error`.
+# The timeout class is `RequestTimeoutError`, as `TimeoutError` is a builtin.
+WrongExpectedVersionError = WrongExpectedVersion
+StreamNotFoundError = StreamNotFound
+StreamDeletedError = StreamDeleted
+NotFoundError = NotFound
+AlreadyExistsError = AlreadyExists
+InvalidRequestError = InvalidRequest
+TooLargeError = TooLarge
+IdempotencyConflictError = IdempotencyConflict
+UnauthorizedError = Unauthorized
+UnavailableError = Unavailable
+RequestTimeoutError = Timeout
