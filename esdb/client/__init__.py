@@ -1,11 +1,13 @@
-"""The async Python client of esdb: `async with Client.connect(url) as client: ...`. Every
-error code is one exception class, e.g. `WrongExpectedVersionError`."""
+"""The async Python client of esdb: `async with Client.connect(url) as client: ...`, where
+`url` is `esdb://host:4222?store=NAME` or a NATS URL. Every error code is one exception class,
+e.g. `WrongExpectedVersionError`."""
 
 from __future__ import annotations
 
 from esdb.client.aggregator import Overwrite, Sum, finalize, foldl
 from esdb.client.client import Client, Connecting
 from esdb.client.connection import DEFAULT_URL
+from esdb.client.connection_string import InvalidConnectionString, parse_connection_string
 from esdb.client.events import (
     AppendSpec,
     ExpectedVersion,
@@ -14,6 +16,7 @@ from esdb.client.events import (
     ReadStreamPage,
     RecordedEvent,
 )
+from esdb.client.retry import RetryPolicy
 from esdb.client.subscription import CaughtUp, Subscription, SubscriptionDropped
 from esdb.contracts.api import (
     AppendResult,
@@ -70,6 +73,7 @@ __all__ = [
     "IdempotencyConflict",
     "IdempotencyConflictError",
     "InternalError",
+    "InvalidConnectionString",
     "InvalidRequest",
     "InvalidRequestError",
     "ListStreamsResult",
@@ -83,6 +87,7 @@ __all__ = [
     "ReadStreamPage",
     "RecordedEvent",
     "RequestTimeoutError",
+    "RetryPolicy",
     "StreamDeleted",
     "StreamDeletedError",
     "StreamInfoResult",
@@ -103,4 +108,5 @@ __all__ = [
     "WrongExpectedVersionError",
     "finalize",
     "foldl",
+    "parse_connection_string",
 ]

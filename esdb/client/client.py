@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
 from typing import Any, Literal
 
 import msgspec
 
 from esdb.client.connection import DEFAULT_URL, Connection
+from esdb.client.connection_string import ConnectionSettings, parse_connection_string
 from esdb.client.events import (
     AppendSpec,
     ExpectedVersion,
@@ -19,7 +22,8 @@ from esdb.client.events import (
 from esdb.client.live import DEFAULT_BUFFER_SIZE
 from esdb.client.opening import ClosedOnExit, Opening
 from esdb.client.persistent import PersistentOperations
-from esdb.client.requests import AppendBody, append_multi_body, event_bodies
+from esdb.client.requests import AppendBody, append_multi_body, event_bodies, ids_complete
+from esdb.client.retry import RetryPolicy
 from esdb.client.snapshots import SnapshotOperations
 from esdb.client.subscription import (
     DEFAULT_PAGE_SIZE,
@@ -60,6 +64,8 @@ _cluster_status = msgspec.msgpack.Decoder(ClusterStatus)
 _health = msgspec.msgpack.Decoder(Health)
 _stream_version = msgspec.msgpack.Decoder(StreamVersionResult)
 _EMPTY: dict[str, Any] = {}
+DEFAULT_STORE = "default"
+DEFAULT_TIMEOUT_S = 5.0
 
 
 class Client(SnapshotOperations, PersistentOperations, ClosedOnExit):
@@ -83,16 +89,51 @@ class Client(SnapshotOperations, PersistentOperations, ClosedOnExit):
 
     @classmethod
     def connect(
-        cls, url: str = DEFAULT_URL, *, store: str = "default", timeout: float = 5.0
+        cls,
+        url: str = DEFAULT_URL,
+        *,
+        store: str | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        retry_deadline: float | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> Connecting:
-        """Connect to the NATS server(s) in `url` (comma-separated); await it, or use it as
-        `async with Client.connect(...) as client`. `timeout` bounds every request."""
-        return Connecting(url, store, timeout)
+        """Connect to a stack; await it, or use it as `async with Client.connect(...) as c`.
+
+        `url` is a connection string, `esdb://host:4222[,host2:4223]?store=NAME&tls=true&
+        timeout=5` (see `connection_string`), or NATS URLs (comma-separated). The client
+        talks to any of the servers and moves to another when one goes away. Keyword
+        arguments win over the string: `store` (else "default"), `timeout` (seconds per
+        request, else 5), `retry` (how `unavailable` and `timeout` are retried, else
+        `RetryPolicy()`; `max_retries` and `retry_deadline` change just those), `tls` (an
+        SSL context, e.g. with a client certificate). A bad string raises
+        `InvalidConnectionString` (a `ValueError`) at once."""
+        settings = parse_connection_string(url)
+        policy = retry
+        if policy is None:
+            policy = RetryPolicy()
+            policy = _with_retry_options(policy, settings.max_retries, settings.retry_deadline)
+        policy = _with_retry_options(policy, max_retries, retry_deadline)
+        if tls is None and settings.tls_ca_file is not None:
+            tls = ssl.create_default_context(cafile=settings.tls_ca_file)
+        return Connecting(
+            settings,
+            store=store or settings.store or DEFAULT_STORE,
+            timeout=timeout or settings.timeout or DEFAULT_TIMEOUT_S,
+            retry=policy,
+            tls=tls,
+        )
 
     @property
     def url(self) -> str:
-        """The NATS URL this client connected to."""
+        """The connection string or NATS URL this client connected with (no password)."""
         return self._connection.url
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How this client retries requests that fail with `unavailable` or `timeout`."""
+        return self._connection.retry
 
     async def close(self) -> None:
         """End open subscriptions, finish requests in flight and close the connection."""
@@ -107,23 +148,38 @@ class Client(SnapshotOperations, PersistentOperations, ClosedOnExit):
         *,
         expected_version: ExpectedVersion = "any",
     ) -> AppendResult:
-        """Append events to one stream atomically; raises `WrongExpectedVersion` (its
-        `details["actual_version"]` is the stream's version) when the stream is elsewhere."""
+        """Append events to one stream atomically; raises `WrongExpectedVersionError` (its
+        `actual_version` is the stream's version) when the stream is elsewhere. Events
+        without an `event_id` get a fresh one (when retries are on), so a retry cannot
+        store them twice."""
+        bodies = event_bodies(events, stamp_ids=self._connection.retry.enabled)
         body = AppendBody(
             stream=stream,
-            events=event_bodies(events),
+            events=bodies,
             expected_version=expected_version,
             timeout_ms=self._connection.server_timeout_ms,
         )
         return await self._connection.request(
-            self._subjects[Op.APPEND], body, _append_result, write=True
+            self._subjects[Op.APPEND],
+            body,
+            _append_result,
+            write=True,
+            idempotent=ids_complete(bodies),
         )
 
     async def append_multi(self, appends: Iterable[AppendSpec]) -> list[AppendResult]:
         """Append to several streams in one transaction: all land or none do."""
-        body = append_multi_body(appends, self._connection.server_timeout_ms)
+        body = append_multi_body(
+            appends,
+            self._connection.server_timeout_ms,
+            stamp_ids=self._connection.retry.enabled,
+        )
         result = await self._connection.request(
-            self._subjects[Op.APPEND_MULTI], body, _append_multi_result, write=True
+            self._subjects[Op.APPEND_MULTI],
+            body,
+            _append_multi_result,
+            write=True,
+            idempotent=all(ids_complete(spec.events) for spec in body.appends),
         )
         return result.results
 
@@ -359,11 +415,37 @@ class Client(SnapshotOperations, PersistentOperations, ClosedOnExit):
 class Connecting(Opening[Client]):
     """A connection being opened: await it for a `Client`, or use it with `async with`."""
 
-    def __init__(self, url: str, store: str, timeout: float) -> None:
-        self._url = url
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        store: str,
+        timeout: float,
+        retry: RetryPolicy,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        self._settings = settings
         self._store = store
         self._timeout = timeout
+        self._retry = retry
+        self._tls = tls
 
     async def _open(self) -> Client:
-        connection = await Connection.open(self._url, timeout=self._timeout)
+        connection = await Connection.open(
+            self._settings.display,
+            servers=self._settings.servers,
+            timeout=self._timeout,
+            retry=self._retry,
+            tls=self._tls,
+        )
         return Client(connection, self._store)
+
+
+def _with_retry_options(
+    policy: RetryPolicy, max_retries: int | None, deadline: float | None
+) -> RetryPolicy:
+    if max_retries is not None:
+        policy = replace(policy, max_retries=max_retries)
+    if deadline is not None:
+        policy = replace(policy, deadline=deadline)
+    return policy

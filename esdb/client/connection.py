@@ -1,4 +1,5 @@
-"""The client's NATS connection: msgpack request-reply with errors translated to exceptions."""
+"""The client's NATS connection: msgpack request-reply with errors translated to exceptions,
+retried per the connection's `RetryPolicy`, across every NATS server it was given."""
 
 from __future__ import annotations
 
@@ -6,20 +7,26 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
+from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
+from esdb.client.retry import RetryPolicy, retrying
 from esdb.contracts.api import MSGPACK_CONTENT_TYPE
-from esdb.contracts.errors import ErrorReply, Timeout, Unavailable, error_from_body
+from esdb.contracts.errors import ErrorReply, EsdbError, Timeout, Unavailable, error_from_body
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+RECONNECT_WAIT_S = 1
+"""How long the connection waits before trying a NATS server again after losing it; it goes
+on trying (every server it knows, in turn) until it is closed."""
 
 _HEADERS = {"Content-Type": MSGPACK_CONTENT_TYPE}
 # Every result has a different first key, so a one-key map whose key is "error" is an error.
@@ -45,19 +52,34 @@ class Connection:
         url: str,
         timeout: float,
         watchers: set[ConnectionWatcher] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.nc = nc
         self.url = url
         self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy()
         self._watchers = watchers if watchers is not None else set()
         # Ask the server to give up a little before we do, so a slow request comes back as
         # its typed error (with details) rather than as a bare NATS timeout here.
         self.server_timeout_ms = max(1, int(timeout * 1000) - min(500, int(timeout * 200)))
 
     @classmethod
-    async def open(cls, url: str, *, timeout: float) -> Connection:
-        """Connect to NATS; fail fast with `Unavailable` when no server in `url` accepts."""
-        servers = [server.strip() for server in url.split(",") if server.strip()]
+    async def open(
+        cls,
+        url: str,
+        *,
+        timeout: float,
+        servers: Sequence[str] | None = None,
+        retry: RetryPolicy | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> Connection:
+        """Connect to the NATS servers `servers` (by default those of the comma-separated
+        `url`, which names them in messages); fail fast with `Unavailable` when none
+        accepts. Once connected, a lost server is replaced by any other, for good."""
+        if servers is None:
+            servers = [server.strip() for server in url.split(",") if server.strip()]
+        servers = list(servers)
         loop = asyncio.get_running_loop()
         first_errors: list[Exception] = []
         all_failed: asyncio.Future[None] = loop.create_future()
@@ -88,6 +110,9 @@ class Connection:
                 servers,
                 name="esdb-client",
                 connect_timeout=max(1, math.ceil(timeout)),
+                reconnect_time_wait=RECONNECT_WAIT_S,
+                max_reconnect_attempts=-1,
+                tls=tls,
                 error_cb=on_error,
                 reconnected_cb=on_reconnected,
                 closed_cb=on_closed,
@@ -101,7 +126,7 @@ class Connection:
             if error is None:
                 if not all_failed.done():
                     all_failed.set_result(None)  # later errors are logged, not collected
-                return cls(nc, url, timeout, watchers)
+                return cls(nc, url, timeout, watchers, retry=retry)
             reason: object = error
         else:
             connecting.cancel()
@@ -130,15 +155,41 @@ class Connection:
             await self.nc.close()
 
     async def request(
-        self, subject: str, body: Any, decoder: msgspec.msgpack.Decoder[T], *, write: bool = False
+        self,
+        subject: str,
+        body: Any,
+        decoder: msgspec.msgpack.Decoder[T],
+        *,
+        write: bool = False,
+        idempotent: bool | None = None,
     ) -> T:
-        """Send `body` as msgpack to `subject`; return the decoded result or raise its error."""
+        """Send `body` as msgpack to `subject`; return the decoded result or raise its error.
+
+        `Unavailable` and `Timeout` are retried as the retry policy allows, with the very
+        same bytes: always when the request reached no gateway, otherwise only when it is
+        `idempotent` (by default, when it is not a `write`)."""
+        payload = _encoder.encode(body)
+        safe = not write if idempotent is None else idempotent
+
+        def may_retry(error: EsdbError) -> bool:
+            return not self.nc.is_closed and (safe or error.details.get("delivered") is False)
+
+        return await retrying(
+            lambda: self._request_once(subject, payload, decoder, write),
+            self.retry,
+            may_retry=may_retry,
+            what=subject,
+        )
+
+    async def _request_once(
+        self, subject: str, payload: bytes, decoder: msgspec.msgpack.Decoder[T], write: bool
+    ) -> T:
         try:
-            reply = await self.nc.request(
-                subject, _encoder.encode(body), timeout=self.timeout, headers=_HEADERS
-            )
+            reply = await self.nc.request(subject, payload, timeout=self.timeout, headers=_HEADERS)
         except nats.errors.NoRespondersError as e:
-            raise Unavailable(f"no esdb gateway answers on {self.url}", url=self.url) from e
+            raise Unavailable(
+                f"no esdb gateway answers on {self.url}", url=self.url, delivered=False
+            ) from e
         except nats.errors.TimeoutError as e:
             landed = " (the write may still have landed)" if write else ""
             raise Timeout(

@@ -7,6 +7,7 @@ fields and leaves out what is unset.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 
 import msgspec
@@ -49,30 +50,38 @@ class AppendMultiBody(msgspec.Struct, kw_only=True):
     timeout_ms: int | None = None
 
 
-def event_bodies(events: Iterable[NewEvent]) -> list[EventBody]:
-    """The wire form of events to append."""
+def event_bodies(events: Iterable[NewEvent], *, stamp_ids: bool = False) -> list[EventBody]:
+    """The wire form of events to append; with `stamp_ids`, an event without an id gets a
+    fresh UUID, which makes sending the append again safe."""
     return [
         EventBody(
             type=event.type,
             data=event.data_bytes(),
             metadata=event.metadata_bytes(),
-            event_id=event.event_id,
+            event_id=event.event_id or (str(uuid.uuid4()) if stamp_ids else None),
             content_type=event.content_type,
         )
         for event in events
     ]
 
 
-def append_multi_body(appends: Iterable[AppendSpec], timeout_ms: int) -> AppendMultiBody:
-    """The wire form of a multi-stream transaction."""
+def append_multi_body(
+    appends: Iterable[AppendSpec], timeout_ms: int, *, stamp_ids: bool = False
+) -> AppendMultiBody:
+    """The wire form of a multi-stream transaction (ids stamped as `event_bodies` does)."""
     return AppendMultiBody(
         appends=[
             AppendSpecBody(
                 stream=spec.stream,
-                events=event_bodies(spec.events),
+                events=event_bodies(spec.events, stamp_ids=stamp_ids),
                 expected_version=spec.expected_version,
             )
             for spec in appends
         ],
         timeout_ms=timeout_ms,
     )
+
+
+def ids_complete(bodies: Iterable[EventBody]) -> bool:
+    """Whether every event has an id, so that the append is idempotent."""
+    return all(body.event_id for body in bodies)
