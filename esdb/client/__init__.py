@@ -1,6 +1,6 @@
 """The async Python client of esdb: `async with Client.connect(url) as client: ...`, where
 `url` is `esdb://host:4222?store=NAME` or a NATS URL. Every error code is one exception class,
-e.g. `WrongExpectedVersionError`."""
+e.g. `WrongExpectedVersionError`; kurrentdbclient's names work too (`append_to_stream`, ...)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ from esdb.client.events import (
     ReadAllPage,
     ReadStreamPage,
     RecordedEvent,
+)
+from esdb.client.kurrent_names import (
+    KurrentRecordedEvent,
+    StreamState,
+    WrongCurrentVersionError,
 )
 from esdb.client.retry import RetryPolicy
 from esdb.client.subscription import CaughtUp, Subscription, SubscriptionDropped
@@ -76,6 +81,7 @@ __all__ = [
     "InvalidConnectionString",
     "InvalidRequest",
     "InvalidRequestError",
+    "KurrentRecordedEvent",
     "ListStreamsResult",
     "NewEvent",
     "NodeStatus",
@@ -93,6 +99,7 @@ __all__ = [
     "StreamInfoResult",
     "StreamNotFound",
     "StreamNotFoundError",
+    "StreamState",
     "StreamSummary",
     "Subscription",
     "SubscriptionDropped",
@@ -104,6 +111,7 @@ __all__ = [
     "UnauthorizedError",
     "Unavailable",
     "UnavailableError",
+    "WrongCurrentVersionError",
     "WrongExpectedVersion",
     "WrongExpectedVersionError",
     "finalize",

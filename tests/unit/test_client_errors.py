@@ -8,6 +8,7 @@ from esdb.client import (
     InvalidRequestError,
     RequestTimeoutError,
     StreamNotFoundError,
+    WrongCurrentVersionError,
     WrongExpectedVersion,
     WrongExpectedVersionError,
 )
@@ -40,7 +41,7 @@ def test_every_code_has_one_error_class_under_its_expected_name() -> None:
 
 
 def test_the_old_names_are_the_same_classes() -> None:
-    assert WrongExpectedVersionError is WrongExpectedVersion
+    assert WrongExpectedVersionError is WrongExpectedVersion is WrongCurrentVersionError
     assert RequestTimeoutError is esdb.client.Timeout
     assert RequestTimeoutError is not TimeoutError
 
