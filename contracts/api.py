@@ -122,6 +122,52 @@ class StreamVersionResult(msgspec.Struct, kw_only=True):
     version: int
 
 
+class StoreConfig(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a store's creator says about it."""
+
+    description: str = ""
+    tags: list[str] = []
+
+
+class StoreRequest(msgspec.Struct, kw_only=True):
+    """`_sys.store_create` (with an optional `config`), `_sys.store_remove`,
+    `_sys.store_status`, and `_sys.store_config` (which replaces the config when one is
+    given, and returns it either way)."""
+
+    store: str
+    config: StoreConfig | None = None
+    timeout_ms: int | None = None
+
+
+class StoreListRequest(msgspec.Struct, kw_only=True):
+    """`_sys.store_list`."""
+
+    timeout_ms: int | None = None
+
+
+class StoreInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A store: its config and, from `store_status`, what the answering node holds of it."""
+
+    store: str
+    config: StoreConfig
+    last_position: int | None = None
+    applied_sequence: int | None = None
+    size_bytes: int | None = None
+
+
+class StoreRemoved(msgspec.Struct, kw_only=True):
+    """`_sys.store_remove` result."""
+
+    store: str
+    removed: bool = True
+
+
+class StoreList(msgspec.Struct, kw_only=True):
+    """`_sys.store_list` result."""
+
+    stores: list[StoreInfo]
+
+
 class ScavengeRequest(msgspec.Struct, kw_only=True):
     """`esdb.api.<store>.scavenge`: remove what no read can return any more, now."""
 

@@ -32,6 +32,20 @@ class CreateStoreOp(msgspec.Struct, tag="create_store", array_like=True, frozen=
     """Create a store (its own LMDB environment) on every node."""
 
     store: str
+    config: dict[str, Any] = {}
+
+
+class RemoveStoreOp(msgspec.Struct, tag="remove_store", array_like=True, frozen=True):
+    """Remove a store and its data on every node."""
+
+    store: str
+
+
+class StoreConfigOp(msgspec.Struct, tag="store_config", array_like=True, frozen=True):
+    """Replace a store's configuration (description, tags)."""
+
+    store: str
+    config: dict[str, Any]
 
 
 class CheckpointOp(msgspec.Struct, tag="checkpoint", array_like=True, frozen=True):
@@ -117,6 +131,8 @@ LogOp = (
     | StreamMetaOp
     | ScavengeOp
     | CreateStoreOp
+    | RemoveStoreOp
+    | StoreConfigOp
     | CheckpointOp
     | SubscriptionOp
     | ParkOp

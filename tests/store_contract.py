@@ -477,3 +477,13 @@ class StoreContract:
 
         assert added.position == len(seeded) + 1
         assert store.read_all(len(seeded), backward=False, limit=10) == ([added], None)
+
+    def test_a_forgotten_stream_state_is_gone(
+        self, store: Store, seeded: list[EventRecord]
+    ) -> None:
+        with store.transaction(2) as txn:
+            txn.delete_stream_state("user-7")
+            txn.delete_stream_state("never-was")
+
+        assert store.stream_state("user-7") is None
+        assert [n for n, _ in store.list_streams(None, 100)] == ["order-1", "order-10"]

@@ -25,6 +25,7 @@ from esdb.client.persistent import PersistentOperations
 from esdb.client.requests import AppendBody, append_multi_body, event_bodies, ids_complete
 from esdb.client.retry import RetryPolicy
 from esdb.client.snapshots import SnapshotOperations
+from esdb.client.stores import StoreOperations
 from esdb.client.subscription import (
     DEFAULT_PAGE_SIZE,
     StartPosition,
@@ -68,7 +69,7 @@ DEFAULT_STORE = "default"
 DEFAULT_TIMEOUT_S = 5.0
 
 
-class Client(SnapshotOperations, PersistentOperations, ClosedOnExit):
+class Client(SnapshotOperations, PersistentOperations, StoreOperations, ClosedOnExit):
     """An esdb client bound to one store; create it with `await Client.connect(...)`."""
 
     def __init__(self, connection: Connection, store: str) -> None:

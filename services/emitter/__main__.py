@@ -69,6 +69,9 @@ class Emitter:
             checkpoints = {
                 name: read_checkpoint(system, name, EMITTER_CHECKPOINT) for name in names
             }
+        for gone in set(self._running) - set(names):
+            log.info("store %r was removed; its fan-out stops", gone)
+            self._running.pop(gone).cancel()
         for name in names:
             task = self._running.get(name)
             if task is not None and not task.done():

@@ -51,6 +51,7 @@ from esdb.services.gateway import validation
 from esdb.services.gateway.coalescer import WriteCoalescer
 from esdb.services.gateway.consistency import consistency_problems
 from esdb.services.gateway.lifecycle import lifecycle_command
+from esdb.services.gateway.store_admin import StoreAdmin
 from esdb.shared.nats_connection import gather_replies
 from esdb.shared.settings import Settings
 from esdb.shared.wire import (
@@ -90,6 +91,7 @@ class Gateway:
                 api.StreamInfoRequest, validation.info_query, Op.STREAM_INFO
             ),
         }
+        self._stores = StoreAdmin(self._write, self._ask_reader, settings)
         self._system_ops: dict[str, Callable[[], Awaitable[msgspec.Struct]]] = {
             Op.HEALTH: self.health,
             Op.CLUSTER_STATUS: self.cluster_status,
@@ -137,6 +139,9 @@ class Gateway:
 
     async def _dispatch(self, store: str, operation: str, data: bytes, codec: Codec) -> bytes:
         if store == SYSTEM_STORE:
+            admin = self._stores.handlers.get(operation)
+            if admin is not None:
+                return await admin(data, codec)
             system_op = self._system_ops.get(operation)
             if system_op is None:
                 raise InvalidRequest(f"unknown system operation {operation!r}", field="operation")
@@ -196,6 +201,17 @@ class Gateway:
         multi = decode_request(data, api.AppendMultiRequest, codec)
         command = validation.append_multi_command(store, multi, codec, self._settings)
         return command, self._timeout(multi.timeout_ms)
+
+    async def _write(self, command: WriteRequest, timeout: float) -> WriteOutcome:
+        """Send one write through the coalescer and wait for its outcome."""
+        done: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
+
+        async def reply(outcome: WriteOutcome) -> None:
+            if not done.done():
+                done.set_result(outcome)
+
+        self._writes.submit(command, timeout, reply)
+        return await done
 
     async def _answer_write(self, msg: Msg, codec: Codec, outcome: WriteOutcome) -> None:
         try:

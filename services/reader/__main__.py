@@ -10,14 +10,15 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
-from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StreamQuery
-from esdb.contracts.errors import EsdbError, InternalError
+from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StoreQuery, StreamQuery
+from esdb.contracts.errors import EsdbError, InternalError, Unavailable
 from esdb.contracts.subjects import READER_QUEUE, Op, reader_subject
 from esdb.services.reader import queries
+from esdb.services.reader import stores as store_queries
 from esdb.shared.nats_connection import concurrently, connect
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
-from esdb.shared.storage.catalog import ReadOnlyStores
+from esdb.shared.storage.catalog import ReadOnlyStores, open_system
 from esdb.shared.wire import Codec, encode, encode_error
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,31 @@ def _handler(
     return handle
 
 
+_store_query = msgspec.msgpack.Decoder(StoreQuery)
+
+
+def _store_handler(
+    settings: Settings, stores: ReadOnlyStores, answer: Callable[..., msgspec.Struct]
+) -> Handler:
+    async def handle(msg: Msg) -> None:
+        codec = Codec.MSGPACK
+        try:
+            query = _store_query.decode(msg.data)
+            codec = Codec(query.codec)
+            with open_system(settings.data_dir) as system:
+                if system is None:
+                    raise Unavailable("this node has no data yet")
+                reply = encode(answer(system, stores, query), codec)
+        except EsdbError as e:
+            reply = encode_error(e, codec)
+        except Exception:
+            log.exception("reader failed on %s", msg.subject)
+            reply = encode_error(InternalError("internal error; see the reader log"), codec)
+        await msg.respond(reply)
+
+    return handle
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Composition root of a reader: read-only stores behind the internal read subjects."""
     nc = await connect(settings.nats_url, f"esdb-reader-{settings.node_id}")
@@ -63,6 +89,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
     async def ping(msg: Msg) -> None:
         await msg.respond(b"pong")
+
+    for operation, answer in (
+        (Op.STORE_LIST, store_queries.store_list),
+        (Op.STORE_STATUS, store_queries.store_status),
+        (Op.STORE_CONFIG, store_queries.store_config_of),
+    ):
+        handle = _store_handler(settings, stores, answer)
+        await nc.subscribe(reader_subject(operation), queue=READER_QUEUE, cb=concurrently(handle))
 
     for operation, handle in routes.items():
         await nc.subscribe(reader_subject(operation), queue=READER_QUEUE, cb=concurrently(handle))

@@ -168,6 +168,10 @@ class SubscriptionService:
         while True:
             try:
                 await group.run(self._wakeup.ticket)
+            except NotFound:
+                log.info("store %s is gone; subscription %s with it", *key)
+                self._groups.pop(key, None)
+                return
             except Exception:
                 log.exception("subscription %s/%s failed; restarting it", *key)
             await asyncio.sleep(RESTART_DELAY_S)

@@ -12,9 +12,11 @@ from esdb.contracts.log import (
     CreateStoreOp,
     LogEntry,
     ParkOp,
+    RemoveStoreOp,
     ScavengeOp,
     SnapshotDeleteOp,
     SnapshotOp,
+    StoreConfigOp,
     StoreItemOp,
     StreamMetaOp,
     SubscriptionOp,
@@ -44,14 +46,25 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
     so applying an entry twice is harmless."""
     if sequence != catalog.applied_sequence() + 1:
         raise ApplyError(f"entry {sequence} follows {catalog.applied_sequence()}")
-    created = [op.store for op in entry.ops if isinstance(op, CreateStoreOp)]
+    created = {
+        op.store: op.config
+        for op in entry.ops
+        if isinstance(op, CreateStoreOp) and not catalog.exists(op.store)
+    }
     if created:
-        catalog.record(sequence - 1, [n for n in created if not catalog.exists(n)])
+        catalog.record(sequence - 1, list(created), configs=created)
+    # Data first, registration last (in the final record): a crash in between replays this.
+    removed = [op.store for op in entry.ops if isinstance(op, RemoveStoreOp)]
+    for name in removed:
+        catalog.drop(name)
+    configured = {op.store: op.config for op in entry.ops if isinstance(op, StoreConfigOp)}
     by_store: dict[str, list[AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp]] = {}
     for op in entry.ops:
         if isinstance(op, AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp):
             by_store.setdefault(op.store, []).append(op)
     for name, ops in by_store.items():
+        if name in removed:
+            continue
         if not catalog.exists(name) and not any(isinstance(op, AppendOp) for op in ops):
             continue  # items of a store removed since they were logged: nothing to keep
         store = catalog.get(name)
@@ -98,6 +111,8 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
         [],
         log_hash=chain_hash(catalog.log_hash(), sequence, data),
         checkpoints=checkpoints,
+        configs={n: c for n, c in configured.items() if catalog.exists(n) and n not in removed},
+        removed=removed,
     )
 
 

@@ -15,19 +15,33 @@ from esdb.contracts.commands import (
     LIFECYCLE_DELETE,
     LIFECYCLE_METADATA,
     LIFECYCLE_TOMBSTONE,
+    STORE_CONFIGURE,
+    STORE_CREATE,
+    STORE_REMOVE,
+    StoreChange,
     StreamAppend,
     StreamLifecycle,
     WriteOutcome,
     WriteRequest,
 )
 from esdb.contracts.errors import (
+    AlreadyExists,
     EsdbError,
     IdempotencyConflict,
     InvalidRequest,
+    NotFound,
     StreamDeleted,
     WrongExpectedVersion,
 )
-from esdb.contracts.log import AppendOp, LogOp, StampedEvent, StreamMetaOp
+from esdb.contracts.log import (
+    AppendOp,
+    CreateStoreOp,
+    LogOp,
+    RemoveStoreOp,
+    StampedEvent,
+    StoreConfigOp,
+    StreamMetaOp,
+)
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.records import (
     STREAM_ACTIVE,
@@ -64,10 +78,12 @@ class Planner:
         self._catalog = catalog
         self._now_us = 0
         self._overlays: dict[str, _StoreOverlay] = {}
+        self._stores: dict[str, bool] = {}  # stores created (True) or removed (False)
 
     def reset(self) -> None:
         """Forget planned effects; call when everything planned has been applied."""
         self._overlays.clear()
+        self._stores.clear()
 
     def plan_batch(self, requests: list[WriteRequest], *, now_us: int) -> Plan:
         """Validate and stamp `requests` in order; failed ones get an error and add no ops."""
@@ -113,6 +129,11 @@ class Planner:
         return record.stream, record.version, record.position
 
     def plan(self, request: WriteRequest) -> tuple[list[LogOp], WriteOutcome]:
+        if request.store_change is not None:
+            return self._plan_store_change(request.store, request.store_change)
+        if self._stores.get(request.store) is False:
+            gone = NotFound(f"store {request.store!r} is being removed", field="store")
+            return [], WriteOutcome(error=gone.to_body())
         if request.lifecycle is not None:
             return self._plan_lifecycle(request.store, request.lifecycle)
         try:
@@ -191,6 +212,32 @@ class Planner:
                 expected_version=_describe(expected),
             )
         return state
+
+    def _plan_store_change(
+        self, name: str, change: StoreChange
+    ) -> tuple[list[LogOp], WriteOutcome]:
+        """Create, remove or configure a store, against the stores planned so far."""
+        exists = self._stores.get(name, self._catalog.exists(name))
+        op: LogOp
+        try:
+            if change.action == STORE_CREATE:
+                if exists:
+                    raise AlreadyExists(f"store {name!r} already exists", field="store")
+                self._stores[name] = True
+                op = CreateStoreOp(name, change.config)
+            elif not exists:
+                raise NotFound(f"store {name!r} does not exist", field="store", store=name)
+            elif change.action == STORE_REMOVE:
+                self._stores[name] = False
+                self._overlays.pop(name, None)
+                op = RemoveStoreOp(name)
+            elif change.action == STORE_CONFIGURE:
+                op = StoreConfigOp(name, change.config)
+            else:
+                raise InvalidRequest(f"unknown store change {change.action!r}", field="action")
+        except EsdbError as error:
+            return [], WriteOutcome(error=error.to_body())
+        return [op], WriteOutcome(results=[])
 
     def _plan_lifecycle(
         self, store: str, change: StreamLifecycle

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from esdb.contracts.errors import NotFound
 from esdb.shared.storage.lmdb_store import DEFAULT_MAP_SIZE, LmdbStore, store_exists
@@ -27,6 +29,14 @@ def read_checkpoint(system: StoreReader, store: str, consumer: str) -> int:
     """The last position `consumer` checkpointed in `store` (0 when none)."""
     state = system.stream_state(checkpoint_key(store, consumer))
     return 0 if state is None else state.version
+
+
+def store_config(system: StoreReader, name: str) -> dict[str, Any]:
+    """A registered store's configuration; `NotFound` if there is no such store."""
+    state = system.stream_state(_STORE_PREFIX + name)
+    if state is None:
+        raise NotFound(f"store {name!r} does not exist", field="store", store=name)
+    return state.metadata
 
 
 def registered_stores(system: StoreReader) -> list[str]:
@@ -60,8 +70,14 @@ class Catalog:
     """Opens stores by name; the system store records which stores exist and the sequence
     up to which every store has applied the log."""
 
-    def __init__(self, open_store: Callable[[str], Store], system: Store) -> None:
+    def __init__(
+        self,
+        open_store: Callable[[str], Store],
+        system: Store,
+        delete_store: Callable[[str], None] = lambda name: None,
+    ) -> None:
         self._open_store = open_store
+        self._delete_store = delete_store
         self._stores: dict[str, Store] = {}
         self.system = system
 
@@ -82,6 +98,17 @@ class Catalog:
             store = self._stores[name] = self._open_store(name)
         return store
 
+    def config(self, name: str) -> dict[str, Any]:
+        """A store's configuration; `NotFound` if it does not exist."""
+        return store_config(self.system, name)
+
+    def drop(self, name: str) -> None:
+        """Close a store and delete its data; its registration goes in the next `record`."""
+        store = self._stores.pop(name, None)
+        if store is not None:
+            store.close()
+        self._delete_store(name)
+
     def applied_sequence(self) -> int:
         """The log sequence every store has applied."""
         return self.system.applied_sequence()
@@ -97,12 +124,21 @@ class Catalog:
         created: list[str],
         log_hash: bytes | None = None,
         checkpoints: dict[tuple[str, str], int] | None = None,
+        *,
+        configs: dict[str, dict[str, Any]] | None = None,
+        removed: list[str] | None = None,
     ) -> None:
-        """Mark `sequence` applied to every store, registering the stores it created, the
-        consumer checkpoints it moved, and the running log hash after it."""
+        """Mark `sequence` applied to every store, registering the stores it created (with
+        their `configs`) and forgetting those it `removed`, the consumer checkpoints it moved,
+        and the running log hash after it."""
+        configs = configs or {}
         with self.system.transaction(sequence) as txn:
-            for name in created:
-                txn.put_stream_state(_STORE_PREFIX + name, StreamState())
+            for name in removed or []:
+                txn.delete_stream_state(_STORE_PREFIX + name)
+            for name in {*created, *configs}:
+                txn.put_stream_state(
+                    _STORE_PREFIX + name, StreamState(metadata=configs.get(name, {}))
+                )
             for (store, consumer), position in (checkpoints or {}).items():
                 txn.put_stream_state(checkpoint_key(store, consumer), StreamState(position))
             if log_hash is not None:
@@ -124,6 +160,7 @@ def lmdb_catalog(data_dir: Path, *, map_size: int = DEFAULT_MAP_SIZE) -> Catalog
     return Catalog(
         lambda name: LmdbStore(data_dir / name, map_size=map_size),
         LmdbStore(data_dir / SYSTEM_STORE_DIR, map_size=map_size),
+        lambda name: shutil.rmtree(data_dir / name, ignore_errors=True),
     )
 
 
@@ -159,6 +196,13 @@ class ReadOnlyStores:
         store = LmdbStore(path, readonly=True, map_size=self._map_size)
         self._open[name] = (inode, store)
         return store
+
+    def size_bytes(self, name: str) -> int:
+        """The size of a store's data file on this node."""
+        try:
+            return (self._data_dir / name / "data.mdb").stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def close(self) -> None:
         """Close every open store."""

@@ -72,6 +72,9 @@ class _LmdbTransaction:
         self._txn.put(record.event_id, position, db=db[b"event_ids"])
         self.last_position = record.position
 
+    def delete_stream_state(self, stream: str) -> None:
+        self._txn.delete(stream.encode(), db=self._store._dbs[b"stream_meta"])
+
     def delete_event(self, record: EventRecord) -> None:
         db = self._store._dbs
         self._txn.delete(_u64(record.position), db=db[b"events"])

@@ -16,6 +16,10 @@ class _MemoryTransaction:
         self.streams: dict[str, StreamState] = {}
         self.items: list[tuple[str, bytes, bytes | None, bool]] = []
         self.removed: list[EventRecord] = []
+        self.forgotten: list[str] = []
+
+    def delete_stream_state(self, stream: str) -> None:
+        self.forgotten.append(stream)
 
     def delete_event(self, record: EventRecord) -> None:
         self.removed.append(record)
@@ -163,6 +167,9 @@ class MemoryStore:
             self._events[record.position - 1] = None
             self._stream_positions[record.stream][record.version] = None
             self._event_ids.pop(record.event_id, None)
+        for stream in txn.forgotten:
+            if self._streams.pop(stream, None) is not None:
+                self._stream_names.remove(stream)
         for stream, state in txn.streams.items():
             if stream not in self._streams:
                 bisect.insort(self._stream_names, stream)

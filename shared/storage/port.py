@@ -97,6 +97,10 @@ class StoreTransaction(Protocol):
         """Set a stream's state."""
         ...
 
+    def delete_stream_state(self, stream: str) -> None:
+        """Forget a stream's state (the system store's records of removed stores)."""
+        ...
+
     def delete_event(self, record: EventRecord) -> None:
         """Remove a stored event and its indexes (scavenging); its position stays used."""
         ...
