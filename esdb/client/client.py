@@ -19,6 +19,7 @@ from esdb.client.events import (
     ReadStreamPage,
     RecordedEvent,
 )
+from esdb.client.kurrent_names import KurrentNames
 from esdb.client.live import DEFAULT_BUFFER_SIZE
 from esdb.client.opening import ClosedOnExit, Opening
 from esdb.client.persistent import PersistentOperations
@@ -69,7 +70,7 @@ DEFAULT_STORE = "default"
 DEFAULT_TIMEOUT_S = 5.0
 
 
-class Client(SnapshotOperations, PersistentOperations, StoreOperations, ClosedOnExit):
+class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperations, ClosedOnExit):
     """An esdb client bound to one store; create it with `await Client.connect(...)`."""
 
     def __init__(self, connection: Connection, store: str) -> None:
