@@ -1,6 +1,7 @@
-"""The async Python client of esdb: `async with Client.connect(url) as client: ...`, where
-`url` is `esdb://host:4222?store=NAME` or a NATS URL. Every error code is one exception class,
-e.g. `WrongExpectedVersionError`; kurrentdbclient's names work too (`append_to_stream`, ...)."""
+"""The Python client of esdb: `async with Client.connect(url) as client: ...`, or blocking,
+`with SyncClient.connect(url) as client: ...`, with the same method names; `url` is
+`esdb://host:4222?store=NAME` or a NATS URL. Every error code is one exception class, e.g.
+`WrongExpectedVersionError`; kurrentdbclient's names work too (`append_to_stream`, ...)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from esdb.client.kurrent_names import (
 )
 from esdb.client.retry import RetryPolicy
 from esdb.client.subscription import CaughtUp, Subscription, SubscriptionDropped
+from esdb.client.sync import SyncClient
 from esdb.contracts.api import (
     AppendResult,
     ClusterStatus,
@@ -104,6 +106,7 @@ __all__ = [
     "Subscription",
     "SubscriptionDropped",
     "Sum",
+    "SyncClient",
     "Timeout",
     "TooLarge",
     "TooLargeError",
