@@ -11,11 +11,10 @@ import os
 import time
 
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from esdb.contracts.api import ScavengeReport, ScavengeRequest
-from esdb.contracts.errors import EsdbError, InternalError
+from esdb.contracts.errors import EsdbError
 from esdb.contracts.log import ScavengeOp
 from esdb.contracts.subjects import (
     EMITTER_CHECKPOINT,
@@ -27,6 +26,7 @@ from esdb.contracts.subjects import (
 from esdb.services.scavenger.plan import removals, report
 from esdb.shared.leadership import leading_ticks, writer_leads
 from esdb.shared.nats_connection import concurrently, connect
+from esdb.shared.service_api import api_handler, typed
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import (
@@ -35,7 +35,7 @@ from esdb.shared.storage.catalog import (
     read_checkpoint,
     registered_stores,
 )
-from esdb.shared.wire import codec_of, decode_request, encode, encode_error
+from esdb.shared.wire import Codec
 from esdb.shared.writer_ops import submit_ops
 
 log = logging.getLogger(__name__)
@@ -88,20 +88,11 @@ class Scavenger:
             except EsdbError as e:
                 log.warning("scavenge of %s stopped: %s", name, e)
 
-    async def on_request(self, msg: Msg) -> None:
+    async def on_request(
+        self, store: str, request: ScavengeRequest, codec: Codec
+    ) -> ScavengeReport:
         """`esdb.api.<store>.scavenge`, forwarded by the gateway."""
-        codec = codec_of(msg.headers)
-        store = msg.subject.split(".")[-2]
-        try:
-            decode_request(msg.data, ScavengeRequest, codec)
-            reply = encode(await self.scavenge(store), codec)
-        except EsdbError as e:
-            reply = encode_error(e, codec)
-        except Exception:
-            log.exception("scavenge of %s failed", store)
-            reply = encode_error(InternalError("internal error; see the scavenger log"), codec)
-        if msg.reply:
-            await self._nc.publish(msg.reply, reply)
+        return await self.scavenge(store)
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -118,7 +109,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 serving = await nc.subscribe(
                     service_subject(SCAVENGER_SERVICE, "*", Op.SCAVENGE),
                     queue=service_queue(SCAVENGER_SERVICE),
-                    cb=concurrently(scavenger.on_request),
+                    cb=concurrently(
+                        api_handler(
+                            "scavenger", {Op.SCAVENGE: typed(ScavengeRequest, scavenger.on_request)}
+                        )
+                    ),
                 )
                 if settings.scavenge_interval_s:
                     background = asyncio.create_task(_every(settings, scavenger))

@@ -9,7 +9,6 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest
 from esdb.contracts.log import LogOp
 from esdb.contracts.subjects import (
     SNAPSHOTS_SERVICE,
@@ -20,10 +19,10 @@ from esdb.contracts.subjects import (
 from esdb.services.snapshot.freshness import CatchUp, NodeProgress, jetstream_log_end
 from esdb.services.snapshot.service import SnapshotService
 from esdb.shared.nats_connection import concurrently, connect
+from esdb.shared.service_api import api_handler, typed
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import ReadOnlyStores
-from esdb.shared.wire import codec_of, decode_request, encode, encode_error
 from esdb.shared.writer_ops import submit_ops
 
 log = logging.getLogger(__name__)
@@ -31,27 +30,8 @@ log = logging.getLogger(__name__)
 
 def handler(service: SnapshotService) -> Callable[[Msg], Coroutine[Any, Any, None]]:
     """Decode `esdb.internal.snapshots.<store>.<operation>`, answer, encode in its codec."""
-    table = service.operations()
-
-    async def handle(msg: Msg) -> None:
-        codec = codec_of(msg.headers)
-        tokens = msg.subject.split(".")
-        store, operation = tokens[-2], tokens[-1]
-        try:
-            route = table.get(operation)
-            if route is None:
-                raise InvalidRequest(f"unknown operation {operation!r}", field="operation")
-            request_type, answer = route
-            request = decode_request(msg.data, request_type, codec)
-            reply = encode(await answer(store, request, codec), codec)
-        except EsdbError as e:
-            reply = encode_error(e, codec)
-        except Exception:
-            log.exception("snapshot request %s failed", msg.subject)
-            reply = encode_error(InternalError("internal error; see the snapshot log"), codec)
-        await msg.respond(reply)
-
-    return handle
+    routes = {op: typed(type_, answer) for op, (type_, answer) in service.operations().items()}
+    return api_handler("snapshot", routes)
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from esdb.contracts.errors import AlreadyExists, EsdbError, InternalError, InvalidRequest, NotFound
+from esdb.contracts.errors import AlreadyExists, InvalidRequest, NotFound
 from esdb.contracts.log import LogOp, SubscriptionOp
 from esdb.contracts.subjects import (
     INTERNAL_PREFIX,
@@ -49,11 +49,13 @@ from esdb.contracts.watches import WatchRequest
 from esdb.services.subscription.group import ConsumerGroup
 from esdb.services.subscription.selection import selection_predicate
 from esdb.services.subscription.watches import Watches
+from esdb.shared.nats_connection import concurrently
+from esdb.shared.service_api import Answer, api_handler
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.catalog import ReadOnlyStores, read_checkpoint, registered_stores
 from esdb.shared.storage.port import StoreReader
 from esdb.shared.wakeup import Wakeup
-from esdb.shared.wire import Codec, codec_of, decode_request, encode, encode_error
+from esdb.shared.wire import Codec, decode_request
 from esdb.shared.writer_ops import submit_ops
 
 log = logging.getLogger(__name__)
@@ -71,8 +73,6 @@ LIMITS = {
     "max_in_flight": (1, 10_000),
 }
 MAX_PARKED_PAGE = 1_000
-
-Handler = Callable[[str, bytes, Codec], Awaitable[msgspec.Struct]]
 
 
 class SubscriptionService:
@@ -95,7 +95,7 @@ class SubscriptionService:
         self._lock = asyncio.Lock()
         self._reply_prefix = f"{INTERNAL_PREFIX}.subs.{node_id}.{uuid.uuid4().hex[:12]}"
         self._watches = Watches(nc, stores.get)
-        self._handlers: dict[str, Handler] = {
+        self._handlers: dict[str, Answer] = {
             Op.SUBSCRIPTION_CREATE: self._create,
             Op.SUBSCRIPTION_DELETE: self._delete,
             Op.SUBSCRIPTION_LIST: self._list,
@@ -121,7 +121,9 @@ class SubscriptionService:
         api = service_subject(SUBSCRIPTIONS_SERVICE, "*", "*")
         queue = service_queue(SUBSCRIPTIONS_SERVICE)
         self._subs = [
-            await self._nc.subscribe(api, queue=queue, cb=self._on_request),
+            await self._nc.subscribe(
+                api, queue=queue, cb=concurrently(api_handler("subscription", self._handlers))
+            ),
             await self._nc.subscribe(f"{self._reply_prefix}.>", cb=self._on_receipt),
         ]
         self._watches.start(self._wakeup)
@@ -187,26 +189,6 @@ class SubscriptionService:
         await submit_ops(self._nc, ops)
 
     # -- requests ------------------------------------------------------------------------
-
-    async def _on_request(self, msg: Msg) -> None:
-        asyncio.create_task(self._answer(msg))  # noqa: RUF006 -- the reply is the result
-
-    async def _answer(self, msg: Msg) -> None:
-        codec = codec_of(msg.headers)
-        tokens = msg.subject.split(".")
-        store, operation = tokens[-2], tokens[-1]
-        try:
-            handler = self._handlers.get(operation)
-            if handler is None:
-                raise InvalidRequest(f"unknown operation {operation!r}", field="operation")
-            reply = encode(await handler(store, msg.data, codec), codec)
-        except EsdbError as e:
-            reply = encode_error(e, codec)
-        except Exception:
-            log.exception("subscription request %s failed", msg.subject)
-            reply = encode_error(InternalError("internal error; see the subscription log"), codec)
-        if msg.reply:
-            await self._nc.publish(msg.reply, reply)
 
     async def _on_receipt(self, msg: Msg) -> None:
         tokens = msg.subject.split(".")
