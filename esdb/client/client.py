@@ -205,7 +205,9 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
             min_position=min_position,
             timeout_ms=self._connection.server_timeout_ms,
         )
-        return await self._connection.request(self._subjects[Op.READ_STREAM], request, _stream_page)
+        return await self._connection.request(
+            self._subjects[Op.READ_STREAM], request, _stream_page, idempotent=True
+        )
 
     async def iter_stream(
         self,
@@ -248,7 +250,9 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
             min_position=min_position,
             timeout_ms=self._connection.server_timeout_ms,
         )
-        return await self._connection.request(self._subjects[Op.READ_ALL], request, _all_page)
+        return await self._connection.request(
+            self._subjects[Op.READ_ALL], request, _all_page, idempotent=True
+        )
 
     async def iter_all(
         self,
@@ -336,7 +340,7 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
             after=after, limit=limit, timeout_ms=self._connection.server_timeout_ms
         )
         return await self._connection.request(
-            self._subjects[Op.LIST_STREAMS], request, _streams_page
+            self._subjects[Op.LIST_STREAMS], request, _streams_page, idempotent=True
         )
 
     async def iter_streams(
@@ -358,6 +362,7 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
             self._subjects[Op.STREAM_INFO],
             StreamInfoRequest(stream=stream, timeout_ms=self._connection.server_timeout_ms),
             _stream_info,
+            idempotent=True,
         )
 
     async def set_stream_metadata(
@@ -406,12 +411,14 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
     async def cluster_status(self) -> ClusterStatus:
         """The writer leader and every node's applied sequence and lag."""
         return await self._connection.request(
-            api_subject(SYSTEM_STORE, Op.CLUSTER_STATUS), _EMPTY, _cluster_status
+            api_subject(SYSTEM_STORE, Op.CLUSTER_STATUS), _EMPTY, _cluster_status, idempotent=True
         )
 
     async def health(self) -> Health:
         """`ok` when a leader accepts writes and a reader answers, else `unavailable`."""
-        return await self._connection.request(api_subject(SYSTEM_STORE, Op.HEALTH), _EMPTY, _health)
+        return await self._connection.request(
+            api_subject(SYSTEM_STORE, Op.HEALTH), _EMPTY, _health, idempotent=True
+        )
 
 
 class Connecting(Opening[Client]):

@@ -161,18 +161,19 @@ class Connection:
         decoder: msgspec.msgpack.Decoder[T],
         *,
         write: bool = False,
-        idempotent: bool | None = None,
+        idempotent: bool = False,
     ) -> T:
         """Send `body` as msgpack to `subject`; return the decoded result or raise its error.
 
         `Unavailable` and `Timeout` are retried as the retry policy allows, with the very
         same bytes: always when the request reached no gateway, otherwise only when it is
-        `idempotent` (by default, when it is not a `write`)."""
+        `idempotent` (sending it twice does what sending it once does: reads, appends whose
+        events all have ids). A `write` that times out says it may have landed."""
         payload = _encoder.encode(body)
-        safe = not write if idempotent is None else idempotent
 
         def may_retry(error: EsdbError) -> bool:
-            return not self.nc.is_closed and (safe or error.details.get("delivered") is False)
+            delivered = error.details.get("delivered") is not False
+            return not self.nc.is_closed and (idempotent or not delivered)
 
         return await retrying(
             lambda: self._request_once(subject, payload, decoder, write),

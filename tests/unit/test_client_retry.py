@@ -262,6 +262,19 @@ async def test_a_write_that_is_not_idempotent_is_retried_only_if_never_delivered
     assert len(timed_out.sent) == 1
 
 
+async def test_a_request_is_retried_after_a_timeout_only_when_marked_idempotent() -> None:
+    decoder = msgspec.msgpack.Decoder(AppendResult)
+    unmarked = FakeNats([nats.errors.TimeoutError(), APPENDED])
+    connection = Connection(unmarked, "nats://fake", 1.0, retry=NO_WAIT)  # type: ignore[arg-type]
+    with pytest.raises(RequestTimeoutError):
+        await connection.request("esdb.api.default.op", {}, decoder)
+    marked = FakeNats([nats.errors.TimeoutError(), APPENDED])
+    connection = Connection(marked, "nats://fake", 1.0, retry=NO_WAIT)  # type: ignore[arg-type]
+    assert (await connection.request("esdb.api.default.op", {}, decoder, idempotent=True)) == (
+        decoder.decode(APPENDED)
+    )
+
+
 async def test_reads_are_retried() -> None:
     page = msgspec.msgpack.encode({"events": [], "next": None, "last_version": -1})
     nc = FakeNats([error_reply("unavailable"), nats.errors.TimeoutError(), page])
