@@ -46,7 +46,7 @@ from esdb.contracts.topics import POSITION_HEADER, all_events_subject, event_sub
 
 _PROGRESS_EVERY_S = 5.0
 _GRACE_S = 5.0
-"""How long to wait, after the last reply, for live messages still on their way."""
+"""After the last reply, stop waiting for live messages once none came for this long."""
 
 
 @dataclass(frozen=True)
