@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -12,11 +13,28 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from esdb.shared.settings import Settings
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def connect(url: str, name: str) -> NatsClient:
+def tls_context(url: str, ca_file: str = "") -> ssl.SSLContext | None:
+    """The TLS context for `url`: verifying with `ca_file` (else the system's CAs) when the
+    URL is `tls://` or a CA is given; None for plain connections."""
+    if not ca_file and not url.startswith("tls://"):
+        return None
+    return ssl.create_default_context(cafile=ca_file or None)
+
+
+async def connect_service(settings: Settings, name: str) -> NatsClient:
+    """A service's connection, as its settings say (URL with credentials, TLS CA)."""
+    return await connect(
+        settings.nats_url, name, tls=tls_context(settings.nats_url, settings.tls_ca_file)
+    )
+
+
+async def connect(url: str, name: str, *, tls: ssl.SSLContext | None = None) -> NatsClient:
     """A connection (to any of the comma-separated `url`s) that reconnects forever and logs
     state changes."""
 
@@ -45,6 +63,7 @@ async def connect(url: str, name: str) -> NatsClient:
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
+        tls=tls,
     )
     connected.append(nc)
     return nc

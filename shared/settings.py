@@ -62,6 +62,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     log_retain_entries: int = 1_000
     log_purge: bool = True
     scavenge_interval_s: int = 3600
+    tls_ca_file: str = ""
     log_level: str = "INFO"
 
     @property
@@ -288,6 +289,12 @@ def _not_negative(value: int) -> str | None:
     return None if value >= 0 else f"must be 0 or more, not {value}"
 
 
+def _readable_file(value: str) -> str | None:
+    if not value or Path(value).is_file():
+        return None
+    return f"{value!r} is not a file"
+
+
 def _name(value: str) -> str | None:
     if NAME.fullmatch(value):
         return None
@@ -344,5 +351,6 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "image_every_entries": _positive,
     "log_retain_entries": _not_negative,
     "scavenge_interval_s": _not_negative,
+    "tls_ca_file": _readable_file,
     "log_level": _log_level,
 }

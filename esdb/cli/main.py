@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from esdb.cli import config_command, session, status_command, stream_commands, tail_command
+from esdb.cli import (
+    config_command,
+    session,
+    status_command,
+    stream_commands,
+    tail_command,
+    user_command,
+)
 from esdb.services.supervisor.stack import StackOptions, up
 
 
@@ -21,12 +28,19 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--nats-url", default=None)
     up_cmd.add_argument("--durability", choices=("fsync", "interval", "memory"), default="fsync")
     up_cmd.add_argument("--log-level", default="INFO")
+    up_cmd.add_argument(
+        "--auth", action="store_true", help="require credentials; per-store permissions"
+    )
+    up_cmd.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate (PEM)")
+    up_cmd.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    up_cmd.add_argument("--tls-ca", type=Path, help="the CA that signed it, for the services")
 
     common = session.connection_options()
     stream_commands.add_commands(commands, common)
     tail_command.add_command(commands, common)
     status_command.add_command(commands, common)
     config_command.add_command(commands)
+    user_command.add_command(commands)
     # The bench's options belong to esdb.benchmarks, imported only when `esdb bench` runs.
     commands.add_parser(
         "bench", add_help=False, help="measure appends and reads (esdb bench --help)"
@@ -44,6 +58,8 @@ def main(argv: list[str] | None = None) -> int | None:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "config":
         return config_command.show_config(args)
+    if args.command == "user":
+        return user_command.run(args)
     if args.command == "up":
         up(
             StackOptions(
@@ -53,6 +69,10 @@ def main(argv: list[str] | None = None) -> int | None:
                 nats_port=args.nats_port,
                 nats_url=args.nats_url,
                 log_level=args.log_level,
+                auth=args.auth,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+                tls_ca=args.tls_ca,
             )
         )
         return None

@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 import nats.errors
@@ -17,7 +19,14 @@ from nats.aio.client import Client as NatsClient
 
 from esdb.client.retry import RetryPolicy, retrying
 from esdb.contracts.api import MSGPACK_CONTENT_TYPE
-from esdb.contracts.errors import ErrorReply, EsdbError, Timeout, Unavailable, error_from_body
+from esdb.contracts.errors import (
+    ErrorReply,
+    EsdbError,
+    Timeout,
+    Unauthorized,
+    Unavailable,
+    error_from_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +63,11 @@ class Connection:
         watchers: set[ConnectionWatcher] | None = None,
         *,
         retry: RetryPolicy | None = None,
+        denials: Denials | None = None,
     ) -> None:
         self.nc = nc
         self.url = url
+        self._denials = denials or Denials()
         self.timeout = timeout
         self.retry = retry if retry is not None else RetryPolicy()
         self._watchers = watchers if watchers is not None else set()
@@ -84,7 +95,11 @@ class Connection:
         first_errors: list[Exception] = []
         all_failed: asyncio.Future[None] = loop.create_future()
 
+        denials = Denials()
+
         async def on_error(error: Exception) -> None:
+            if denials.denied(error):
+                return  # answered as `unauthorized` by the request it concerns
             if not all_failed.done():
                 first_errors.append(error)
                 if len(first_errors) >= len(servers):
@@ -113,6 +128,7 @@ class Connection:
                 reconnect_time_wait=RECONNECT_WAIT_S,
                 max_reconnect_attempts=-1,
                 tls=tls,
+                inbox_prefix=inbox_prefix_of(servers),
                 error_cb=on_error,
                 reconnected_cb=on_reconnected,
                 closed_cb=on_closed,
@@ -126,7 +142,7 @@ class Connection:
             if error is None:
                 if not all_failed.done():
                     all_failed.set_result(None)  # later errors are logged, not collected
-                return cls(nc, url, timeout, watchers, retry=retry)
+                return cls(nc, url, timeout, watchers, retry=retry, denials=denials)
             reason: object = error
         else:
             connecting.cancel()
@@ -186,7 +202,10 @@ class Connection:
         self, subject: str, payload: bytes, decoder: msgspec.msgpack.Decoder[T], write: bool
     ) -> T:
         try:
-            reply = await self.nc.request(subject, payload, timeout=self.timeout, headers=_HEADERS)
+            reply = await self._denials.guard(
+                subject,
+                self.nc.request(subject, payload, timeout=self.timeout, headers=_HEADERS),
+            )
         except nats.errors.NoRespondersError as e:
             raise Unavailable(
                 f"no esdb gateway answers on {self.url}", url=self.url, delivered=False
@@ -202,3 +221,50 @@ class Connection:
         if data.startswith(_ERROR_PREFIX):
             raise error_from_body(_error_decoder.decode(data).error)
         return decoder.decode(data)
+
+
+def inbox_prefix_of(servers: Sequence[str]) -> str:
+    """Where replies come back: `_INBOX_<user>` for a user-authenticated connection, which is
+    all a stack started with `esdb up --auth` lets a user subscribe to; else `_INBOX`."""
+    users = {urlsplit(server).username for server in servers} - {None}
+    return f"_INBOX_{users.pop()}" if len(users) == 1 else "_INBOX"
+
+
+_DENIED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+
+
+class Denials:
+    """Permission violations the server reports (asynchronously, as errors) fail the requests
+    they concern at once, as `Unauthorized`, instead of leaving them to time out."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+
+    def denied(self, error: Exception) -> bool:
+        """Whether `error` is a publish permission violation (then its requests fail)."""
+        found = _DENIED.search(str(error))
+        if found is None:
+            return False
+        for waiter in self._waiting.pop(found.group(1), set()):
+            if not waiter.done():
+                waiter.set_result(None)
+        return True
+
+    async def guard(self, subject: str, request: Awaitable[T]) -> T:
+        """Await `request`, unless publishing on `subject` is denied first."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(subject, set()).add(waiter)
+        sending = asyncio.ensure_future(request)
+        pending: set[asyncio.Future[Any]] = {sending, waiter}
+        try:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting = self._waiting.get(subject)
+            if waiting is not None:
+                waiting.discard(waiter)
+                if not waiting:
+                    del self._waiting[subject]
+        if sending.done():
+            return sending.result()
+        sending.cancel()
+        raise Unauthorized(f"this credential may not publish to {subject}", subject=subject)

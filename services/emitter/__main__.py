@@ -18,7 +18,7 @@ from esdb.contracts.subjects import (
 )
 from esdb.services.emitter.fanout import StoreFanout
 from esdb.shared.leadership import leading_ticks
-from esdb.shared.nats_connection import connect
+from esdb.shared.nats_connection import connect_service
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import (
@@ -116,7 +116,7 @@ EMITTER_NICENESS = 5
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Composition root of an emitter."""
     os.nice(EMITTER_NICENESS)
-    nc = await connect(settings.nats_url, f"esdb-emitter-{settings.node_id}")
+    nc = await connect_service(settings, f"esdb-emitter-{settings.node_id}")
     try:
         await Emitter(settings, nc).run(stop)
     finally:

@@ -6,14 +6,14 @@ import asyncio
 
 from esdb.contracts.subjects import API_PREFIX, GATEWAY_QUEUE
 from esdb.services.gateway.handlers import Gateway
-from esdb.shared.nats_connection import connect
+from esdb.shared.nats_connection import connect_service
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Composition root of a gateway: serve the public API until `stop`, then drain."""
-    nc = await connect(settings.nats_url, "esdb-gateway")
+    nc = await connect_service(settings, "esdb-gateway")
     gateway = Gateway(nc, settings)
     await nc.subscribe(
         f"{API_PREFIX}.>",

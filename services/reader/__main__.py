@@ -15,7 +15,7 @@ from esdb.contracts.errors import EsdbError, InternalError, Unavailable
 from esdb.contracts.subjects import READER_QUEUE, Op, reader_subject
 from esdb.services.reader import queries
 from esdb.services.reader import stores as store_queries
-from esdb.shared.nats_connection import concurrently, connect
+from esdb.shared.nats_connection import concurrently, connect_service
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import ReadOnlyStores, open_system
@@ -78,7 +78,7 @@ def _store_handler(
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Composition root of a reader: read-only stores behind the internal read subjects."""
-    nc = await connect(settings.nats_url, f"esdb-reader-{settings.node_id}")
+    nc = await connect_service(settings, f"esdb-reader-{settings.node_id}")
     stores = ReadOnlyStores(settings.data_dir)
     routes: dict[str, Handler] = {
         Op.READ_STREAM: _handler(stores, StreamQuery, queries.read_stream),

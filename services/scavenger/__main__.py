@@ -25,7 +25,7 @@ from esdb.contracts.subjects import (
 )
 from esdb.services.scavenger.plan import removals, report
 from esdb.shared.leadership import leading_ticks, writer_leads
-from esdb.shared.nats_connection import concurrently, connect
+from esdb.shared.nats_connection import concurrently, connect_service
 from esdb.shared.service_api import api_handler, typed
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
@@ -98,7 +98,7 @@ class Scavenger:
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Composition root: scavenge while this node leads."""
     os.nice(SCAVENGER_NICENESS)
-    nc = await connect(settings.nats_url, f"esdb-scavenger-{settings.node_id}")
+    nc = await connect_service(settings, f"esdb-scavenger-{settings.node_id}")
     stores = ReadOnlyStores(settings.data_dir)
     scavenger = Scavenger(nc, settings, stores)
     serving: Subscription | None = None

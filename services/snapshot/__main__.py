@@ -18,7 +18,7 @@ from esdb.contracts.subjects import (
 )
 from esdb.services.snapshot.freshness import CatchUp, NodeProgress, jetstream_log_end
 from esdb.services.snapshot.service import SnapshotService
-from esdb.shared.nats_connection import concurrently, connect
+from esdb.shared.nats_connection import concurrently, connect_service
 from esdb.shared.service_api import api_handler, typed
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
@@ -37,7 +37,7 @@ def handler(service: SnapshotService) -> Callable[[Msg], Coroutine[Any, Any, Non
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Composition root: this node's stores, read after catching up with the log; writes
     through the writer leader."""
-    nc = await connect(settings.nats_url, f"esdb-snapshot-{settings.node_id}")
+    nc = await connect_service(settings, f"esdb-snapshot-{settings.node_id}")
     stores = ReadOnlyStores(settings.data_dir)
     progress = NodeProgress(settings.data_dir)
 

@@ -11,7 +11,7 @@ from nats.aio.msg import Msg
 from esdb.contracts.subjects import node_applied_subject
 from esdb.services.subscription.service import SubscriptionService
 from esdb.shared.leadership import leading_ticks, writer_leads
-from esdb.shared.nats_connection import connect
+from esdb.shared.nats_connection import connect_service
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import ReadOnlyStores, open_system
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Composition root: follow the lease; serve and deliver while this node leads."""
-    nc = await connect(settings.nats_url, f"esdb-subscription-{settings.node_id}")
+    nc = await connect_service(settings, f"esdb-subscription-{settings.node_id}")
     stores = ReadOnlyStores(settings.data_dir)
     wakeup = Wakeup()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import sys
@@ -56,6 +57,22 @@ def free_port_block(count: int, attempts: int = 50) -> int:
 
 
 @dataclass(frozen=True)
+class Security:
+    """Authentication and TLS of a stack's servers: an `authorization` config file to include,
+    and a certificate, key and CA for TLS on client connections and routes."""
+
+    auth_config: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        """Whether the servers speak TLS."""
+        return self.tls_cert is not None
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     """One nats-server: its name, client port, (in a cluster) route port, and the address it
     listens on for both."""
@@ -64,17 +81,25 @@ class ServerSpec:
     port: int
     cluster_port: int | None = None
     host: str = HOST
+    tls: bool = False
 
     @property
     def url(self) -> str:
         """The client URL."""
-        return f"nats://{self.host}:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
 
 
 def server_config(
-    spec: ServerSpec, *, store_dir: Path, durability: str, peers: tuple[ServerSpec, ...] = ()
+    spec: ServerSpec,
+    *,
+    store_dir: Path,
+    durability: str,
+    peers: tuple[ServerSpec, ...] = (),
+    security: Security = Security(),
+    config_dir: Path | None = None,
 ) -> str:
-    """A nats-server config: JetStream on, fsync before ack in `fsync` mode, routes to peers."""
+    """A nats-server config: JetStream on, fsync before ack in `fsync` mode, routes to peers,
+    and the `security` asked for (include paths relative to `config_dir`)."""
     sync = "  sync_interval: always\n" if durability == "fsync" else ""
     config = (
         f"server_name: {spec.name}\n"
@@ -85,6 +110,10 @@ def server_config(
         f"{sync}"
         "}\n"
     )
+    if security.auth_config is not None:
+        relative = os.path.relpath(security.auth_config, config_dir or store_dir.parent)
+        config += f'include "{relative}"\n'
+    config += _tls_block(security)
     if spec.cluster_port is not None and peers:
         routes = ", ".join(
             f"nats-route://{p.host}:{p.cluster_port}" for p in peers if p.cluster_port is not None
@@ -94,19 +123,42 @@ def server_config(
             "  name: esdb\n"
             f"  listen: {spec.host}:{spec.cluster_port}\n"
             f"  routes: [{routes}]\n"
+            f"{_tls_block(security, indent='  ')}"
             "}\n"
         )
     return config
 
 
+def _tls_block(security: Security, indent: str = "") -> str:
+    if not security.tls:
+        return ""
+    files = {"cert_file": security.tls_cert, "key_file": security.tls_key}
+    if security.tls_ca is not None:
+        files["ca_file"] = security.tls_ca
+    lines = "".join(f'{indent}  {key}: "{path}"\n' for key, path in files.items())
+    return f"{indent}tls {{\n{lines}{indent}}}\n"
+
+
 def write_server_config(
-    spec: ServerSpec, *, work_dir: Path, durability: str, peers: tuple[ServerSpec, ...] = ()
+    spec: ServerSpec,
+    *,
+    work_dir: Path,
+    durability: str,
+    peers: tuple[ServerSpec, ...] = (),
+    security: Security = Security(),
 ) -> Path:
     """Write the config file of `spec` under `work_dir` and return its path."""
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / f"{spec.name}.conf"
     path.write_text(
-        server_config(spec, store_dir=work_dir / "jetstream", durability=durability, peers=peers)
+        server_config(
+            spec,
+            store_dir=work_dir / "jetstream",
+            durability=durability,
+            peers=peers,
+            security=security,
+            config_dir=work_dir,
+        )
     )
     return path
 

@@ -17,15 +17,23 @@ import nats
 
 from esdb.contracts.api import ClusterStatus, Health
 from esdb.contracts.subjects import SYSTEM_STORE, Op, api_subject
+from esdb.services.supervisor.auth import (
+    ADMIN_USER,
+    SERVICE_USER,
+    AuthRegistry,
+    with_credentials,
+)
 from esdb.services.supervisor.children import Child
 from esdb.services.supervisor.nats_server import (
     HOST,
+    Security,
     ServerSpec,
     free_port,
     nats_server_binary,
     wait_for_port,
     write_server_config,
 )
+from esdb.shared.nats_connection import tls_context
 from esdb.shared.settings import Settings, SettingsError, load_settings, settings_environ
 
 log = logging.getLogger("esdb.supervisor")
@@ -49,6 +57,11 @@ class StackOptions:
     # loopback), and a network namespace its server, writer and reader run in (`ip netns exec`).
     node_hosts: tuple[str, ...] = ()
     node_netns: tuple[str, ...] = ()
+    # `--auth`: users and per-store permissions (auth.py); `--tls-*`: TLS on every connection.
+    auth: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
 
 
 def node_id(index: int) -> str:
@@ -57,7 +70,7 @@ def node_id(index: int) -> str:
 
 
 def server_specs(
-    nodes: int, first_port: int, hosts: tuple[str, ...] = ()
+    nodes: int, first_port: int, hosts: tuple[str, ...] = (), *, tls: bool = False
 ) -> tuple[ServerSpec, ...]:
     """One nats-server per node on consecutive client ports (on `hosts[i]`, else loopback);
     routes only in a cluster."""
@@ -67,6 +80,7 @@ def server_specs(
             port=first_port + i - 1,
             cluster_port=free_port() if nodes > 1 else None,
             host=hosts[i - 1] if hosts else HOST,
+            tls=tls,
         )
         for i in range(1, nodes + 1)
     )
@@ -82,10 +96,12 @@ def _check_per_node(options: StackOptions) -> None:
         raise SystemExit("esdb up: node_netns needs `ip` (iproute2)")
 
 
-async def wait_healthy(url: str, timeout: float, nodes: int = 1) -> Health:
+async def wait_healthy(url: str, timeout: float, nodes: int = 1, tls_ca_file: str = "") -> Health:
     """Poll until `_sys.health` reports `ok` and all `nodes` writers answer."""
     deadline = time.monotonic() + timeout
-    nc = await nats.connect(url.split(","), max_reconnect_attempts=-1)
+    nc = await nats.connect(
+        url.split(","), max_reconnect_attempts=-1, tls=tls_context(url, tls_ca_file)
+    )
     last: Health | None = None
     try:
         while time.monotonic() < deadline:
@@ -126,14 +142,45 @@ class Stack:
         self.servers: list[Child] = []
         self.services: list[Child] = []
         self.specs: tuple[ServerSpec, ...] = ()
+        self.security = self._security()
         if options.nats_url is None:
-            self.specs = server_specs(options.nodes, options.nats_port or 4222, options.node_hosts)
+            self.specs = server_specs(
+                options.nodes,
+                options.nats_port or 4222,
+                options.node_hosts,
+                tls=self.security.tls,
+            )
             self.node_urls = [spec.url for spec in self.specs]
             self._plan_servers(self.specs)
         else:
             self.node_urls = [options.nats_url]
         self.url = ",".join(self.node_urls)
+        """The public URL (no credentials)."""
+        self.service_credentials = ""
+        if options.auth:
+            self.service_credentials = self._registry.ensure_builtin()[SERVICE_USER]
+        self.tls_ca_file = str(options.tls_ca.resolve()) if options.tls_ca else ""
         self._plan_services()
+
+    def _security(self) -> Security:
+        options = self.options
+        if (options.tls_cert is None) != (options.tls_key is None):
+            raise SystemExit("esdb up: --tls-cert and --tls-key go together")
+        if (options.auth or options.tls_cert) and options.nats_url is not None:
+            raise SystemExit("esdb up: --auth and --tls-* configure the stack's own servers")
+        self._registry = AuthRegistry(self.data_dir)
+        return Security(
+            auth_config=self._registry.config_path if options.auth else None,
+            tls_cert=options.tls_cert.resolve() if options.tls_cert else None,
+            tls_key=options.tls_key.resolve() if options.tls_key else None,
+            tls_ca=options.tls_ca.resolve() if options.tls_ca else None,
+        )
+
+    def _service_url(self, url: str) -> str:
+        """How esdb's own processes connect: with the service credentials under `--auth`."""
+        if not self.service_credentials:
+            return url
+        return with_credentials(url, self.service_credentials)
 
     def _plan_servers(self, specs: tuple[ServerSpec, ...]) -> None:
         work_dir = self.data_dir / "nats"
@@ -143,6 +190,7 @@ class Stack:
                 work_dir=work_dir / node_id(index),
                 durability=self.options.durability,
                 peers=specs,
+                security=self.security,
             )
             self.servers.append(
                 Child(
@@ -158,7 +206,8 @@ class Stack:
         """A node's settings: the `ESDB_*` environment, with what the stack decides over it."""
         return msgspec.structs.replace(
             self.base_settings,
-            nats_url=nats_url,
+            nats_url=self._service_url(nats_url),
+            tls_ca_file=self.tls_ca_file,
             data_dir=self.data_dir / node_id(index),
             node_id=node_id(index),
             durability=self.options.durability,
@@ -216,7 +265,12 @@ class Stack:
                 await child.start()
                 supervised.append(asyncio.create_task(child.supervise(stopping)))
             healthy = asyncio.create_task(
-                wait_healthy(self.url, timeout=READY_TIMEOUT_S, nodes=self.options.nodes)
+                wait_healthy(
+                    self._service_url(self.url),
+                    timeout=READY_TIMEOUT_S,
+                    nodes=self.options.nodes,
+                    tls_ca_file=self.tls_ca_file,
+                )
             )
             stopped = asyncio.create_task(stop.wait())
             await asyncio.wait({healthy, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -224,6 +278,9 @@ class Stack:
             if healthy.done():
                 healthy.result()  # raises if the stack never became healthy
                 print(f"esdb ready on {self.url} (data in {self.data_dir})", flush=True)
+                if self.options.auth:
+                    admin = self._registry.dir / f"{ADMIN_USER}.creds"
+                    print(f"esdb admin credentials (user:password) in {admin}", flush=True)
                 await stop.wait()
             else:
                 healthy.cancel()

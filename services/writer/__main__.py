@@ -12,7 +12,7 @@ from esdb.services.writer.images import ImageKeeper, open_image_store, prepare_d
 from esdb.services.writer.lease import Lease
 from esdb.services.writer.log import JetStreamLog
 from esdb.services.writer.node import WriterNode
-from esdb.shared.nats_connection import connect, retry_until_ready
+from esdb.shared.nats_connection import connect_service, retry_until_ready
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import lmdb_catalog
@@ -20,7 +20,7 @@ from esdb.shared.storage.catalog import lmdb_catalog
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Composition root of a writer node."""
-    nc = await connect(settings.nats_url, f"esdb-writer-{settings.node_id}")
+    nc = await connect_service(settings, f"esdb-writer-{settings.node_id}")
     js = nc.jetstream(timeout=settings.timeout_ms / 1000)
 
     async def open_log_and_lease() -> Lease:

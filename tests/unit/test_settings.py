@@ -192,6 +192,7 @@ INVALID = {
     "image_every_entries": ["0"],
     "log_retain_entries": ["-1"],
     "scavenge_interval_s": ["-1", "often"],
+    "tls_ca_file": ["/no/such/ca.pem"],
     "log_purge": ["maybe", "yes"],
     "log_level": ["LOUD", ""],
 }
