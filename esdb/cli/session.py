@@ -24,8 +24,8 @@ def connection_options() -> argparse.ArgumentParser:
     )
     options.add_argument(
         "--store",
-        default=os.environ.get("ESDB_STORE", "default"),
-        help="store to use (env ESDB_STORE, default %(default)s)",
+        default=os.environ.get("ESDB_STORE"),
+        help="store to use (env ESDB_STORE; else the URL's ?store=, else `default`)",
     )
     options.add_argument(
         "--timeout", type=float, default=5.0, help="seconds to wait for each reply (5)"

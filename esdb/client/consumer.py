@@ -172,7 +172,10 @@ class PersistentSubscription(ClosedOnExit):
             )
             requests.append((Op.NACK, body))
         for op, body in requests:
-            await self._connection.request(api_subject(self.store, op), body, _ack_result)
+            # Settling twice is harmless, so a lost reply may be retried.
+            await self._connection.request(
+                api_subject(self.store, op), body, _ack_result, idempotent=True
+            )
 
     async def close(self) -> None:
         """Leave the group: unsettled events go back to it; buffered settlements are sent."""

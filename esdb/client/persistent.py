@@ -120,7 +120,9 @@ class PersistentOperations:
     async def list_subscriptions(self) -> list[SubscriptionInfo]:
         """Every group of the store."""
         request = SubscriptionListRequest(timeout_ms=self._connection.server_timeout_ms)
-        result = await self._connection.request(self._subject(Op.SUBSCRIPTION_LIST), request, _list)
+        result = await self._connection.request(
+            self._subject(Op.SUBSCRIPTION_LIST), request, _list, idempotent=True
+        )
         return result.subscriptions
 
     async def subscription_info(self, name: str) -> SubscriptionInfo:
@@ -128,14 +130,18 @@ class PersistentOperations:
         request = SubscriptionRequest(
             subscription=name, timeout_ms=self._connection.server_timeout_ms
         )
-        return await self._connection.request(self._subject(Op.SUBSCRIPTION_INFO), request, _info)
+        return await self._connection.request(
+            self._subject(Op.SUBSCRIPTION_INFO), request, _info, idempotent=True
+        )
 
     async def replay_parked(self, name: str) -> int:
         """Deliver a group's parked events again; how many there are."""
         request = SubscriptionRequest(
             subscription=name, timeout_ms=self._connection.server_timeout_ms
         )
-        result = await self._connection.request(self._subject(Op.REPLAY_PARKED), request, _replay)
+        result = await self._connection.request(
+            self._subject(Op.REPLAY_PARKED), request, _replay, idempotent=True
+        )
         return result.replaying
 
     async def list_parked(self, name: str, *, after: int = 0, limit: int = 100) -> ParkedPage:
@@ -147,7 +153,7 @@ class PersistentOperations:
             timeout_ms=self._connection.server_timeout_ms,
         )
         return await self._connection.request(
-            self._subject(Op.SUBSCRIPTION_PARKED), request, _parked
+            self._subject(Op.SUBSCRIPTION_PARKED), request, _parked, idempotent=True
         )
 
     async def iter_parked(self, name: str, *, page_size: int = 100) -> AsyncIterator[ParkedEvent]:

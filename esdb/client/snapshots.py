@@ -120,7 +120,7 @@ class SnapshotOperations:
             timeout_ms=self._connection.server_timeout_ms,
         )
         subject = api_subject(self.store, Op.SNAPSHOT_READ)
-        return await self._connection.request(subject, request, _snapshot)
+        return await self._connection.request(subject, request, _snapshot, idempotent=True)
 
     async def delete_snapshot(self, source_uuid: str, stream_uuid: str, version: int) -> None:
         """Delete one snapshot; raises `NotFound` when there is none."""
@@ -151,7 +151,7 @@ class SnapshotOperations:
             timeout_ms=self._connection.server_timeout_ms,
         )
         subject = api_subject(self.store, Op.SNAPSHOT_LIST)
-        return await self._connection.request(subject, request, _list)
+        return await self._connection.request(subject, request, _list, idempotent=True)
 
     async def iter_snapshots(
         self,

@@ -52,13 +52,15 @@ class StoreOperations:
         """Every store with its config."""
         request = StoreListRequest(timeout_ms=self._connection.server_timeout_ms)
         result = await self._connection.request(
-            api_subject(SYSTEM_STORE, Op.STORE_LIST), request, _list
+            api_subject(SYSTEM_STORE, Op.STORE_LIST), request, _list, idempotent=True
         )
         return result.stores
 
     async def store_status(self, name: str) -> StoreInfo:
         """A store's config, last position, applied log sequence and size on one node."""
-        return await self._store_call(Op.STORE_STATUS, self._request(name), _info)
+        return await self._connection.request(
+            api_subject(SYSTEM_STORE, Op.STORE_STATUS), self._request(name), _info, idempotent=True
+        )
 
     async def store_config(self, name: str, config: StoreConfig | None = None) -> StoreConfig:
         """A store's config; replaced first when `config` is given."""

@@ -68,7 +68,9 @@ class Watch(ClosedOnExit):
             ttl_ms=TTL_MS,
             timeout_ms=self._connection.server_timeout_ms,
         )
-        return await self._connection.request(api_subject(self._store, Op.WATCH), request, _result)
+        return await self._connection.request(
+            api_subject(self._store, Op.WATCH), request, _result, idempotent=True
+        )
 
     async def _keep_alive(self) -> None:
         while True:
