@@ -266,6 +266,8 @@ class NodeStatus(msgspec.Struct, kw_only=True):
     checkpoints: dict[int, str] = {}
     lease_holder: str | None = None
     members: dict[str, bool] = {}
+    stalled: str | None = None
+    """Why the node cannot apply the next log entry (a full disk), while it retries."""
 
 
 class ReplicaState(msgspec.Struct, kw_only=True):

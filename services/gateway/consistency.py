@@ -9,7 +9,7 @@ from esdb.contracts.api import NodeStatus
 
 def consistency_problems(nodes: list[NodeStatus]) -> list[str]:
     """What the nodes disagree on; empty when they agree."""
-    problems: list[str] = []
+    problems = [f"{n.node_id} is stalled: {n.stalled}" for n in nodes if n.stalled]
     leaders = sorted(n.node_id for n in nodes if n.role == "leader")
     if len(leaders) > 1:
         problems.append(f"several nodes act as leader: {', '.join(leaders)}")

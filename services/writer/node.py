@@ -35,6 +35,8 @@ from esdb.shared.nats_connection import concurrently
 from esdb.shared.settings import Settings
 
 log = logging.getLogger(__name__)
+# A node that cannot apply (its disk is full) tries again this often; it never skips.
+STALL_RETRY_S = 1.0
 
 _batch_decoder = msgspec.msgpack.Decoder(WriteBatch)
 _ops_decoder = msgspec.msgpack.Decoder(OpsCommand)
@@ -79,6 +81,7 @@ class WriterNode:
         self._following.set()
         self._monitor = NodeMonitor(nc, settings.node_id, applier.catalog.applied_sequence)
         self.role = "follower"
+        self.stalled: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set or a fatal error (a bad log entry) ends the node."""
@@ -124,12 +127,19 @@ class WriterNode:
                     async for sequence, data in entries:
                         self._log_last = max(self._log_last, sequence)
                         await self._applier.apply_raw(sequence, data)
+                        self.stalled = None
                         if not self._following.is_set():
                             break
                 finally:
                     await entries.aclose()  # type: ignore[attr-defined]
             except ApplyError:
                 raise
+            except Unavailable as e:
+                self.stalled = (
+                    f"cannot apply log entry {self._applier.catalog.applied_sequence() + 1}: {e}"
+                )
+                log.error("%s; retrying every %s s", self.stalled, STALL_RETRY_S)
+                await asyncio.sleep(STALL_RETRY_S)
             except Exception as e:
                 log.warning("log tail interrupted (%s); resuming", e)
                 await asyncio.sleep(0.5)
@@ -272,5 +282,6 @@ class WriterNode:
             checkpoints={**self._applier.checkpoints, applied: log_hash},
             lease_holder=self._lease.holder_seen,
             members=self._monitor.membership.view(),
+            stalled=self.stalled,
         )
         await msg.respond(_encoder.encode(status))

@@ -218,7 +218,11 @@ class Sequencer:
         if sequence != item.sequence:
             raise LeadershipLost(f"the log gave sequence {sequence}, not {item.sequence}")
         async with self._applier.lock:
-            self._applier.apply_locked(sequence, item.entry, item.raw)
+            try:
+                self._applier.apply_locked(sequence, item.entry, item.raw)
+            except Unavailable as e:
+                # Logged but not applied: the tail retries it until the store takes it.
+                raise LeadershipLost(f"cannot apply entry {sequence}: {e}") from e
         self._unapplied -= 1
         if self._unapplied == 0:
             self._planner.reset()  # what was planned is now the applied state

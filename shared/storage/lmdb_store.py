@@ -310,8 +310,10 @@ class LmdbStore:
                     txn.put(_LAST_POSITION, _u64(staged.last_position), db=meta)
         except lmdb.MapFullError as e:
             raise Unavailable(f"store at {self.path} is full", path=str(self.path)) from e
-        except lmdb.DiskError as e:
-            raise Unavailable(f"disk error on {self.path}: {e}", path=str(self.path)) from e
+        except lmdb.Error as e:  # a full disk shows as EIO or ENOSPC on commit
+            raise Unavailable(
+                f"cannot write {self.path} ({e}); is its disk full?", path=str(self.path)
+            ) from e
 
     def copy_to(self, path: Path) -> None:
         """Write a compacted, consistent copy of the environment into the empty dir `path`."""
