@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -25,11 +25,13 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Msg], Coroutine[Any, Any, None]]
 
 
+Query = StreamQuery | AllQuery | ListQuery | InfoQuery | StoreQuery
+
+
 def _handler(
-    stores: ReadOnlyStores,
-    query_type: type[StreamQuery | AllQuery | ListQuery | InfoQuery],
-    answer: Callable[..., msgspec.Struct],
+    query_type: type[Query], answer: Callable[[Any], Awaitable[msgspec.Struct]]
 ) -> Handler:
+    """Decode a query, answer it, reply in the codec the query names; errors typed."""
     decoder = msgspec.msgpack.Decoder(query_type)
 
     async def handle(msg: Msg) -> None:
@@ -37,10 +39,7 @@ def _handler(
         try:
             query = decoder.decode(msg.data)
             codec = Codec(query.codec)
-            store = stores.get(query.store)
-            if isinstance(query, StreamQuery | AllQuery):
-                await queries.wait_for_position(store, query.min_position, query.wait_ms)
-            reply = encode(answer(store, query), codec)
+            reply = encode(await answer(query), codec)
         except EsdbError as e:
             reply = encode_error(e, codec)
         except Exception:
@@ -51,29 +50,32 @@ def _handler(
     return handle
 
 
-_store_query = msgspec.msgpack.Decoder(StoreQuery)
+def _from_store(
+    stores: ReadOnlyStores, answer: Callable[[Any, Any], msgspec.Struct]
+) -> Callable[[Any], Awaitable[msgspec.Struct]]:
+    """Answer from the query's store, once it has applied the query's `min_position`."""
+
+    async def read(query: StreamQuery | AllQuery | ListQuery | InfoQuery) -> msgspec.Struct:
+        store = stores.get(query.store)
+        if isinstance(query, StreamQuery | AllQuery):
+            await queries.wait_for_position(store, query.min_position, query.wait_ms)
+        return answer(store, query)
+
+    return read
 
 
-def _store_handler(
+def _from_system(
     settings: Settings, stores: ReadOnlyStores, answer: Callable[..., msgspec.Struct]
-) -> Handler:
-    async def handle(msg: Msg) -> None:
-        codec = Codec.MSGPACK
-        try:
-            query = _store_query.decode(msg.data)
-            codec = Codec(query.codec)
-            with open_system(settings.data_dir) as system:
-                if system is None:
-                    raise Unavailable("this node has no data yet")
-                reply = encode(answer(system, stores, query), codec)
-        except EsdbError as e:
-            reply = encode_error(e, codec)
-        except Exception:
-            log.exception("reader failed on %s", msg.subject)
-            reply = encode_error(InternalError("internal error; see the reader log"), codec)
-        await msg.respond(reply)
+) -> Callable[[Any], Awaitable[msgspec.Struct]]:
+    """Answer from the node's system store (which stores exist, their config)."""
 
-    return handle
+    async def read(query: StoreQuery) -> msgspec.Struct:
+        with open_system(settings.data_dir) as system:
+            if system is None:
+                raise Unavailable("this node has no data yet")
+            return answer(system, stores, query)
+
+    return read
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -81,22 +83,22 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     nc = await connect_service(settings, f"esdb-reader-{settings.node_id}")
     stores = ReadOnlyStores(settings.data_dir)
     routes: dict[str, Handler] = {
-        Op.READ_STREAM: _handler(stores, StreamQuery, queries.read_stream),
-        Op.READ_ALL: _handler(stores, AllQuery, queries.read_all),
-        Op.LIST_STREAMS: _handler(stores, ListQuery, queries.list_streams),
-        Op.STREAM_INFO: _handler(stores, InfoQuery, queries.stream_info),
+        Op.READ_STREAM: _handler(StreamQuery, _from_store(stores, queries.read_stream)),
+        Op.READ_ALL: _handler(AllQuery, _from_store(stores, queries.read_all)),
+        Op.LIST_STREAMS: _handler(ListQuery, _from_store(stores, queries.list_streams)),
+        Op.STREAM_INFO: _handler(InfoQuery, _from_store(stores, queries.stream_info)),
+        **{
+            operation: _handler(StoreQuery, _from_system(settings, stores, answer))
+            for operation, answer in (
+                (Op.STORE_LIST, store_queries.store_list),
+                (Op.STORE_STATUS, store_queries.store_status),
+                (Op.STORE_CONFIG, store_queries.store_config_of),
+            )
+        },
     }
 
     async def ping(msg: Msg) -> None:
         await msg.respond(b"pong")
-
-    for operation, answer in (
-        (Op.STORE_LIST, store_queries.store_list),
-        (Op.STORE_STATUS, store_queries.store_status),
-        (Op.STORE_CONFIG, store_queries.store_config_of),
-    ):
-        handle = _store_handler(settings, stores, answer)
-        await nc.subscribe(reader_subject(operation), queue=READER_QUEUE, cb=concurrently(handle))
 
     for operation, handle in routes.items():
         await nc.subscribe(reader_subject(operation), queue=READER_QUEUE, cb=concurrently(handle))
