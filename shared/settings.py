@@ -23,6 +23,8 @@ NATS_URL_SCHEMES = ("nats", "tls", "ws", "wss")
 LOG_LEVELS = tuple(logging.getLevelNamesMapping())
 # The gateway's rule for store names: node ids and store names are NATS subject tokens.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+STREAM_ID_CEILING = 500
+"""The longest stream id LMDB can key: a key holds 511 bytes, a stream key adds 9 to the id."""
 
 ENV_PREFIX = "ESDB_"
 CONFIG_VARIABLE = "ESDB_CONFIG"
@@ -58,6 +60,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_read_limit: int = 10_000
     max_batch_events: int = 20_000
     max_request_bytes: int = 4 << 20
+    max_stream_bytes: int = STREAM_ID_CEILING
+    max_timeout_ms: int = 60_000
     image_every_entries: int = 10_000
     log_retain_entries: int = 1_000
     log_purge: bool = True
@@ -285,6 +289,12 @@ def _positive(value: float) -> str | None:
     return None if value > 0 and math.isfinite(value) else f"must be above 0, not {value}"
 
 
+def _stream_id_bytes(value: int) -> str | None:
+    if 1 <= value <= STREAM_ID_CEILING:
+        return None
+    return f"must be 1 to {STREAM_ID_CEILING} (an LMDB key holds the id), not {value}"
+
+
 def _not_negative(value: int) -> str | None:
     return None if value >= 0 else f"must be 0 or more, not {value}"
 
@@ -348,6 +358,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "max_read_limit": _positive,
     "max_batch_events": _positive,
     "max_request_bytes": _positive,
+    "max_stream_bytes": _stream_id_bytes,
+    "max_timeout_ms": _positive,
     "image_every_entries": _positive,
     "log_retain_entries": _not_negative,
     "scavenge_interval_s": _not_negative,

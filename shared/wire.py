@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 
 from esdb.contracts.api import JSON_CONTENT_TYPE, MSGPACK_CONTENT_TYPE, EventOut
 from esdb.contracts.errors import ErrorReply, EsdbError, InvalidRequest
@@ -18,6 +19,13 @@ T = TypeVar("T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 _AT_PATH = re.compile(r"at `\$\.?([^`]*)`")
+# Integers msgpack carries; a JSON request may hold no other, since msgpack has the same fields
+# and every request is re-encoded in msgpack inside the cluster.
+MIN_INT = -(2**63)
+MAX_INT = 2**64 - 1
+# The fewest digits an integer outside that range has: a cheap test before looking closer.
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+_JSON_KEY_TYPES = (str, int, float, bytes)
 
 
 class Codec(StrEnum):
@@ -57,16 +65,97 @@ def encode_error(error: EsdbError, codec: Codec) -> bytes:
     return encode(ErrorReply(error.to_body()), codec)
 
 
+class _ExtensionType(Exception):
+    """A msgpack extension value, which no JSON reply could carry."""
+
+
+def _no_extensions(code: int, data: memoryview) -> Any:
+    raise _ExtensionType(f"msgpack extension type {code} is not accepted")
+
+
 def decode_request(data: bytes, type_: type[T], codec: Codec) -> T:
-    """Decode a request; a decode or shape error becomes `InvalidRequest` naming the field."""
+    """Decode a request; a decode or shape error becomes `InvalidRequest` naming the field.
+
+    A request decodes only if it could travel in either codec: integers fit in 64 bits, and
+    free-form values (metadata, payload filters) hold no msgpack extension types and no map
+    keys that JSON cannot spell."""
     try:
+        request: T
         if codec is Codec.MSGPACK:
-            return msgspec.msgpack.decode(data, type=type_)
-        return msgspec.json.decode(data, type=type_)
+            request = msgspec.msgpack.decode(data, type=type_, ext_hook=_no_extensions)
+            if _holds_free_values(type_):
+                _check_portable(request, "")
+        else:
+            request = msgspec.json.decode(data, type=type_)
+            if _LONG_NUMBER.search(data):
+                _check_portable(request, "")
+        return request
     except msgspec.ValidationError as e:
         raise InvalidRequest(str(e), field=field_of(str(e))) from e
     except msgspec.DecodeError as e:
         raise InvalidRequest(f"malformed {codec.value}: {e}", field="body") from e
+    except UnicodeDecodeError as e:
+        raise InvalidRequest(f"malformed {codec.value}: a string is not UTF-8", field="body") from e
+    except RecursionError as e:
+        raise InvalidRequest("the request is nested too deeply", field="body") from e
+    except _ExtensionType as e:
+        raise InvalidRequest(str(e), field="body") from e
+
+
+def _check_portable(value: Any, path: str) -> None:
+    """`InvalidRequest` naming the first integer outside 64 bits, or map key JSON cannot
+    spell, in a decoded request (event payloads, kept as raw bytes, are not looked into)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not MIN_INT <= value <= MAX_INT:
+            raise InvalidRequest(
+                f"{path or 'body'} is outside the 64-bit integer range", field=path or "body"
+            )
+    elif isinstance(value, msgspec.Struct):
+        for info in msgspec.structs.fields(value):
+            name = info.encode_name
+            _check_portable(getattr(value, info.name), f"{path}.{name}" if path else name)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, _JSON_KEY_TYPES) or isinstance(key, bool):
+                raise InvalidRequest(
+                    f"{path or 'body'} has a key of type {type(key).__name__}; keys are "
+                    "strings or numbers",
+                    field=path or "body",
+                )
+            _check_portable(key, path)
+            name = key if isinstance(key, str) else repr(key)
+            _check_portable(item, f"{path}.{name}" if path else name)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_portable(item, f"{path}[{index}]")
+
+
+_free_values: dict[Any, bool] = {}
+
+
+def _holds_free_values(type_: Any) -> bool:
+    """Whether a request type has a field of type `Any` anywhere (where msgpack could put
+    values JSON cannot hold); event payloads are raw bytes, not `Any`."""
+    found = _free_values.get(type_)
+    if found is None:
+        found = _free_values[type_] = _has_any(msgspec.inspect.type_info(type_), set())
+    return found
+
+
+def _has_any(info: msgspec.inspect.Type, seen: set[type]) -> bool:
+    if isinstance(info, msgspec.inspect.AnyType):
+        return True
+    if isinstance(info, msgspec.inspect.StructType):
+        if info.cls in seen:
+            return False
+        seen.add(info.cls)
+        return any(_has_any(f.type, seen) for f in info.fields)
+    if isinstance(info, msgspec.inspect.UnionType):
+        return any(_has_any(t, seen) for t in info.types)
+    if isinstance(info, msgspec.inspect.DictType):
+        return _has_any(info.key_type, seen) or _has_any(info.value_type, seen)
+    item_type = getattr(info, "item_type", None)
+    return item_type is not None and _has_any(item_type, seen)
 
 
 def field_of(message: str) -> str:

@@ -33,13 +33,14 @@ from esdb.contracts.commands import (
     WriteRequest,
 )
 from esdb.contracts.errors import InvalidRequest, TooLarge
-from esdb.shared.settings import Settings
+from esdb.shared.settings import STREAM_ID_CEILING, Settings
 from esdb.shared.wire import Codec
 
 STORE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-# LMDB keys are at most 511 bytes; a stream key is the id plus a NUL and an 8-byte version.
-MAX_STREAM_BYTES = 500
+MAX_STREAM_BYTES = STREAM_ID_CEILING
+"""The longest stream id any configuration accepts (`max_stream_bytes` may lower it)."""
 MAX_TYPE_BYTES = 512
+MAX_CONTENT_TYPE_BYTES = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EXPECTED = {
     "any": EXPECT_ANY,
@@ -87,12 +88,13 @@ def check_store(store: str) -> str:
     return store
 
 
-def check_stream(stream: str, field: str = "stream") -> str:
-    """Stream ids are non-empty, at most 1 KiB, without control characters or a leading `$`."""
+def check_stream(stream: str, field: str = "stream", max_bytes: int = MAX_STREAM_BYTES) -> str:
+    """Stream ids are non-empty, at most `max_bytes` of UTF-8, without control characters or
+    a leading `$`."""
     if not stream:
         raise InvalidRequest("stream must not be empty", field=field)
-    if len(stream.encode()) > MAX_STREAM_BYTES:
-        raise TooLarge(f"stream id is over {MAX_STREAM_BYTES} bytes", field=field)
+    if len(stream.encode()) > max_bytes:
+        raise TooLarge(f"stream id is over {max_bytes} bytes", field=field, limit=max_bytes)
     if _CONTROL.search(stream):
         raise InvalidRequest("stream id must not contain control characters", field=field)
     if stream.startswith("$"):
@@ -145,6 +147,16 @@ def _event(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewE
             f"type must be 1-{MAX_TYPE_BYTES} bytes without control characters",
             field=f"{field}.type",
         )
+    content_type = event.content_type
+    if (
+        not content_type
+        or len(content_type.encode()) > MAX_CONTENT_TYPE_BYTES
+        or _CONTROL.search(content_type)
+    ):
+        raise InvalidRequest(
+            f"content_type must be 1-{MAX_CONTENT_TYPE_BYTES} bytes without control characters",
+            field=f"{field}.content_type",
+        )
     if event.event_id is None:
         event_id = new_event_id()
     else:
@@ -171,13 +183,14 @@ def _stream_append(
     prefix: str,
     settings: Settings,
 ) -> StreamAppend:
-    check_stream(stream, f"{prefix}stream")
+    check_stream(stream, f"{prefix}stream", settings.max_stream_bytes)
     if not events:
         raise InvalidRequest("events must not be empty", field=f"{prefix}events")
     if len(events) > settings.max_events_per_append:
         raise TooLarge(
             f"{len(events)} events in one append; the limit is {settings.max_events_per_append}",
             field=f"{prefix}events",
+            limit=settings.max_events_per_append,
         )
     version = expected_version(expected, f"{prefix}expected_version")
     new = [_event(e, codec, f"{prefix}events[{i}]", settings) for i, e in enumerate(events)]
@@ -198,6 +211,7 @@ def append_command(
     store: str, request: AppendRequest, codec: Codec, settings: Settings
 ) -> WriteRequest:
     """A validated single-stream append."""
+    _check_timeout(request.timeout_ms, settings)
     append = _stream_append(
         request.stream, request.expected_version, request.events, codec, "", settings
     )
@@ -209,6 +223,7 @@ def append_multi_command(
     store: str, request: AppendMultiRequest, codec: Codec, settings: Settings
 ) -> WriteRequest:
     """A validated multi-stream transaction."""
+    _check_timeout(request.timeout_ms, settings)
     if not request.appends:
         raise InvalidRequest("appends must not be empty", field="appends")
     appends = [
@@ -243,9 +258,16 @@ def _min_position(value: int | None) -> int | None:
     return value
 
 
+def _check_timeout(timeout_ms: int | None, settings: Settings) -> None:
+    # Bounded: a read waiting for a far `min_position` holds its reader until then.
+    if timeout_ms is not None and not 1 <= timeout_ms <= settings.max_timeout_ms:
+        raise InvalidRequest(
+            f"timeout_ms must be between 1 and {settings.max_timeout_ms}", field="timeout_ms"
+        )
+
+
 def _wait_ms(timeout_ms: int | None, settings: Settings) -> int:
-    if timeout_ms is not None and timeout_ms <= 0:
-        raise InvalidRequest("timeout_ms must be positive", field="timeout_ms")
+    _check_timeout(timeout_ms, settings)
     return timeout_ms or settings.timeout_ms
 
 
@@ -265,7 +287,7 @@ def stream_query(
     """A validated `read_stream`."""
     return StreamQuery(
         store=store,
-        stream=check_stream(request.stream),
+        stream=check_stream(request.stream, max_bytes=settings.max_stream_bytes),
         from_version=_start(request.from_, "from", first=0),
         backward=_backward(request.direction),
         limit=_limit(request.limit, settings),
@@ -305,6 +327,13 @@ def list_query(
     store: str, request: ListStreamsRequest, codec: Codec, settings: Settings
 ) -> ListQuery:
     """A validated `list_streams`."""
+    if request.after is not None and len(request.after.encode()) > settings.max_stream_bytes:
+        raise TooLarge(
+            f"after is a stream id, at most {settings.max_stream_bytes} bytes",
+            field="after",
+            limit=settings.max_stream_bytes,
+        )
+    _check_timeout(request.timeout_ms, settings)
     return ListQuery(
         store=store, after=request.after, limit=_limit(request.limit, settings), codec=codec.value
     )
@@ -314,4 +343,6 @@ def info_query(
     store: str, request: StreamInfoRequest, codec: Codec, settings: Settings
 ) -> InfoQuery:
     """A validated `stream_info`."""
-    return InfoQuery(store=store, stream=check_stream(request.stream), codec=codec.value)
+    _check_timeout(request.timeout_ms, settings)
+    stream = check_stream(request.stream, max_bytes=settings.max_stream_bytes)
+    return InfoQuery(store=store, stream=stream, codec=codec.value)

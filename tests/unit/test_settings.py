@@ -189,6 +189,8 @@ INVALID = {
     "max_read_limit": ["0", ""],
     "max_batch_events": ["0"],
     "max_request_bytes": ["-1"],
+    "max_stream_bytes": ["0", "501"],
+    "max_timeout_ms": ["0"],
     "image_every_entries": ["0"],
     "log_retain_entries": ["-1"],
     "scavenge_interval_s": ["-1", "often"],
