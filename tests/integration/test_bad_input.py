@@ -323,3 +323,24 @@ async def test_a_list_cursor_longer_than_any_stream_id_is_too_large(api: Api) ->
     assert error["details"] == {"field": "after", "limit": 500}
     long_stream = await api.error("append", {"stream": "x" * 501, "events": [EVENT]})
     assert long_stream["details"] == {"field": "stream", "limit": 500}
+
+
+@pytest.mark.parametrize(
+    ("name", "pattern"),
+    [
+        ("stream_regex", "^(a+)+$"),
+        ("stream_regex", "^(a|aa)*$"),
+        ("event_type_regex", r"^(\w+)\1$"),
+    ],
+)
+async def test_a_regex_that_backtracks_exponentially_is_refused(
+    api: Api, name: str, pattern: str
+) -> None:
+    # Matched against this stream id, `^(a+)+$` stalled the reader's event loop for minutes:
+    # every read of the node timed out behind it.
+    await api.ok("append", {"stream": "redos-" + "a" * 28 + "!", "events": [EVENT]})
+    error = await api.error("read_all", {"filter": {name: pattern}, "limit": 10_000})
+    assert error["code"] == "invalid_request"
+    assert error["details"]["field"] == f"filter.{name}"
+    latest = {"from_position": "end", "direction": "backward", "limit": 1}
+    assert (await api.ok("read_all", latest))["events"][0]["stream_id"].startswith("redos-")
