@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from esdb.cli import (
+    api_docs_command,
     config_command,
     session,
     status_command,
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail_command.add_command(commands, common)
     status_command.add_command(commands, common)
     config_command.add_command(commands)
+    api_docs_command.add_command(commands)
     user_command.add_command(commands)
     # The bench's options belong to esdb.benchmarks, imported only when `esdb bench` runs.
     commands.add_parser(
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int | None:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "config":
         return config_command.show_config(args)
+    if args.command == "api-docs":
+        return api_docs_command.run(args)
     if args.command == "user":
         return user_command.run(args)
     if args.command == "up":
