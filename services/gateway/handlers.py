@@ -192,7 +192,9 @@ class Gateway:
     ) -> tuple[WriteRequest, float]:
         """`append` (one stream) or `append_multi` (all or nothing) as a validated write."""
         if operation in LIFECYCLE_OPERATIONS:
-            change, timeout_ms = lifecycle_command(store, operation, data, codec)
+            change, timeout_ms = lifecycle_command(
+                store, operation, data, codec, self._settings
+            )
             return change, self._timeout(timeout_ms)
         if operation == Op.APPEND:
             single = decode_request(data, api.AppendRequest, codec)

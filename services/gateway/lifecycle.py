@@ -14,7 +14,8 @@ from esdb.contracts.commands import (
 )
 from esdb.contracts.errors import InvalidRequest, TooLarge
 from esdb.contracts.subjects import Op
-from esdb.services.gateway.validation import check_stream, expected_version
+from esdb.services.gateway.validation import check_stream, check_timeout, expected_version
+from esdb.shared.settings import Settings
 from esdb.shared.storage.visibility import MAX_AGE, MAX_COUNT, TRUNCATE_BEFORE
 from esdb.shared.wire import Codec, decode_request, encode
 
@@ -24,12 +25,13 @@ _COUNTS = {MAX_COUNT: 1, MAX_AGE: 1, TRUNCATE_BEFORE: 0}
 
 
 def lifecycle_command(
-    store: str, operation: str, data: bytes, codec: Codec
+    store: str, operation: str, data: bytes, codec: Codec, settings: Settings
 ) -> tuple[WriteRequest, int | None]:
     """The write for one stream-lifecycle request, and its `timeout_ms`."""
     if operation == Op.SET_STREAM_METADATA:
         request = decode_request(data, SetStreamMetadataRequest, codec)
-        check_stream(request.stream)
+        check_stream(request.stream, max_bytes=settings.max_stream_bytes)
+        check_timeout(request.timeout_ms, settings)
         change = StreamLifecycle(
             request.stream,
             expected_version(request.expected_version, "expected_version"),
@@ -38,7 +40,8 @@ def lifecycle_command(
         )
         return WriteRequest(store, [], lifecycle=change), request.timeout_ms
     delete = decode_request(data, DeleteStreamRequest, codec)
-    check_stream(delete.stream)
+    check_stream(delete.stream, max_bytes=settings.max_stream_bytes)
+    check_timeout(delete.timeout_ms, settings)
     action = LIFECYCLE_DELETE if operation == Op.DELETE_STREAM else LIFECYCLE_TOMBSTONE
     change = StreamLifecycle(
         delete.stream, expected_version(delete.expected_version, "expected_version"), action

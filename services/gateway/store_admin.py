@@ -19,7 +19,7 @@ from esdb.contracts.commands import (
 )
 from esdb.contracts.errors import InvalidRequest, error_from_body
 from esdb.contracts.subjects import Op
-from esdb.services.gateway.validation import check_store
+from esdb.services.gateway.validation import check_store, check_timeout
 from esdb.shared.settings import Settings
 from esdb.shared.wire import Codec, decode_request, encode
 
@@ -47,6 +47,7 @@ class StoreAdmin:
         }
 
     def _timeout(self, timeout_ms: int | None) -> float:
+        check_timeout(timeout_ms, self._settings)
         return (timeout_ms or self._settings.timeout_ms) / 1000
 
     async def _change(self, request: StoreRequest, action: str) -> None:

@@ -216,7 +216,7 @@ def append_command(
     store: str, request: AppendRequest, codec: Codec, settings: Settings
 ) -> WriteRequest:
     """A validated single-stream append."""
-    _check_timeout(request.timeout_ms, settings)
+    check_timeout(request.timeout_ms, settings)
     append = _stream_append(
         request.stream, request.expected_version, request.events, codec, "", settings
     )
@@ -228,7 +228,7 @@ def append_multi_command(
     store: str, request: AppendMultiRequest, codec: Codec, settings: Settings
 ) -> WriteRequest:
     """A validated multi-stream transaction."""
-    _check_timeout(request.timeout_ms, settings)
+    check_timeout(request.timeout_ms, settings)
     if not request.appends:
         raise InvalidRequest("appends must not be empty", field="appends")
     appends = [
@@ -263,7 +263,7 @@ def _min_position(value: int | None) -> int | None:
     return value
 
 
-def _check_timeout(timeout_ms: int | None, settings: Settings) -> None:
+def check_timeout(timeout_ms: int | None, settings: Settings) -> None:
     # Bounded: a read waiting for a far `min_position` holds its reader until then.
     if timeout_ms is not None and not 1 <= timeout_ms <= settings.max_timeout_ms:
         raise InvalidRequest(
@@ -272,7 +272,7 @@ def _check_timeout(timeout_ms: int | None, settings: Settings) -> None:
 
 
 def _wait_ms(timeout_ms: int | None, settings: Settings) -> int:
-    _check_timeout(timeout_ms, settings)
+    check_timeout(timeout_ms, settings)
     return timeout_ms or settings.timeout_ms
 
 
@@ -376,7 +376,7 @@ def list_query(
             field="after",
             limit=settings.max_stream_bytes,
         )
-    _check_timeout(request.timeout_ms, settings)
+    check_timeout(request.timeout_ms, settings)
     return ListQuery(
         store=store, after=request.after, limit=_limit(request.limit, settings), codec=codec.value
     )
@@ -386,6 +386,6 @@ def info_query(
     store: str, request: StreamInfoRequest, codec: Codec, settings: Settings
 ) -> InfoQuery:
     """A validated `stream_info`."""
-    _check_timeout(request.timeout_ms, settings)
+    check_timeout(request.timeout_ms, settings)
     stream = check_stream(request.stream, max_bytes=settings.max_stream_bytes)
     return InfoQuery(store=store, stream=stream, codec=codec.value)

@@ -216,3 +216,14 @@ async def test_scavenge_removes_hidden_events_and_reports_it(
     assert {s: await versions(client, s) for s in (kept, trimmed)} == before
     page = await client.read_all(filter=ReadFilter(stream_prefix=trimmed), limit=100)
     assert [e.version for e in page.events] == [4, 5]
+
+
+@pytest.mark.parametrize("timeout_ms", [-5, 0, 10**9])
+async def test_a_lifecycle_timeout_out_of_range_is_refused_and_nothing_lands(
+    api: Api, client: Client, timeout_ms: int
+) -> None:
+    stream = _stream()
+    await fill(client, stream, 1)
+    error = await api.error("delete_stream", {"stream": stream, "timeout_ms": timeout_ms})
+    assert (error["code"], error["details"]["field"]) == ("invalid_request", "timeout_ms")
+    assert (await client.stream_info(stream)).state == "active"
