@@ -188,3 +188,30 @@ def event_out(record: EventRecord, codec: Codec) -> EventOut:
         content_type=record.content_type,
         created=_EPOCH + timedelta(microseconds=record.created_us),
     )
+
+
+def payload_bytes(raw: msgspec.Raw, content_type: str, codec: Codec, field: str) -> bytes:
+    """Event or snapshot data or metadata as the bytes to store (empty when absent): a JSON
+    value for JSON content in JSON, base64 otherwise; bytes (or, for JSON content, any value)
+    in msgpack."""
+    if not raw:
+        return b""
+    is_json = content_type == JSON_CONTENT_TYPE
+    try:
+        if codec is Codec.JSON:
+            if is_json:
+                return bytes(raw)
+            return msgspec.json.decode(raw, type=bytes)
+        value = msgspec.msgpack.decode(raw)
+        if isinstance(value, bytes):
+            if is_json:
+                msgspec.json.decode(value)
+            return value
+        if is_json:
+            return _json_encoder.encode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as e:
+        expected = "valid JSON" if is_json else "base64 bytes"
+        raise InvalidRequest(
+            f"{field} must be {expected} for {content_type!r}: {e}", field=field
+        ) from e
+    raise InvalidRequest(f"{field} must be bytes for content type {content_type!r}", field=field)

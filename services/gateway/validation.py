@@ -12,7 +12,6 @@ from typing import Any
 import msgspec
 
 from esdb.contracts.api import (
-    JSON_CONTENT_TYPE,
     AppendMultiRequest,
     AppendRequest,
     EventIn,
@@ -37,7 +36,7 @@ from esdb.contracts.commands import (
 )
 from esdb.contracts.errors import InvalidRequest, TooLarge
 from esdb.shared.settings import STREAM_ID_CEILING, Settings
-from esdb.shared.wire import Codec
+from esdb.shared.wire import Codec, payload_bytes
 
 STORE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MAX_STREAM_BYTES = STREAM_ID_CEILING
@@ -121,31 +120,6 @@ def expected_version(value: ExpectedVersionIn, field: str) -> int:
     )
 
 
-def _payload(raw: msgspec.Raw, content_type: str, codec: Codec, field: str) -> bytes:
-    """Event data or metadata as the bytes to store (empty when absent)."""
-    if not raw:
-        return b""
-    is_json = content_type == JSON_CONTENT_TYPE
-    try:
-        if codec is Codec.JSON:
-            if is_json:
-                return bytes(raw)
-            return msgspec.json.decode(raw, type=bytes)
-        value = msgspec.msgpack.decode(raw)
-        if isinstance(value, bytes):
-            if is_json:
-                msgspec.json.decode(value)
-            return value
-        if is_json:
-            return _json_encoder.encode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as e:
-        expected = "valid JSON" if is_json else "base64 bytes"
-        raise InvalidRequest(
-            f"{field} must be {expected} for {content_type!r}: {e}", field=field
-        ) from e
-    raise InvalidRequest(f"{field} must be bytes for content type {content_type!r}", field=field)
-
-
 def _event(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewEvent:
     if not event.type or len(event.type.encode()) > MAX_TYPE_BYTES or _CONTROL.search(event.type):
         raise InvalidRequest(
@@ -169,8 +143,8 @@ def _event(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewE
             event_id = uuid.UUID(event.event_id).bytes
         except ValueError as e:
             raise InvalidRequest("event_id must be a UUID", field=f"{field}.event_id") from e
-    data = _payload(event.data, event.content_type, codec, f"{field}.data")
-    metadata = _payload(event.metadata, event.content_type, codec, f"{field}.metadata")
+    data = payload_bytes(event.data, event.content_type, codec, f"{field}.data")
+    metadata = payload_bytes(event.metadata, event.content_type, codec, f"{field}.metadata")
     if len(data) + len(metadata) > settings.max_event_bytes:
         raise TooLarge(
             f"event is {len(data) + len(metadata)} bytes; the limit is {settings.max_event_bytes}",

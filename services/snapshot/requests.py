@@ -6,7 +6,6 @@ import re
 
 import msgspec
 
-from esdb.contracts.api import JSON_CONTENT_TYPE
 from esdb.contracts.errors import InvalidRequest, TooLarge
 from esdb.contracts.snapshots import (
     LATEST,
@@ -16,7 +15,6 @@ from esdb.contracts.snapshots import (
     MAX_VERSION,
     SnapshotVersionIn,
 )
-from esdb.shared.wire import Codec
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _json_encoder = msgspec.json.Encoder()
@@ -92,29 +90,3 @@ def check_size(data: bytes, metadata: bytes, limit: int) -> None:
     size = len(data) + len(metadata)
     if size > limit:
         raise TooLarge(f"snapshot is {size} bytes; the limit is {limit}", field="data", limit=limit)
-
-
-def payload(raw: msgspec.Raw, content_type: str, codec: Codec, field: str) -> bytes:
-    """Snapshot data or metadata as the bytes to store (empty when absent), by the rule events
-    follow: a JSON value for JSON content in JSON, base64 otherwise; bytes (or, for JSON
-    content, any value) in msgpack."""
-    # Same rule as the gateway's event payloads (services/gateway/validation.py).
-    if not raw:
-        return b""
-    is_json = content_type == JSON_CONTENT_TYPE
-    try:
-        if codec is Codec.JSON:
-            return bytes(raw) if is_json else msgspec.json.decode(raw, type=bytes)
-        value = msgspec.msgpack.decode(raw)
-        if isinstance(value, bytes):
-            if is_json:
-                msgspec.json.decode(value)
-            return value
-        if is_json:
-            return _json_encoder.encode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as e:
-        expected = "valid JSON" if is_json else "base64 bytes"
-        raise InvalidRequest(
-            f"{field} must be {expected} for {content_type!r}: {e}", field=field
-        ) from e
-    raise InvalidRequest(f"{field} must be bytes for content type {content_type!r}", field=field)

@@ -34,7 +34,7 @@ from esdb.contracts.subjects import Op
 from esdb.services.snapshot import requests
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.port import StoreReader
-from esdb.shared.wire import Codec
+from esdb.shared.wire import Codec, payload_bytes
 
 StoreSource = Callable[[str], StoreReader]
 """A store of this node by name; `NotFound` when it does not exist (yet)."""
@@ -112,8 +112,8 @@ class SnapshotService:
         deadline = _Deadline(requests.timeout_s(request.timeout_ms, self._timeout_ms))
         if not request.data:
             raise InvalidRequest("data must be given", field="data")
-        data = requests.payload(request.data, content_type, codec, "data")
-        metadata = requests.payload(request.metadata, content_type, codec, "metadata")
+        data = payload_bytes(request.data, content_type, codec, "data")
+        metadata = payload_bytes(request.metadata, content_type, codec, "metadata")
         requests.check_size(data, metadata, self._max_bytes)
         await self._reader(store, deadline)  # NotFound for a store that does not exist
         created_us = self._now_us()
