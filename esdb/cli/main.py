@@ -7,6 +7,7 @@ from pathlib import Path
 
 from esdb.cli import (
     api_docs_command,
+    backup_command,
     config_command,
     session,
     status_command,
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     status_command.add_command(commands, common)
     config_command.add_command(commands)
     api_docs_command.add_command(commands)
+    backup_command.add_commands(commands)
     user_command.add_command(commands)
     # The bench's options belong to esdb.benchmarks, imported only when `esdb bench` runs.
     commands.add_parser(
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int | None:
         return config_command.show_config(args)
     if args.command == "api-docs":
         return api_docs_command.run(args)
+    if args.command in backup_command.COMMANDS:
+        return backup_command.run(args)
     if args.command == "user":
         return user_command.run(args)
     if args.command == "up":
