@@ -9,6 +9,8 @@ from esdb.cli import (
     api_docs_command,
     backup_command,
     config_command,
+    export_command,
+    import_command,
     session,
     status_command,
     stream_commands,
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_command.add_command(commands)
     api_docs_command.add_command(commands)
     backup_command.add_commands(commands)
+    export_command.add_command(commands, common)
+    import_command.add_command(commands, common)
     user_command.add_command(commands)
     # The bench's options belong to esdb.benchmarks, imported only when `esdb bench` runs.
     commands.add_parser(

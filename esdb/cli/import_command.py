@@ -1,0 +1,284 @@
+"""`esdb import`: append the events of an `esdb export` file, keeping their ids, order and
+stream versions, so that running it again skips what is already stored."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from esdb.cli.export_command import (
+    LineEvent,
+    counted,
+    decode_line,
+    last_position_of,
+    open_events_file,
+)
+from esdb.cli.output import json_line, note
+from esdb.cli.progress import Progress
+from esdb.client import (
+    AppendResult,
+    AppendSpec,
+    Client,
+    EsdbError,
+    ExpectedVersion,
+    IdempotencyConflict,
+    WrongExpectedVersion,
+)
+
+BATCH_EVENTS = 1000
+BATCH_BYTES = 1 << 20  # well inside the gateway's request limit (4 MiB by default)
+
+
+@dataclass
+class Group:
+    """Consecutive events of one stream: one append."""
+
+    stream: str
+    events: list[LineEvent]
+
+    def expected_version(self, renumber: bool) -> ExpectedVersion:
+        """Where the stream must be: right before the group's first version, or anywhere."""
+        return "any" if renumber else self.events[0].version - 1
+
+
+def plan_batches(
+    events: Iterable[LineEvent],
+    *,
+    max_events: int = BATCH_EVENTS,
+    max_bytes: int = BATCH_BYTES,
+    keep_versions: bool = True,
+) -> Iterator[list[Group]]:
+    """Cut the events, in file order, into batches of groups, each batch one atomic request.
+
+    A group is a run of one stream's events (with consecutive versions when `keep_versions`);
+    a batch holds each stream once, so its appends land in file order, and it stays within
+    `max_events` and `max_bytes` (a single larger event goes alone)."""
+    batch: list[Group] = []
+    streams: set[str] = set()
+    count = size = 0
+    for event in events:
+        if batch and (count >= max_events or size + event.size > max_bytes):
+            yield batch
+            batch, streams, count, size = [], set(), 0, 0
+        last = batch[-1] if batch else None
+        if last is not None and _continues(last, event, keep_versions):
+            last.events.append(event)
+        else:
+            if event.stream in streams:
+                yield batch
+                batch, streams, count, size = [], set(), 0, 0
+            batch.append(Group(event.stream, [event]))
+            streams.add(event.stream)
+        count += 1
+        size += event.size
+    if batch:
+        yield batch
+
+
+def _continues(group: Group, event: LineEvent, keep_versions: bool) -> bool:
+    if group.stream != event.stream:
+        return False
+    return not keep_versions or event.version == group.events[-1].version + 1
+
+
+@dataclass
+class ImportReport:
+    """What an import did: events appended, events found already stored, requests sent."""
+
+    imported: int = 0
+    skipped: int = 0
+    requests: int = 0
+    streams: set[str] = field(default_factory=set)
+
+
+class Importer:
+    """Appends batches in order and tells new events from ones the server already had.
+
+    The server answers an append whose event ids are all stored with the original result,
+    so an append landed now iff its positions are above every position seen before: the
+    store's last one when the import began, and those of this import's earlier appends."""
+
+    def __init__(self, client: Client, *, renumber: bool, high_water: int) -> None:
+        self._client = client
+        self._renumber = renumber
+        self._high_water = high_water
+        self.report = ImportReport()
+
+    async def send(self, batch: list[Group]) -> None:
+        """Append one batch; a batch that partly overlaps stored events (an earlier run cut
+        differently) goes again group by group, then event by event."""
+        try:
+            results = await self._append(batch)
+        except IdempotencyConflict:
+            if len(batch) == 1 and len(batch[0].events) == 1:
+                raise
+            for group in batch:
+                if len(batch) > 1:
+                    await self.send([group])
+                else:
+                    for event in group.events:
+                        await self.send([Group(group.stream, [event])])
+            return
+        for group, result in zip(batch, results, strict=True):
+            self._count(group, result)
+
+    async def _append(self, batch: list[Group]) -> list[AppendResult]:
+        self.report.requests += 1
+        if len(batch) == 1:
+            group = batch[0]
+            result = await self._client.append(
+                group.stream,
+                [e.event for e in group.events],
+                expected_version=group.expected_version(self._renumber),
+            )
+            return [result]
+        return await self._client.append_multi(
+            AppendSpec(
+                g.stream,
+                [e.event for e in g.events],
+                expected_version=g.expected_version(self._renumber),
+            )
+            for g in batch
+        )
+
+    def _count(self, group: Group, result: AppendResult) -> None:
+        self.report.streams.add(group.stream)
+        if result.last_position <= self._high_water:
+            self.report.skipped += len(group.events)
+        else:
+            self.report.imported += len(group.events)
+            self._high_water = result.last_position
+
+
+def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add `import` to the `esdb` subcommands."""
+    command = commands.add_parser(
+        "import",
+        parents=[common],
+        help="append the events of an `esdb export` file (idempotent)",
+        description=(
+            "Append exported events with their ids, in file order; consecutive events of a "
+            "stream go in one append expecting the version before them, so versions are kept. "
+            "Events already stored (same ids) are skipped, so a re-run is safe. "
+            "See docs/backup.md."
+        ),
+    )
+    command.add_argument("file", metavar="FILE", type=Path, help="an export ('-': stdin)")
+    command.add_argument(
+        "--renumber",
+        action="store_true",
+        help="append with expected version any: streams continue from the target's version "
+        "(for exports whose streams do not start at version 0, or to add to existing streams)",
+    )
+    command.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=BATCH_EVENTS,
+        help=f"most events per request ({BATCH_EVENTS})",
+    )
+    command.set_defaults(run=import_events)
+
+
+async def import_events(client: Client, args: argparse.Namespace) -> int:
+    """`esdb import`."""
+    started = time.monotonic()
+    importer = Importer(client, renumber=args.renumber, high_water=await last_position_of(client))
+    sending: list[Group] = []
+    try:
+        with _input(args.file) as lines, Progress("import", total=_line_count(args.file)) as bar:
+            events = (decode_line(line, n) for n, line in lines)
+            batches = plan_batches(
+                events, max_events=args.batch_size, keep_versions=not args.renumber
+            )
+            for sending in batches:
+                await importer.send(sending)
+                bar.advance(sum(len(g.events) for g in sending))
+            sending = []
+    except EsdbError as e:
+        note(_stopped(e, sending, importer.report))
+        raise
+    report = importer.report
+    seconds = time.monotonic() - started
+    total = report.imported + report.skipped
+    if args.json:
+        print(
+            json_line(
+                {
+                    "store": client.store,
+                    "imported": report.imported,
+                    "skipped": report.skipped,
+                    "streams": len(report.streams),
+                    "requests": report.requests,
+                    "seconds": round(seconds, 3),
+                }
+            )
+        )
+    else:
+        print(
+            f"imported {counted(report.imported, 'event')}, skipped {report.skipped:,} already "
+            f"stored ({counted(len(report.streams), 'stream')}, "
+            f"{counted(report.requests, 'request')}) into store {client.store} in "
+            f"{seconds:.1f} s ({total / seconds if seconds else 0:,.0f} events/s)"
+        )
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
+def _stopped(error: EsdbError, batch: list[Group], report: ImportReport) -> str:
+    where = ""
+    stream = getattr(error, "stream", None) or error.details.get("stream")
+    groups = [g for g in batch if g.stream == stream] or batch[:1]
+    if groups:
+        first = groups[0].events[0]
+        where = f" at line {first.number} (stream {first.stream}, version {first.version})"
+    text = (
+        f"import stopped{where}; {counted(report.imported, 'event')} imported and "
+        f"{report.skipped:,} skipped before it. Running it again skips what is stored."
+    )
+    if isinstance(error, WrongExpectedVersion) and groups:
+        text += (
+            f" The target's stream is at version {error.actual_version}, the file continues it "
+            f"from {groups[0].events[0].version}: --renumber appends after what is there."
+        )
+    return text
+
+
+@contextmanager
+def _input(path: Path) -> Iterator[Iterator[tuple[int, bytes]]]:
+    """The numbered non-blank lines of `path` (gzipped if it ends in .gz) or stdin."""
+    with ExitStack() as files:
+        source: IO[bytes]
+        if str(path) == "-":
+            source = sys.stdin.buffer
+        else:
+            source = files.enter_context(
+                open_events_file(path, "rb", gzipped=path.name.endswith(".gz"))
+            )
+        yield ((n, line) for n, line in enumerate(source, start=1) if line.strip())
+
+
+def _line_count(path: Path) -> int | None:
+    """How many lines a plain file has (the progress bar's total); None for stdin."""
+    if str(path) == "-" or path.name.endswith(".gz") or not path.is_file():
+        return None
+    count, last = 0, b"\n"
+    with open(path, "rb") as data:
+        while chunk := data.read(1 << 20):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
