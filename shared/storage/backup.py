@@ -350,7 +350,9 @@ def _pack(staging: Path, archive: Path, reporter: Reporter) -> None:
     """The manifest first (so it is read without unpacking the rest), then every store."""
     files = [staging / MANIFEST, *sorted((staging / STORES_DIR).glob(f"*/{DATA_FILE}"))]
     reporter.phase("compress", sum(f.stat().st_size for f in files))
-    with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
+    # Level 1: LMDB pages compress nearly as well as at 6 (22 vs 21 MiB of 131 MiB measured
+    # here) in 40 % of the time.
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
         for path in files:
             info = tar.gettarinfo(str(path), arcname=str(path.relative_to(staging)))
             with open(path, "rb") as data:
