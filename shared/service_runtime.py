@@ -1,4 +1,5 @@
-"""Running a service process: logging, signal handling, graceful stop."""
+"""Running a service process: logging, telemetry and its HTTP endpoint, signal handling,
+graceful stop."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from esdb.shared.service_logging import configure_logging
 from esdb.shared.settings import Settings, SettingsError, load_settings
+from esdb.shared.status_server import bound_port, start_status_server
+from esdb.shared.telemetry import Telemetry
+from esdb.shared.tracing import service_tracer, setup_tracing
 
-ServiceMain = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
+ServiceMain = Callable[[Settings, asyncio.Event, Telemetry], Coroutine[Any, Any, None]]
 
 
 SHUTDOWN_GRACE_S = 8.0
@@ -24,24 +29,19 @@ def _exit_now(name: str) -> None:
     os._exit(1)
 
 
-def configure_logging(level: str, service: str) -> None:
-    """One log format for every service, to stderr."""
-    logging.basicConfig(
-        level=level.upper(),
-        format=f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("nats").setLevel(logging.WARNING)
-
-
 def run_service(name: str, service_main: ServiceMain) -> None:
-    """Load settings, run `service_main` until SIGINT/SIGTERM, then let it stop cleanly."""
+    """Load settings, run `service_main` until SIGINT/SIGTERM, then let it stop cleanly;
+    serve `/metrics`, `/healthz` and `/readyz` on `ESDB_METRICS_PORT` meanwhile (if not 0)."""
     try:
         settings = load_settings()
+        provider = setup_tracing(settings, name)
     except SettingsError as e:
         print(f"esdb {name}: invalid configuration: {e}", file=sys.stderr)
         raise SystemExit(2) from e
-    configure_logging(settings.log_level, name)
+    configure_logging(
+        settings.log_level, name, log_format=settings.log_format, node=settings.node_id
+    )
+    telemetry = Telemetry.create(name, settings.node_id, service_tracer(name))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -54,6 +54,33 @@ def run_service(name: str, service_main: ServiceMain) -> None:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, begin_stop)
-        await service_main(settings, stop)
+        server = await _status_server(name, settings, telemetry)
+        try:
+            await service_main(settings, stop, telemetry)
+        finally:
+            if server is not None:
+                server.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if provider is not None:
+            provider.shutdown()  # exports the spans still buffered
+
+
+async def _status_server(
+    name: str, settings: Settings, telemetry: Telemetry
+) -> asyncio.Server | None:
+    if not settings.metrics_port:
+        return None
+    try:
+        server = await start_status_server(telemetry, settings.metrics_host, settings.metrics_port)
+    except OSError as e:
+        logging.getLogger(name).error(
+            "cannot serve metrics on %s:%d: %s", settings.metrics_host, settings.metrics_port, e
+        )
+        raise SystemExit(1) from e
+    logging.getLogger(name).info(
+        "metrics and health on http://%s:%d", settings.metrics_host, bound_port(server)
+    )
+    return server

@@ -21,6 +21,7 @@ DB_TYPES = ("single", "cluster")
 REPLICA_COUNTS = (1, 3, 5)
 NATS_URL_SCHEMES = ("nats", "tls", "ws", "wss")
 LOG_LEVELS = tuple(logging.getLevelNamesMapping())
+LOG_FORMATS = ("text", "json")
 # The gateway's rule for store names: node ids and store names are NATS subject tokens.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 STREAM_ID_CEILING = 500
@@ -68,6 +69,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     scavenge_interval_s: int = 3600
     tls_ca_file: str = ""
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    otlp_endpoint: str = ""
 
     @property
     def db_type(self) -> DbType:
@@ -334,6 +339,28 @@ def _log_level(value: str) -> str | None:
     return f"must be one of {', '.join(LOG_LEVELS)}, not {value!r}"
 
 
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else f"must be a TCP port 0-65535 (0: none), not {value}"
+
+
+def _host(value: str) -> str | None:
+    if value and value == value.strip() and " " not in value and "/" not in value:
+        return None
+    return f"must be a host name or address to listen on, not {value!r}"
+
+
+def _http_url(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a port that is not one
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    return None if valid else f"{value!r} is not an http(s)://host[:port] URL"
+
+
 def _tags(value: tuple[str, ...]) -> str | None:
     for tag in value:
         if not tag or tag != tag.strip() or "," in tag:
@@ -365,4 +392,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "scavenge_interval_s": _not_negative,
     "tls_ca_file": _readable_file,
     "log_level": _log_level,
+    "log_format": _one_of(LOG_FORMATS),
+    "metrics_host": _host,
+    "metrics_port": _port,
+    "otlp_endpoint": _http_url,
 }

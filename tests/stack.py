@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -41,6 +42,11 @@ class Stack:
         the `gateway`."""
         name = service if service == "gateway" else f"{service}-node{node}"
         return int((self.data_dir / "run" / f"{name}.pid").read_text())
+
+    def http_url(self, service: str, node: int = 1) -> str:
+        """Where a supervised process serves `/metrics`, `/healthz` and `/readyz`."""
+        name = service if service == "gateway" else f"{service}-node{node}"
+        return (self.data_dir / "run" / f"{name}.http").read_text().strip()
 
     def log_tail(self, lines: int = 60) -> str:
         """The last lines of the stack's stderr."""
@@ -161,6 +167,22 @@ async def connect_api(url: str) -> Api:
     return Api(
         await nats.connect(url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     )
+
+
+async def http_get(url: str, timeout: float = 10.0) -> tuple[int, str]:
+    """GET `url` (plain HTTP): the status code and the body as text."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(parts.hostname, parts.port), timeout
+    )
+    try:
+        writer.write(f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        await writer.drain()
+        response = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
 
 
 async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float, what: str) -> None:

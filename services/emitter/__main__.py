@@ -27,6 +27,7 @@ from esdb.shared.storage.catalog import (
     read_checkpoint,
     registered_stores,
 )
+from esdb.shared.telemetry import Telemetry, connected
 from esdb.shared.wakeup import Wakeup
 from esdb.shared.writer_ops import submit_ops
 
@@ -113,10 +114,11 @@ class Emitter:
 EMITTER_NICENESS = 5
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
+async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -> None:
     """Composition root of an emitter."""
     os.nice(EMITTER_NICENESS)
     nc = await connect_service(settings, f"esdb-emitter-{settings.node_id}")
+    telemetry.ready_when(connected(nc))
     try:
         await Emitter(settings, nc).run(stop)
     finally:

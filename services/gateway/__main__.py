@@ -9,12 +9,14 @@ from esdb.services.gateway.handlers import Gateway
 from esdb.shared.nats_connection import connect_service
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
+from esdb.shared.telemetry import Telemetry
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
+async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -> None:
     """Composition root of a gateway: serve the public API until `stop`, then drain."""
     nc = await connect_service(settings, "esdb-gateway")
-    gateway = Gateway(nc, settings)
+    gateway = Gateway(nc, settings, telemetry)
+    telemetry.ready_when(gateway.not_ready)
     await nc.subscribe(
         f"{API_PREFIX}.>",
         queue=GATEWAY_QUEUE,

@@ -11,17 +11,19 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from opentelemetry.trace import Span, SpanKind, Tracer
 
 from esdb.contracts.commands import WriteBatch, WriteBatchReply, WriteOutcome, WriteRequest
 from esdb.contracts.errors import EsdbError, Timeout, Unavailable
 from esdb.contracts.subjects import WRITER_COMMANDS
+from esdb.shared.tracing import batch_span, outgoing
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.msgpack.Encoder()
 _reply_decoder = msgspec.msgpack.Decoder(WriteBatchReply)
 
 Reply = Callable[[WriteOutcome], Awaitable[None]]
-_Pending = tuple[WriteRequest, float, Reply]
+_Pending = tuple[WriteRequest, float, Reply, Span | None]
 
 
 class WriteCoalescer:
@@ -29,8 +31,16 @@ class WriteCoalescer:
     and hands each write's outcome to its `reply` callback. No task or timer per write: the
     batch's request carries the deadline."""
 
-    def __init__(self, nc: NatsClient, *, max_in_flight: int = 4, max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        *,
+        max_in_flight: int = 4,
+        max_batch: int = 512,
+        tracer: Tracer | None = None,
+    ) -> None:
         self._nc = nc
+        self._tracer = tracer
         self._slots = asyncio.Semaphore(max_in_flight)
         self._max_batch = max_batch
         self._pending: list[_Pending] = []
@@ -44,9 +54,12 @@ class WriteCoalescer:
         for request in self._requests:
             request.cancel()
 
-    def submit(self, request: WriteRequest, timeout: float, reply: Reply) -> None:
-        """Queue `request` for the leader; `reply` gets its outcome within about `timeout`."""
-        self._pending.append((request, timeout, reply))
+    def submit(
+        self, request: WriteRequest, timeout: float, reply: Reply, span: Span | None = None
+    ) -> None:
+        """Queue `request` for the leader; `reply` gets its outcome within about `timeout`.
+        `span` is the request's, which the batch span carrying it links to."""
+        self._pending.append((request, timeout, reply, span))
         if not self._flushing:
             self._flushing = True
             self._spawn(self._flush())
@@ -71,16 +84,30 @@ class WriteCoalescer:
             outcomes = await self._exchange(batch)
         finally:
             self._slots.release()
-        for (_, _, reply), outcome in zip(batch, outcomes, strict=True):
+        for (_, _, reply, _), outcome in zip(batch, outcomes, strict=True):
             try:
                 await reply(outcome)
             except Exception:
                 log.exception("replying to a write failed")
 
     async def _exchange(self, batch: list[_Pending]) -> list[WriteOutcome]:
-        payload = _encoder.encode(WriteBatch([request for request, _, _ in batch]))
-        timeout = max(t for _, t, _ in batch)
-        request = asyncio.ensure_future(self._nc.request(WRITER_COMMANDS, payload, timeout=timeout))
+        payload = _encoder.encode(WriteBatch([request for request, _, _, _ in batch]))
+        timeout = max(t for _, t, _, _ in batch)
+        span = None
+        if self._tracer is None:
+            sending = self._nc.request(WRITER_COMMANDS, payload, timeout=timeout)
+        else:
+            span = batch_span(
+                self._tracer,
+                "gateway write_batch",
+                (s.get_span_context() for _, _, _, s in batch if s is not None),
+                kind=SpanKind.CLIENT,
+                attributes={"esdb.requests": len(batch)},
+            )
+            sending = self._nc.request(
+                WRITER_COMMANDS, payload, timeout=timeout, headers=outgoing(span)
+            )
+        request = asyncio.ensure_future(sending)
         self._requests.add(request)
         try:
             reply = await request
@@ -97,6 +124,8 @@ class WriteCoalescer:
             return _all(batch, Timeout("the writer leader changed; the outcome is unknown"))
         finally:
             self._requests.discard(request)
+            if span is not None:
+                span.end()
         if len(outcomes) != len(batch):
             error = outcomes[0].error if outcomes else None
             return _all(batch, Unavailable(error.message if error else "bad writer reply"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -13,6 +14,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from esdb.contracts import api
 from esdb.contracts.api import (
@@ -24,7 +26,7 @@ from esdb.contracts.api import (
     ReplicaState,
     StreamVersionResult,
 )
-from esdb.contracts.commands import WriteOutcome, WriteRequest
+from esdb.contracts.commands import WriteBatch, WriteOutcome, WriteRequest
 from esdb.contracts.errors import (
     EsdbError,
     InternalError,
@@ -43,6 +45,7 @@ from esdb.contracts.subjects import (
     NODE_STATUS,
     SYSTEM_STORE,
     WRITE_OPERATIONS,
+    WRITER_COMMANDS,
     Op,
     reader_subject,
     service_subject,
@@ -52,8 +55,11 @@ from esdb.services.gateway.coalescer import WriteCoalescer
 from esdb.services.gateway.consistency import consistency_problems
 from esdb.services.gateway.lifecycle import lifecycle_command
 from esdb.services.gateway.store_admin import StoreAdmin
+from esdb.shared.metrics import GatewayMetrics
 from esdb.shared.nats_connection import gather_replies
 from esdb.shared.settings import Settings
+from esdb.shared.telemetry import Telemetry, nats_problem
+from esdb.shared.tracing import child_span, incoming, outgoing
 from esdb.shared.wire import (
     Codec,
     codec_of,
@@ -66,17 +72,23 @@ from esdb.shared.wire import (
 log = logging.getLogger(__name__)
 _internal = msgspec.msgpack.Encoder()
 _node_status = msgspec.msgpack.Decoder(NodeStatus)
+_LEADER_PING = _internal.encode(WriteBatch([]))
+"""An empty batch: the writer leader answers it at once with no outcomes."""
+PROBE_TIMEOUT_S = 1.0
 
-Handler = Callable[[str, bytes, Codec], Awaitable[bytes]]
+Handler = Callable[[str, bytes, Codec, Span | None], Awaitable[bytes]]
+OPERATIONS = tuple(value for name, value in vars(Op).items() if name.isupper())
 
 
 class Gateway:
     """Routes `esdb.api.<store>.<operation>` requests; stateless, so any number can run."""
 
-    def __init__(self, nc: NatsClient, settings: Settings) -> None:
+    def __init__(self, nc: NatsClient, settings: Settings, telemetry: Telemetry) -> None:
         self._nc = nc
         self._settings = settings
-        self._writes = WriteCoalescer(nc)
+        self._tracer = telemetry.tracer
+        self._metrics = GatewayMetrics(telemetry.registry, OPERATIONS)
+        self._writes = WriteCoalescer(nc, tracer=telemetry.tracer)
         self._js = nc.jetstream(timeout=1.0)
         self._tasks: set[asyncio.Task[None]] = set()
         self._store_ops: dict[str, Handler] = {
@@ -101,43 +113,85 @@ class Gateway:
         """The subscription callback. nats-py awaits it once per message, in order, so writes
         are validated right here and queued for the leader (no task per write); every other
         operation answers in a task of its own."""
+        started = time.perf_counter()
         codec = codec_of(msg.headers)
+        operation = msg.subject.rpartition(".")[2]
+        span = None
+        if self._tracer is not None:
+            span = child_span(
+                self._tracer,
+                f"gateway {operation}",
+                incoming(msg.headers),
+                kind=SpanKind.SERVER,
+                attributes={"messaging.destination.name": msg.subject},
+            )
         try:
             store, operation = _target(msg.subject)
             if store != SYSTEM_STORE and operation in WRITE_OPERATIONS:
                 self._check_request(store, msg.data)
                 command, timeout = self._write_command(store, operation, msg.data, codec)
-                self._writes.submit(command, timeout, partial(self._answer_write, msg, codec))
+                answer = partial(self._answer_write, msg, codec, operation, started, span)
+                self._writes.submit(command, timeout, answer, span)
                 return
         except EsdbError as e:
-            await self._respond(msg, encode_error(e, codec), codec)
+            await self._reply(msg, encode_error(e, codec), operation, started, span, e)
             return
         except Exception:
             log.exception("unexpected error on %s", msg.subject)
             error = InternalError("internal error; see the gateway log")
-            await self._respond(msg, encode_error(error, codec), codec)
+            await self._reply(msg, encode_error(error, codec), operation, started, span, error)
             return
-        task = asyncio.create_task(self.handle(msg, store, operation, codec))
+        task = asyncio.create_task(self.handle(msg, store, operation, codec, started, span))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def handle(self, msg: Msg, store: str, operation: str, codec: Codec) -> None:
+    async def handle(
+        self,
+        msg: Msg,
+        store: str,
+        operation: str,
+        codec: Codec,
+        started: float,
+        span: Span | None = None,
+    ) -> None:
         """Answer one read or system request; every failure becomes a typed error reply."""
+        error: EsdbError | None = None
         try:
-            reply = await self._dispatch(store, operation, msg.data, codec)
+            reply = await self._dispatch(store, operation, msg.data, codec, span)
         except EsdbError as e:
+            error = e
             reply = encode_error(e, codec)
         except Exception:
             log.exception("unexpected error on %s", msg.subject)
-            reply = encode_error(InternalError("internal error; see the gateway log"), codec)
-        await self._respond(msg, reply, codec)
+            error = InternalError("internal error; see the gateway log")
+            reply = encode_error(error, codec)
+        await self._reply(msg, reply, operation, started, span, error)
 
-    async def _respond(self, msg: Msg, reply: bytes, codec: Codec) -> None:
-        if msg.reply:
-            # No headers: a reply is in the codec of its request, which the caller knows.
-            await self._nc.publish(msg.reply, reply)
+    async def _reply(
+        self,
+        msg: Msg,
+        reply: bytes,
+        operation: str,
+        started: float,
+        span: Span | None,
+        error: EsdbError | None = None,
+    ) -> None:
+        """Send `reply`; count it, and end the request's span."""
+        code = None if error is None else error.code.value
+        try:
+            if msg.reply:
+                # No headers: a reply is in the codec of its request, which the caller knows.
+                await self._nc.publish(msg.reply, reply)
+        finally:
+            self._metrics.answered(operation, time.perf_counter() - started, code)
+            if span is not None:
+                if code is not None:
+                    span.set_status(StatusCode.ERROR, code)
+                span.end()
 
-    async def _dispatch(self, store: str, operation: str, data: bytes, codec: Codec) -> bytes:
+    async def _dispatch(
+        self, store: str, operation: str, data: bytes, codec: Codec, span: Span | None
+    ) -> bytes:
         if store == SYSTEM_STORE:
             admin = self._stores.handlers.get(operation)
             if admin is not None:
@@ -149,20 +203,28 @@ class Gateway:
         service = FORWARDED_OPERATIONS.get(operation)
         if service is not None:
             self._check_request(store, data)
-            return await self._forward(service, store, operation, data, codec)
+            return await self._forward(service, store, operation, data, codec, span)
         handler = self._store_ops.get(operation)
         if handler is None:
             raise InvalidRequest(f"unknown operation {operation!r}", field="operation")
         self._check_request(store, data)
-        return await handler(store, data, codec)
+        return await handler(store, data, codec, span)
 
     async def _forward(
-        self, service: str, store: str, operation: str, data: bytes, codec: Codec
+        self,
+        service: str,
+        store: str,
+        operation: str,
+        data: bytes,
+        codec: Codec,
+        span: Span | None = None,
     ) -> bytes:
         """Hand a request to the service that owns it; its reply is already encoded."""
         timeout_ms = _timeout_ms(data, codec)
         subject = service_subject(service, store, operation)
         headers = {"Content-Type": content_type_of(codec)}
+        if span is not None:
+            outgoing(span, headers)
         try:
             reply = await self._nc.request(
                 subject, data, timeout=self._timeout(timeout_ms) + 1.0, headers=headers
@@ -215,19 +277,27 @@ class Gateway:
         self._writes.submit(command, timeout, reply)
         return await done
 
-    async def _answer_write(self, msg: Msg, codec: Codec, outcome: WriteOutcome) -> None:
+    async def _answer_write(
+        self,
+        msg: Msg,
+        codec: Codec,
+        operation: str,
+        started: float,
+        span: Span | None,
+        outcome: WriteOutcome,
+    ) -> None:
         try:
             results = _results(outcome)
         except EsdbError as e:
-            await self._respond(msg, encode_error(e, codec), codec)
+            await self._reply(msg, encode_error(e, codec), operation, started, span, e)
             return
-        if msg.subject.endswith(Op.APPEND_MULTI):
+        if operation == Op.APPEND_MULTI:
             reply = encode(AppendMultiResult(results=results), codec)
-        elif _target(msg.subject)[1] in LIFECYCLE_OPERATIONS:
+        elif operation in LIFECYCLE_OPERATIONS:
             reply = encode(StreamVersionResult(version=results[0].last_version), codec)
         else:
             reply = encode(results[0], codec)
-        await self._respond(msg, reply, codec)
+        await self._reply(msg, reply, operation, started, span)
 
     def _reader(
         self,
@@ -235,18 +305,23 @@ class Gateway:
         to_query: Callable[..., msgspec.Struct],
         operation: str,
     ) -> Handler:
-        async def handler(store: str, data: bytes, codec: Codec) -> bytes:
+        async def handler(store: str, data: bytes, codec: Codec, span: Span | None) -> bytes:
             request = decode_request(data, request_type, codec)
             query = to_query(store, request, codec, self._settings)
             # A min_position wait happens in the reader; give it time to answer after it.
             timeout = self._timeout(getattr(request, "timeout_ms", None)) + 1.0
-            return await self._ask_reader(operation, _internal.encode(query), timeout)
+            return await self._ask_reader(operation, _internal.encode(query), timeout, span)
 
         return handler
 
-    async def _ask_reader(self, operation: str, payload: bytes, timeout: float) -> bytes:
+    async def _ask_reader(
+        self, operation: str, payload: bytes, timeout: float, span: Span | None = None
+    ) -> bytes:
+        headers = None if span is None else outgoing(span)
         try:
-            reply = await self._nc.request(reader_subject(operation), payload, timeout=timeout)
+            reply = await self._nc.request(
+                reader_subject(operation), payload, timeout=timeout, headers=headers
+            )
         except NoRespondersError as e:
             raise Unavailable("no reader is available; retry") from e
         except NatsTimeout as e:
@@ -318,6 +393,28 @@ class Gateway:
             readers = 0
         ok = status.leader is not None and readers > 0
         return Health(status="ok" if ok else "unavailable", leader=status.leader, readers=readers)
+
+    async def not_ready(self) -> str | None:
+        """Why this gateway cannot serve now (NATS, no writer leader or no reader answering
+        within a second), or None: `/readyz`."""
+        problem = nats_problem(self._nc)
+        if problem is not None:
+            return problem
+        problems = await asyncio.gather(
+            self._probe(WRITER_COMMANDS, _LEADER_PING, "writer leader"),
+            self._probe(reader_subject("ping"), b"", "reader"),
+        )
+        found = [problem for problem in problems if problem is not None]
+        return "; ".join(found) if found else None
+
+    async def _probe(self, subject: str, payload: bytes, what: str) -> str | None:
+        try:
+            await self._nc.request(subject, payload, timeout=PROBE_TIMEOUT_S)
+        except NoRespondersError:
+            return f"no {what} is available"
+        except NatsTimeout:
+            return f"no {what} answered within {PROBE_TIMEOUT_S:.0f} s"
+        return None
 
     async def _gather_nodes(self, window: float) -> list[NodeStatus]:
         replies = await gather_replies(self._nc, NODE_STATUS, b"", window)

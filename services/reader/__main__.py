@@ -9,16 +9,20 @@ from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
+from opentelemetry.trace import SpanKind, StatusCode, Tracer
 
 from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StoreQuery, StreamQuery
 from esdb.contracts.errors import EsdbError, InternalError, Unavailable
 from esdb.contracts.subjects import READER_QUEUE, Op, reader_subject
 from esdb.services.reader import queries
 from esdb.services.reader import stores as store_queries
+from esdb.shared.metrics import ReaderMetrics
 from esdb.shared.nats_connection import concurrently, connect_service
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import ReadOnlyStores, open_system
+from esdb.shared.telemetry import Telemetry, nats_problem
+from esdb.shared.tracing import child_span, incoming
 from esdb.shared.wire import Codec, encode, encode_error
 
 log = logging.getLogger(__name__)
@@ -29,23 +33,39 @@ Query = StreamQuery | AllQuery | ListQuery | InfoQuery | StoreQuery
 
 
 def _handler(
-    query_type: type[Query], answer: Callable[[Any], Awaitable[msgspec.Struct]]
+    operation: str,
+    query_type: type[Query],
+    answer: Callable[[Any], Awaitable[msgspec.Struct]],
+    metrics: ReaderMetrics,
+    tracer: Tracer | None,
 ) -> Handler:
     """Decode a query, answer it, reply in the codec the query names; errors typed."""
     decoder = msgspec.msgpack.Decoder(query_type)
 
     async def handle(msg: Msg) -> None:
+        span = None
+        if tracer is not None and (context := incoming(msg.headers)) is not None:
+            span = child_span(tracer, f"reader {operation}", context, kind=SpanKind.SERVER)
         codec = Codec.MSGPACK
+        error: EsdbError | None = None
         try:
             query = decoder.decode(msg.data)
             codec = Codec(query.codec)
             reply = encode(await answer(query), codec)
         except EsdbError as e:
+            error = e
             reply = encode_error(e, codec)
         except Exception:
             log.exception("reader failed on %s", msg.subject)
-            reply = encode_error(InternalError("internal error; see the reader log"), codec)
+            error = InternalError("internal error; see the reader log")
+            reply = encode_error(error, codec)
         await msg.respond(reply)
+        code = None if error is None else error.code.value
+        metrics.answered(operation, code)
+        if span is not None:
+            if code is not None:
+                span.set_status(StatusCode.ERROR, code)
+            span.end()
 
     return handle
 
@@ -78,17 +98,17 @@ def _from_system(
     return read
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
+async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -> None:
     """Composition root of a reader: read-only stores behind the internal read subjects."""
     nc = await connect_service(settings, f"esdb-reader-{settings.node_id}")
     stores = ReadOnlyStores(settings.data_dir)
-    routes: dict[str, Handler] = {
-        Op.READ_STREAM: _handler(StreamQuery, _from_store(stores, queries.read_stream)),
-        Op.READ_ALL: _handler(AllQuery, _from_store(stores, queries.read_all)),
-        Op.LIST_STREAMS: _handler(ListQuery, _from_store(stores, queries.list_streams)),
-        Op.STREAM_INFO: _handler(InfoQuery, _from_store(stores, queries.stream_info)),
+    answers: dict[str, tuple[type[Query], Callable[[Any], Awaitable[msgspec.Struct]]]] = {
+        Op.READ_STREAM: (StreamQuery, _from_store(stores, queries.read_stream)),
+        Op.READ_ALL: (AllQuery, _from_store(stores, queries.read_all)),
+        Op.LIST_STREAMS: (ListQuery, _from_store(stores, queries.list_streams)),
+        Op.STREAM_INFO: (InfoQuery, _from_store(stores, queries.stream_info)),
         **{
-            operation: _handler(StoreQuery, _from_system(settings, stores, answer))
+            operation: (StoreQuery, _from_system(settings, stores, answer))
             for operation, answer in (
                 (Op.STORE_LIST, store_queries.store_list),
                 (Op.STORE_STATUS, store_queries.store_status),
@@ -96,6 +116,20 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             )
         },
     }
+    metrics = ReaderMetrics(telemetry.registry, answers)
+    routes: dict[str, Handler] = {
+        operation: _handler(operation, query_type, answer, metrics, telemetry.tracer)
+        for operation, (query_type, answer) in answers.items()
+    }
+
+    async def not_ready() -> str | None:
+        problem = nats_problem(nc)
+        if problem is not None:
+            return problem
+        with open_system(settings.data_dir) as system:
+            return "this node has no data yet" if system is None else None
+
+    telemetry.ready_when(not_ready)
 
     async def ping(msg: Msg) -> None:
         await msg.respond(b"pong")

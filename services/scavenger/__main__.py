@@ -35,6 +35,7 @@ from esdb.shared.storage.catalog import (
     read_checkpoint,
     registered_stores,
 )
+from esdb.shared.telemetry import Telemetry, connected
 from esdb.shared.wire import Codec
 from esdb.shared.writer_ops import submit_ops
 
@@ -95,10 +96,11 @@ class Scavenger:
         return await self.scavenge(store)
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
+async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -> None:
     """Composition root: scavenge while this node leads."""
     os.nice(SCAVENGER_NICENESS)
     nc = await connect_service(settings, f"esdb-scavenger-{settings.node_id}")
+    telemetry.ready_when(connected(nc))
     stores = ReadOnlyStores(settings.data_dir)
     scavenger = Scavenger(nc, settings, stores)
     serving: Subscription | None = None

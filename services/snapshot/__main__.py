@@ -23,6 +23,7 @@ from esdb.shared.service_api import api_handler, typed
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import ReadOnlyStores
+from esdb.shared.telemetry import Telemetry, connected
 from esdb.shared.writer_ops import submit_ops
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,11 @@ def handler(service: SnapshotService) -> Callable[[Msg], Coroutine[Any, Any, Non
     return api_handler("snapshot", routes)
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
+async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -> None:
     """Composition root: this node's stores, read after catching up with the log; writes
     through the writer leader."""
     nc = await connect_service(settings, f"esdb-snapshot-{settings.node_id}")
+    telemetry.ready_when(connected(nc))
     stores = ReadOnlyStores(settings.data_dir)
     progress = NodeProgress(settings.data_dir)
 

@@ -271,6 +271,16 @@ class SubscriptionService:
         request = decode_request(data, SubscriptionRequest, codec)
         return self._describe(store, self._group(store, request.subscription))
 
+    def levels(self) -> list[tuple[str, SubscriptionInfo]]:
+        """(store, info) of every subscription served now: what `/metrics` shows."""
+        found = []
+        for (store, _), (group, _) in sorted(self._groups.items()):
+            try:
+                found.append((store, self._describe(store, group)))
+            except NotFound:
+                continue  # its store was removed a moment ago
+        return found
+
     def _describe(self, store: str, group: ConsumerGroup) -> SubscriptionInfo:
         definition = group.definition
         reader = self._stores.get(store)

@@ -141,6 +141,8 @@ class Stack:
         self.run_dir = self.data_dir / "run"
         self.servers: list[Child] = []
         self.services: list[Child] = []
+        self.http_urls: dict[str, str] = {}
+        """Each service process's HTTP endpoint, by child name."""
         self.specs: tuple[ServerSpec, ...] = ()
         self.security = self._security()
         if options.nats_url is None:
@@ -217,12 +219,31 @@ class Stack:
 
     def _plan_services(self) -> None:
         for index, url in enumerate(self.node_urls, 1):
-            env = settings_environ(self._settings(index, url))
-            for service in NODE_SERVICES:
+            settings = self._settings(index, url)
+            for offset, service in enumerate(NODE_SERVICES, 1):
                 name = f"{service}-{node_id(index)}"
+                port = self._metrics_port(offset + (index - 1) * len(NODE_SERVICES))
+                env = settings_environ(msgspec.structs.replace(settings, metrics_port=port))
                 self.services.append(self._child(name, service, env, node=index))
-        gateway_env = settings_environ(self._settings(1, self.url))
-        self.services.append(self._child("gateway", "gateway", gateway_env))
+                self.http_urls[name] = _http_url(settings.metrics_host, port)
+        gateway = msgspec.structs.replace(
+            self._settings(1, self.url), metrics_port=self._metrics_port(0)
+        )
+        self.services.append(self._child("gateway", "gateway", settings_environ(gateway)))
+        self.http_urls["gateway"] = _http_url(gateway.metrics_host, gateway.metrics_port)
+
+    def _metrics_port(self, offset: int) -> int:
+        """A process's `/metrics` port: `ESDB_METRICS_PORT` + `offset` when the port is set
+        (the gateway 0, then each node's services in turn), else any free one."""
+        base = self.base_settings.metrics_port
+        return base + offset if base else free_port()
+
+    def _write_http_urls(self) -> None:
+        """`<data-dir>/run/<name>.http`: where each process serves /metrics, /healthz and
+        /readyz, for tools and tests."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for name, url in self.http_urls.items():
+            (self.run_dir / f"{name}.http").write_text(url + "\n")
 
     def _child(
         self, name: str, service: str, env: dict[str, str], *, node: int | None = None
@@ -261,6 +282,7 @@ class Stack:
                 supervised.append(asyncio.create_task(server.supervise(stopping)))
             for spec in self.specs:
                 await wait_for_port(spec.port, host=spec.host)
+            self._write_http_urls()
             for child in self.services:
                 await child.start()
                 supervised.append(asyncio.create_task(child.supervise(stopping)))
@@ -293,7 +315,16 @@ class Stack:
                 await server.stop()
             for task in supervised:
                 task.cancel()
+            for name in self.http_urls:
+                (self.run_dir / f"{name}.http").unlink(missing_ok=True)
             print("esdb stopped", file=sys.stderr, flush=True)
+
+
+def _http_url(host: str, port: int) -> str:
+    """How to reach a process listening on `host:port` from this machine."""
+    if host in ("0.0.0.0", "::", ""):
+        host = HOST
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 async def run_stack(options: StackOptions, stop: asyncio.Event) -> None:

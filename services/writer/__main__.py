@@ -16,9 +16,10 @@ from esdb.shared.nats_connection import connect_service, retry_until_ready
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import lmdb_catalog
+from esdb.shared.telemetry import Telemetry
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
+async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -> None:
     """Composition root of a writer node."""
     nc = await connect_service(settings, f"esdb-writer-{settings.node_id}")
     js = nc.jetstream(timeout=settings.timeout_ms / 1000)
@@ -64,7 +65,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await nc.publish(applied_subject, str(sequence).encode())
 
         applier.on_applied = announce
-        node = WriterNode(settings, nc, JetStreamLog(js), applier, lease, keeper)
+        node = WriterNode(settings, nc, JetStreamLog(js), applier, lease, keeper, telemetry)
+        telemetry.ready_when(node.not_ready)
         await node.run(stop)
     finally:
         await nc.drain()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -13,6 +13,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry.trace import SpanKind
 
 from esdb.contracts.api import NodeStatus
 from esdb.contracts.commands import (
@@ -31,12 +32,17 @@ from esdb.services.writer.lease import Lease
 from esdb.services.writer.log import ReplicatedLog
 from esdb.services.writer.monitor import NodeMonitor
 from esdb.services.writer.sequencer import LeadershipLost, OpsRequest, Sequencer
+from esdb.shared.metrics import Sampled, WriterMetrics
 from esdb.shared.nats_connection import concurrently
 from esdb.shared.settings import Settings
+from esdb.shared.telemetry import Telemetry, nats_problem
+from esdb.shared.tracing import child_span, incoming
 
 log = logging.getLogger(__name__)
 # A node that cannot apply (its disk is full) tries again this often; it never skips.
 STALL_RETRY_S = 1.0
+READY_LAG_ENTRIES = 1000
+"""A follower further behind the log than this is not ready (`/readyz`): it is catching up."""
 
 _batch_decoder = msgspec.msgpack.Decoder(WriteBatch)
 _ops_decoder = msgspec.msgpack.Decoder(OpsCommand)
@@ -68,6 +74,7 @@ class WriterNode:
         applier: Applier,
         lease: Lease,
         image_keeper: ImageKeeper | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._settings = settings
         self._nc = nc
@@ -82,6 +89,53 @@ class WriterNode:
         self._monitor = NodeMonitor(nc, settings.node_id, applier.catalog.applied_sequence)
         self.role = "follower"
         self.stalled: str | None = None
+        self._tracer = None if telemetry is None else telemetry.tracer
+        self._metrics = None if telemetry is None else WriterMetrics(telemetry.registry)
+        if telemetry is not None:
+            self._sample_levels(telemetry)
+
+    def _sample_levels(self, telemetry: Telemetry) -> None:
+        node = self._settings.node_id
+
+        def levels(value: Callable[[], float]) -> Callable[[], list[tuple[list[str], float]]]:
+            return lambda: [([node], value())]
+
+        for name, documentation, value in (
+            ("esdb_applied_sequence", "Last log sequence applied on this node", self._applied),
+            ("esdb_log_last_sequence", "Last log sequence this node has seen", self._last_seen),
+            ("esdb_follower_lag", "Log entries seen but not yet applied here", self._lag),
+            ("esdb_writer_leader", "1 while this node's writer leads, else 0", self._leading),
+        ):
+            Sampled(telemetry.registry, name, documentation, ["node"], levels(value))
+
+    def _applied(self) -> float:
+        return self._applier.catalog.applied_sequence()
+
+    def _last_seen(self) -> float:
+        return max(self._log_last, self._applier.catalog.applied_sequence())
+
+    def _lag(self) -> float:
+        return self._last_seen() - self._applied()
+
+    def _leading(self) -> float:
+        return 1.0 if self.role == "leader" else 0.0
+
+    async def not_ready(self) -> str | None:
+        """Why this writer cannot serve now (NATS, no lease holder known, a stall, too far
+        behind the log), or None: `/readyz`."""
+        problem = nats_problem(self._nc)
+        if problem is not None:
+            return problem
+        if self.stalled is not None:
+            return self.stalled
+        if self.role == "leader":
+            return None
+        if self._lease.holder_seen is None:
+            return "no writer leader known yet"
+        lag = await self._log.last_sequence() - self._applier.catalog.applied_sequence()
+        if lag > READY_LAG_ENTRIES:
+            return f"catching up: {lag} log entries to apply"
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set or a fatal error (a bad log entry) ends the node."""
@@ -177,6 +231,8 @@ class WriterNode:
                 self._applier,
                 node_id=self._settings.node_id,
                 max_batch_events=self._settings.max_batch_events,
+                tracer=self._tracer,
+                metrics=self._metrics,
             )
             self._following.clear()
             await _unless(lost, self._ensure_default_store(sequencer))
@@ -247,12 +303,25 @@ class WriterNode:
             error = InvalidRequest(f"bad write batch: {e}").to_body()
             await msg.respond(_encoder.encode(WriteBatchReply([WriteOutcome(error=error)])))
             return
+        span = None
+        if self._tracer is not None and (context := incoming(msg.headers)) is not None:
+            span = child_span(
+                self._tracer,
+                "writer write_batch",
+                context,
+                kind=SpanKind.SERVER,
+                attributes={"esdb.requests": len(batch.requests)},
+            )
         if sequencer is None:
             error = Unavailable("this writer is not the leader").to_body()
             outcomes = [WriteOutcome(error=error) for _ in batch.requests]
         else:
-            outcomes = list(await asyncio.gather(*(sequencer.submit(r) for r in batch.requests)))
+            trace = None if span is None else span.get_span_context()
+            submitted = (sequencer.submit(r, trace) for r in batch.requests)
+            outcomes = list(await asyncio.gather(*submitted))
         await msg.respond(_encoder.encode(WriteBatchReply(outcomes)))
+        if span is not None:
+            span.end()
 
     async def _on_ops(self, msg: Msg) -> None:
         sequencer = self._sequencer

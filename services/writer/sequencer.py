@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
+from opentelemetry.trace import Span, SpanContext, StatusCode, Tracer
 
 from esdb.contracts.commands import WriteOutcome, WriteRequest
 from esdb.contracts.errors import Timeout, Unavailable
@@ -16,6 +17,8 @@ from esdb.contracts.log import LogEntry, LogOp, encode_entry
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.log import FencedOut, ReplicatedLog
 from esdb.services.writer.planning import Planner
+from esdb.shared.metrics import WriterMetrics
+from esdb.shared.tracing import batch_span, child_span
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ class OpsRequest:
 
 
 Command = WriteRequest | OpsRequest
+_Queued = tuple[Command, asyncio.Future[WriteOutcome], SpanContext | None]
+"""A command, the future of its outcome, and the span it was sent from (None: untraced)."""
 
 
 def approximate_bytes(request: Command) -> int:
@@ -61,12 +66,23 @@ def _now_us() -> int:
 class _InFlight:
     """A planned batch whose entry (if any) is on its way to the log."""
 
-    batch: list[tuple[Command, asyncio.Future[WriteOutcome]]]
+    batch: list[_Queued]
     outcomes: list[WriteOutcome]
     entry: LogEntry | None = None
     raw: bytes = b""
     sequence: int = 0
     publish: asyncio.Task[int] | None = None
+    events: int = 0
+    planned_at: float = 0.0
+    span: Span | None = None
+
+    def end_span(self, error: str | None = None) -> None:
+        """End the batch's span, if traced, marking it failed when `error` says why."""
+        if self.span is not None:
+            if error is not None:
+                self.span.set_status(StatusCode.ERROR, error)
+            self.span.end()
+            self.span = None
 
 
 class Sequencer:
@@ -84,6 +100,8 @@ class Sequencer:
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         max_in_flight: int = 3,
         clock: Callable[[], int] = _now_us,
+        tracer: Tracer | None = None,
+        metrics: WriterMetrics | None = None,
     ) -> None:
         self._log = log
         self._applier = applier
@@ -91,7 +109,9 @@ class Sequencer:
         self._max_batch_events = max_batch_events
         self._max_batch_bytes = max_batch_bytes
         self._clock = clock
-        self._queue: list[tuple[Command, asyncio.Future[WriteOutcome]]] = []
+        self._tracer = tracer
+        self._metrics = metrics
+        self._queue: list[_Queued] = []
         self._wake = asyncio.Event()
         self._closed = False
         self._planner = Planner(applier.catalog)
@@ -100,15 +120,18 @@ class Sequencer:
         self._unapplied = 0
         self._next_sequence = 0
 
-    def submit(self, request: Command) -> asyncio.Future[WriteOutcome]:
-        """Queue a write; the future resolves after its entry is durable and applied."""
+    def submit(
+        self, request: Command, trace: SpanContext | None = None
+    ) -> asyncio.Future[WriteOutcome]:
+        """Queue a write; the future resolves after its entry is durable and applied. `trace`
+        is the span the write came from: its batch's span links to it."""
         future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
         if self._closed:
             future.set_result(
                 WriteOutcome(error=Unavailable("this writer is not the leader").to_body())
             )
         else:
-            self._queue.append((request, future))
+            self._queue.append((request, future, trace))
             self._wake.set()
         return future
 
@@ -137,8 +160,9 @@ class Sequencer:
             for item in stranded:
                 if item.publish is not None:
                     item.publish.cancel()
-                for _, future in item.batch:
+                for _, future, _ in item.batch:
                     _resolve(future, unknown)
+                item.end_span("the leader stepped down")
             self._fail_pending(Unavailable("the leader stepped down; retry"))
 
     async def _wait_for_work(self, completer: asyncio.Task[None]) -> None:
@@ -152,9 +176,9 @@ class Sequencer:
         self._closed = True
         self._wake.set()
 
-    def _take_batch(self) -> list[tuple[Command, asyncio.Future[WriteOutcome]]]:
+    def _take_batch(self) -> list[_Queued]:
         taken = events = size = 0
-        for request, _ in self._queue:
+        for request, _, _ in self._queue:
             count = (
                 0
                 if isinstance(request, OpsRequest)
@@ -170,25 +194,55 @@ class Sequencer:
         batch, self._queue = self._queue[:taken], self._queue[taken:]
         return batch
 
-    def _start(self, batch: list[tuple[Command, asyncio.Future[WriteOutcome]]]) -> None:
+    def _start(self, batch: list[_Queued]) -> None:
         """Plan a batch and send its entry on, fenced on the entry before it."""
-        writes = [r for r, _ in batch if isinstance(r, WriteRequest)]
+        planned_at = time.perf_counter()
+        writes = [r for r, _, _ in batch if isinstance(r, WriteRequest)]
         plan = self._planner.plan_batch(writes, now_us=self._clock())
         planned = iter(plan.outcomes)
         logged = WriteOutcome(results=[])
-        outcomes = [next(planned) if isinstance(r, WriteRequest) else logged for r, _ in batch]
-        ops = plan.ops + [op for r, _ in batch if isinstance(r, OpsRequest) for op in r.ops]
-        item = _InFlight(batch, outcomes)
+        outcomes = [next(planned) if isinstance(r, WriteRequest) else logged for r, _, _ in batch]
+        ops = plan.ops + [op for r, _, _ in batch if isinstance(r, OpsRequest) for op in r.ops]
+        item = _InFlight(batch, outcomes, planned_at=planned_at)
+        item.events = sum(
+            len(a.events)
+            for (r, _, _), outcome in zip(batch, outcomes, strict=True)
+            if isinstance(r, WriteRequest) and outcome.error is None
+            for a in r.appends
+        )
+        if self._tracer is not None and any(trace is not None for _, _, trace in batch):
+            item.span = batch_span(
+                self._tracer,
+                "writer sequence",
+                (trace for _, _, trace in batch if trace is not None),
+                attributes={"esdb.requests": len(batch), "esdb.events": item.events},
+            )
         if ops:
             item.entry = LogEntry(ops=ops, leader=self._node_id)
             item.raw = encode_entry(item.entry)
             item.sequence = self._next_sequence
             self._next_sequence += 1
             self._unapplied += 1
-            item.publish = asyncio.create_task(
-                self._log.append(item.raw, expected_last=item.sequence - 1)
-            )
+            item.publish = asyncio.create_task(self._publish(item))
         self._in_flight.put_nowait(item)
+
+    async def _publish(self, item: _InFlight) -> int:
+        """Append the batch's entry to the log, fenced on the entry before it."""
+        if item.span is None or self._tracer is None:
+            return await self._log.append(item.raw, expected_last=item.sequence - 1)
+        span = child_span(
+            self._tracer,
+            "writer log_publish",
+            item.span,
+            attributes={"esdb.sequence": item.sequence, "esdb.bytes": len(item.raw)},
+        )
+        try:
+            return await self._log.append(item.raw, expected_last=item.sequence - 1)
+        except BaseException as e:
+            span.set_status(StatusCode.ERROR, type(e).__name__)
+            raise
+        finally:
+            span.end()
 
     async def _complete_in_order(self) -> None:
         """Apply each entry once the log has it, then answer its batch, in log order."""
@@ -203,8 +257,9 @@ class Sequencer:
                 raise
             finally:
                 self._window.release()
-            for (_, future), outcome in zip(item.batch, item.outcomes, strict=True):
+            for (_, future, _), outcome in zip(item.batch, item.outcomes, strict=True):
                 _resolve(future, outcome)
+            item.end_span()
 
     async def _apply_when_durable(self, item: _InFlight) -> None:
         assert item.publish is not None and item.entry is not None
@@ -217,12 +272,24 @@ class Sequencer:
             raise LeadershipLost(f"log append failed ({e!r}); outcome unknown") from e
         if sequence != item.sequence:
             raise LeadershipLost(f"the log gave sequence {sequence}, not {item.sequence}")
+        applying = None
+        if item.span is not None and self._tracer is not None:
+            applying = child_span(
+                self._tracer, "writer apply", item.span, attributes={"esdb.sequence": sequence}
+            )
         async with self._applier.lock:
             try:
                 self._applier.apply_locked(sequence, item.entry, item.raw)
             except Unavailable as e:
                 # Logged but not applied: the tail retries it until the store takes it.
                 raise LeadershipLost(f"cannot apply entry {sequence}: {e}") from e
+            finally:
+                if applying is not None:
+                    applying.end()
+        if self._metrics is not None:
+            self._metrics.committed(
+                len(item.batch), item.events, time.perf_counter() - item.planned_at
+            )
         self._unapplied -= 1
         if self._unapplied == 0:
             self._planner.reset()  # what was planned is now the applied state
@@ -239,8 +306,9 @@ class Sequencer:
         for item in items:
             if item.publish is not None and item is not failed:
                 item.publish.cancel()
-            for _, future in item.batch:
+            for _, future, _ in item.batch:
                 _resolve(future, error)
+            item.end_span("the leader stepped down")
 
     async def append_locked(self, ops: list[LogOp]) -> int:
         """Append `ops` as one entry fenced on the applied sequence, then apply it locally.
@@ -262,7 +330,7 @@ class Sequencer:
 
     def _fail_pending(self, error: Unavailable) -> None:
         pending, self._queue = self._queue, []
-        for _, future in pending:
+        for _, future, _ in pending:
             _resolve(future, WriteOutcome(error=error.to_body()))
 
 

@@ -197,6 +197,10 @@ INVALID = {
     "tls_ca_file": ["/no/such/ca.pem"],
     "log_purge": ["maybe", "yes"],
     "log_level": ["LOUD", ""],
+    "log_format": ["yaml", "JSON", ""],
+    "metrics_host": ["", " 127.0.0.1", "http://localhost"],
+    "metrics_port": ["-1", "65536", "http"],
+    "otlp_endpoint": ["collector:4318", "grpc://collector:4317", "http://", "http://h:port"],
 }
 
 
@@ -222,6 +226,12 @@ def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:
         ("ESDB_LOG_PURGE", "0"),
         ("ESDB_LOG_RETAIN_ENTRIES", "0"),
         ("ESDB_STORE_DESCRIPTION", ""),
+        ("ESDB_METRICS_PORT", "0"),
+        ("ESDB_METRICS_PORT", "65535"),
+        ("ESDB_METRICS_HOST", "0.0.0.0"),
+        ("ESDB_METRICS_HOST", "::"),
+        ("ESDB_OTLP_ENDPOINT", ""),
+        ("ESDB_OTLP_ENDPOINT", "https://otel.example:4318/"),
     ],
 )
 def test_valid_edge_values_are_accepted(variable: str, value: str) -> None:
