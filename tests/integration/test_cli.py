@@ -182,6 +182,7 @@ def test_status_shows_the_leader_and_health(stack: Stack) -> None:
     assert lines[0].split() == [
         "NODE",
         "ROLE",
+        "STATE",
         "APPLIED",
         "LOG",
         "LAST",
@@ -192,9 +193,11 @@ def test_status_shows_the_leader_and_health(stack: Stack) -> None:
         "UP",
         "STORES",
     ]
-    leader_rows = [row.split() for row in lines[1:] if row.split()[1:2] == ["leader"]]
+    nodes = lines[1 : lines.index("")]
+    leader_rows = [row.split() for row in nodes if row.split()[1:2] == ["leader"]]
     assert len(leader_rows) == 1
-    node, _, applied, _, lag, _, _, stores = leader_rows[0]
+    node, _, state, applied, _, lag, _, _, stores = leader_rows[0]
+    assert state == "ok"
     assert int(applied) >= 1
     assert int(lag) >= 0
     assert "default" in stores.split(",")
@@ -203,6 +206,22 @@ def test_status_shows_the_leader_and_health(stack: Stack) -> None:
     status = json.loads(ok(stack, "status", "--json"))
     assert status["health"]["status"] == "ok"
     assert status["cluster"]["leader"] == node
+
+
+def test_status_with_the_data_dir_lists_every_process_and_its_readiness(stack: Stack) -> None:
+    lines = ok(stack, "status", "--data-dir", str(stack.data_dir)).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["PROCESS"])
+    assert lines[start].split() == ["PROCESS", "PID", "HTTP", "READY"]
+    rows = {row.split()[0]: row.split() for row in lines[start + 1 :] if row.strip()}
+    assert rows["gateway"][1] == str(stack.pid("gateway"))
+    assert rows["gateway"][2] == stack.http_url("gateway")
+    assert rows["gateway"][3] == "ready"
+    assert rows["writer-node1"][3] == "ready"
+    assert rows["nats-server-node1"][2:] == ["-", "-"]
+    listed = json.loads(ok(stack, "status", "--json", "--data-dir", str(stack.data_dir)))
+    assert {"name": "gateway", "pid": str(stack.pid("gateway")), "http": stack.http_url(
+        "gateway"
+    ), "ready": "ready"} in listed["processes"]  # fmt: skip
 
 
 def test_errors_print_their_code_and_exit_1(stack: Stack) -> None:
