@@ -24,6 +24,8 @@ NACK_ACTIONS = ("retry", "park", "skip", "stop")
 DEFAULT_MESSAGE_TIMEOUT_MS = 30_000
 DEFAULT_MAX_RETRIES = 10
 DEFAULT_MAX_IN_FLIGHT = 100
+MAX_POSITION = (1 << 63) - 1
+"""The highest position a start or a watch may name (positions are 8-byte keys)."""
 
 
 def delivery_subject(store: str, name: str) -> str:

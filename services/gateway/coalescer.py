@@ -14,7 +14,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from esdb.contracts.commands import WriteBatch, WriteBatchReply, WriteOutcome, WriteRequest
-from esdb.contracts.errors import EsdbError, Timeout, Unavailable
+from esdb.contracts.errors import EsdbError, InternalError, Timeout, Unavailable
 from esdb.contracts.subjects import WRITER_COMMANDS
 from esdb.shared.tracing import batch_span, outgoing
 
@@ -91,7 +91,11 @@ class WriteCoalescer:
                 log.exception("replying to a write failed")
 
     async def _exchange(self, batch: list[_Pending]) -> list[WriteOutcome]:
-        payload = _encoder.encode(WriteBatch([request for request, _, _, _ in batch]))
+        try:
+            payload = _encoder.encode(WriteBatch([request for request, _, _, _ in batch]))
+        except (TypeError, ValueError, OverflowError) as e:  # never silence a whole batch
+            log.exception("a write batch could not be encoded")
+            return _all(batch, InternalError(f"the gateway could not encode a write: {e}"))
         timeout = max(t for _, t, _, _ in batch)
         span = None
         if self._tracer is None:

@@ -56,6 +56,7 @@ from esdb.services.gateway.consistency import consistency_problems
 from esdb.services.gateway.lifecycle import lifecycle_command
 from esdb.services.gateway.store_admin import StoreAdmin
 from esdb.shared.metrics import GatewayMetrics
+from esdb.shared.names import check_store
 from esdb.shared.nats_connection import gather_replies
 from esdb.shared.settings import Settings
 from esdb.shared.telemetry import Telemetry, nats_problem
@@ -221,6 +222,7 @@ class Gateway:
     ) -> bytes:
         """Hand a request to the service that owns it; its reply is already encoded."""
         timeout_ms = _timeout_ms(data, codec)
+        validation.check_timeout(timeout_ms, self._settings)
         subject = service_subject(service, store, operation)
         headers = {"Content-Type": content_type_of(codec)}
         if span is not None:
@@ -238,7 +240,7 @@ class Gateway:
         return bytes(reply.data)
 
     def _check_request(self, store: str, data: bytes) -> None:
-        validation.check_store(store)
+        check_store(store)
         if len(data) > self._settings.max_request_bytes:
             raise TooLarge(
                 f"request is {len(data)} bytes; the limit is {self._settings.max_request_bytes}",
@@ -254,9 +256,7 @@ class Gateway:
     ) -> tuple[WriteRequest, float]:
         """`append` (one stream) or `append_multi` (all or nothing) as a validated write."""
         if operation in LIFECYCLE_OPERATIONS:
-            change, timeout_ms = lifecycle_command(
-                store, operation, data, codec, self._settings
-            )
+            change, timeout_ms = lifecycle_command(store, operation, data, codec, self._settings)
             return change, self._timeout(timeout_ms)
         if operation == Op.APPEND:
             single = decode_request(data, api.AppendRequest, codec)

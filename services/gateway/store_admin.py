@@ -19,7 +19,8 @@ from esdb.contracts.commands import (
 )
 from esdb.contracts.errors import InvalidRequest, error_from_body
 from esdb.contracts.subjects import Op
-from esdb.services.gateway.validation import check_store, check_timeout
+from esdb.services.gateway.validation import check_timeout
+from esdb.shared.names import check_store
 from esdb.shared.settings import Settings
 from esdb.shared.wire import Codec, decode_request, encode
 

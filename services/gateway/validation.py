@@ -35,15 +35,15 @@ from esdb.contracts.commands import (
     WriteRequest,
 )
 from esdb.contracts.errors import InvalidRequest, TooLarge
-from esdb.shared.settings import STREAM_ID_CEILING, Settings
+from esdb.shared.names import (
+    CONTROL_CHARACTERS,
+    check_stream,
+)
+from esdb.shared.settings import Settings
 from esdb.shared.wire import Codec, payload_bytes
 
-STORE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-MAX_STREAM_BYTES = STREAM_ID_CEILING
-"""The longest stream id any configuration accepts (`max_stream_bytes` may lower it)."""
 MAX_TYPE_BYTES = 512
 MAX_CONTENT_TYPE_BYTES = 128
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _REPEATS = (re_constants.MAX_REPEAT, re_constants.MIN_REPEAT, re_constants.POSSESSIVE_REPEAT)
 _BACKREFERENCES = (re_constants.GROUPREF, re_constants.GROUPREF_EXISTS)
 _EXPECTED = {
@@ -81,31 +81,6 @@ def new_event_id() -> bytes:
     return bytes(raw)
 
 
-def check_store(store: str) -> str:
-    """A store name must be a plain subject token."""
-    if not STORE_NAME.fullmatch(store):
-        raise InvalidRequest(
-            f"store name {store!r} must be 1-64 letters, digits, '_' or '-', not starting "
-            "with '_' or '-'",
-            field="store",
-        )
-    return store
-
-
-def check_stream(stream: str, field: str = "stream", max_bytes: int = MAX_STREAM_BYTES) -> str:
-    """Stream ids are non-empty, at most `max_bytes` of UTF-8, without control characters or
-    a leading `$`."""
-    if not stream:
-        raise InvalidRequest("stream must not be empty", field=field)
-    if len(stream.encode()) > max_bytes:
-        raise TooLarge(f"stream id is over {max_bytes} bytes", field=field, limit=max_bytes)
-    if _CONTROL.search(stream):
-        raise InvalidRequest("stream id must not contain control characters", field=field)
-    if stream.startswith("$"):
-        raise InvalidRequest("stream ids starting with '$' are reserved", field=field)
-    return stream
-
-
 def expected_version(value: ExpectedVersionIn, field: str) -> int:
     """`any`/`no_stream`/`stream_exists` or an exact version >= -1, as an internal integer."""
     if isinstance(value, str):
@@ -121,7 +96,8 @@ def expected_version(value: ExpectedVersionIn, field: str) -> int:
 
 
 def _event(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewEvent:
-    if not event.type or len(event.type.encode()) > MAX_TYPE_BYTES or _CONTROL.search(event.type):
+    type_bytes = len(event.type.encode())
+    if not event.type or type_bytes > MAX_TYPE_BYTES or CONTROL_CHARACTERS.search(event.type):
         raise InvalidRequest(
             f"type must be 1-{MAX_TYPE_BYTES} bytes without control characters",
             field=f"{field}.type",
@@ -130,7 +106,7 @@ def _event(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewE
     if (
         not content_type
         or len(content_type.encode()) > MAX_CONTENT_TYPE_BYTES
-        or _CONTROL.search(content_type)
+        or CONTROL_CHARACTERS.search(content_type)
     ):
         raise InvalidRequest(
             f"content_type must be 1-{MAX_CONTENT_TYPE_BYTES} bytes without control characters",

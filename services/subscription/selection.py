@@ -6,6 +6,7 @@ from esdb.contracts.api import JSON_CONTENT_TYPE
 from esdb.contracts.payload_filter import compile_payload_filter
 from esdb.contracts.selectors import select
 from esdb.contracts.subscriptions import SelectorSpec
+from esdb.shared.names import check_stream
 from esdb.shared.read_filters import compile_filter
 from esdb.shared.storage.port import Predicate
 from esdb.shared.storage.records import EventRecord
@@ -13,6 +14,8 @@ from esdb.shared.storage.records import EventRecord
 
 def selection_predicate(store: str, spec: SelectorSpec) -> Predicate | None:
     """What `spec` selects (None: every event); `InvalidRequest` names a bad field."""
+    if spec.stream is not None:
+        check_stream(spec.stream, field="selector.stream")
     selector = select(
         store,
         stream=spec.stream,

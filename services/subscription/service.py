@@ -26,6 +26,7 @@ from esdb.contracts.subjects import (
     service_subject,
 )
 from esdb.contracts.subscriptions import (
+    MAX_POSITION,
     NACK_ACTIONS,
     NAME_PATTERN,
     AckRequest,
@@ -360,9 +361,11 @@ def _start_position(start: Any, reader: StoreReader) -> int:
         return 1
     if start == "end":
         return reader.last_position() + 1
-    if isinstance(start, int) and not isinstance(start, bool) and start >= 1:
+    if isinstance(start, int) and not isinstance(start, bool) and 1 <= start <= MAX_POSITION:
         return start
-    raise InvalidRequest('start must be "start", "end" or a position >= 1', field="start")
+    raise InvalidRequest(
+        f'start must be "start", "end" or a position from 1 to {MAX_POSITION}', field="start"
+    )
 
 
 def _parked_event(key: bytes, raw: bytes) -> ParkedEvent:

@@ -15,6 +15,7 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 
 from esdb.contracts.errors import InvalidRequest
+from esdb.contracts.subscriptions import MAX_POSITION
 from esdb.contracts.topics import EVENT_ID_HEADER, POSITION_HEADER
 from esdb.contracts.watches import WatchRequest, WatchResult, watch_subject
 from esdb.shared.storage.port import Predicate, StoreReader
@@ -55,8 +56,10 @@ class Watches:
             raise InvalidRequest(f"ttl_ms must be between {low} and {high}", field="ttl_ms")
         if request.watch is not None and not _WATCH_ID.match(request.watch):
             raise InvalidRequest("watch ids are 1 to 64 letters, digits, '_' or '-'", field="watch")
-        if request.after is not None and request.after < 0:
-            raise InvalidRequest("after must be a position >= 0", field="after")
+        if request.after is not None and not 0 <= request.after <= MAX_POSITION:
+            raise InvalidRequest(
+                f"after must be a position from 0 to {MAX_POSITION}", field="after"
+            )
         expires_at = time.monotonic() + request.ttl_ms / 1000
         name = request.watch or uuid.uuid4().hex
         watch = self._watches.get(name)

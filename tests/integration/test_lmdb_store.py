@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from esdb.services.gateway.validation import MAX_STREAM_BYTES
+from esdb.shared.names import MAX_STREAM_BYTES
 from esdb.shared.storage.lmdb_store import LmdbStore, store_exists
 from esdb.shared.storage.records import StreamState
 from tests.builders import commit

@@ -89,6 +89,10 @@ async def test_create_info_list_and_delete(client: Client) -> None:
             "selector.payload[0]",
         ),
         ({"selector": {"all": True}}, "subscription"),
+        ({"subscription": "ok", "selector": {"stream": ""}}, "selector.stream"),
+        ({"subscription": "ok", "selector": {"stream": "a\u0000"}}, "selector.stream"),
+        ({"subscription": "ok", "selector": {"all": True}, "start": 1 << 63}, "start"),
+        ({"subscription": "ok", "selector": {"all": True}, "timeout_ms": -5}, "timeout_ms"),
     ],
 )
 async def test_bad_create_requests_name_the_field(
@@ -330,3 +334,19 @@ async def test_a_deleted_group_can_be_created_again_from_scratch(client: Client)
 async def test_invalid_selector_in_the_client_raises(client: Client) -> None:
     with pytest.raises(InvalidRequest):
         await client.create_subscription(f"g{_uid()}", stream="a", category="b")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"selector": {"all": True}, "after": 1 << 63}, "after"),
+        ({"selector": {"all": True}, "after": -1}, "after"),
+        ({"selector": {"stream": ""}}, "selector.stream"),
+        ({"selector": {"all": True}, "ttl_ms": 10}, "ttl_ms"),
+    ],
+)
+async def test_bad_watch_requests_name_the_field(
+    api: Api, body: dict[str, object], field: str
+) -> None:
+    error = await api.error("watch", body)
+    assert (error["code"], error["details"]["field"]) == ("invalid_request", field)
