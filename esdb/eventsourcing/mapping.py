@@ -1,0 +1,177 @@
+"""How the eventsourcing library's records sit in esdb: stored events as stream events,
+tracking records as events of tracking streams, snapshots as snapshot-service records.
+
+A stored event of originator `X` at `originator_version` `v` with `topic` `t` and `state` `s`
+is an event of stream `str(X)` with event type `t`, data `s` (content type JSON when `s` is
+JSON, else `application/octet-stream`, stored byte for byte either way) and JSON metadata
+`{"originator_version": v, "originator_id_type": "uuid" | "str"}`. The metadata makes every
+event self-describing, so notifications read from `$all` need nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+from eventsourcing.persistence import DataError, Notification, StoredEvent, Tracking
+
+from esdb.client import NewEvent, RecordedEvent
+from esdb.client.snapshots import RecordedSnapshot
+from esdb.contracts.api import JSON_CONTENT_TYPE, ReadFilter
+
+OCTET_STREAM = "application/octet-stream"
+
+TRACKING_PREFIX = "_tracking-"
+"""Stream ids starting with this hold tracking records (one stream per upstream
+application); aggregate ids may not start with it."""
+
+TRACKING_EVENT_TYPE = "Tracking"
+
+SNAPSHOT_SOURCE = "snapshots"
+"""The snapshot service's `source_uuid` of the library's snapshots (`purpose="snapshots"`)."""
+
+NOT_TRACKING = rf"\A(?!{TRACKING_PREFIX})"
+"""A `stream_regex` matching every stream but tracking streams."""
+
+
+class EventMetadata(msgspec.Struct, frozen=True):
+    """What an aggregate event carries beside its state."""
+
+    originator_version: int
+    originator_id_type: Literal["uuid", "str"] = "uuid"
+
+
+class SnapshotMetadata(msgspec.Struct, frozen=True):
+    """What a snapshot record carries beside its state."""
+
+    topic: str
+    originator_id_type: Literal["uuid", "str"] = "uuid"
+
+
+class TrackingData(msgspec.Struct, frozen=True):
+    """The data of a tracking event."""
+
+    notification_id: int
+
+
+_metadata_encoder = msgspec.json.Encoder()
+_event_metadata = msgspec.json.Decoder(EventMetadata)
+_snapshot_metadata = msgspec.json.Decoder(SnapshotMetadata)
+_tracking_data = msgspec.json.Decoder(TrackingData)
+
+
+def stream_of(originator_id: UUID | str) -> str:
+    """The stream of an originator's events."""
+    return str(originator_id)
+
+
+def tracking_stream(application_name: str) -> str:
+    """The stream of the tracking records of one upstream application."""
+    return TRACKING_PREFIX + application_name
+
+
+def is_tracking(stream: str) -> bool:
+    """Whether a stream holds tracking records rather than aggregate events."""
+    return stream.startswith(TRACKING_PREFIX)
+
+
+def notifications_filter(topics: tuple[str, ...] | list[str]) -> ReadFilter:
+    """The server-side `read_all` filter of notifications with one of `topics` (any topic
+    when empty): every aggregate event, no tracking record."""
+    return ReadFilter(event_types=list(topics) or None, stream_regex=NOT_TRACKING)
+
+
+def content_type_of(state: bytes) -> str:
+    """JSON when the state is JSON text (so esdb's tools and payload filters can read it),
+    else opaque bytes (a cipher's or compressor's output)."""
+    try:
+        msgspec.json.decode(state)
+    except msgspec.DecodeError:
+        return OCTET_STREAM
+    return JSON_CONTENT_TYPE
+
+
+def _id_type(originator_id: UUID | str) -> Literal["uuid", "str"]:
+    return "uuid" if isinstance(originator_id, UUID) else "str"
+
+
+def _originator_id(stream: str, id_type: str) -> UUID | str:
+    return UUID(stream) if id_type == "uuid" else stream
+
+
+def new_event(stored: StoredEvent) -> NewEvent:
+    """A stored event as an event to append to its originator's stream."""
+    metadata = EventMetadata(stored.originator_version, _id_type(stored.originator_id))
+    return NewEvent(
+        stored.topic,
+        stored.state,
+        metadata=_metadata_encoder.encode(metadata),
+        content_type=content_type_of(stored.state),
+    )
+
+
+def event_metadata(event: RecordedEvent) -> EventMetadata:
+    """The originator version and id type of a recorded aggregate event; `DataError` for an
+    event the library did not write."""
+    try:
+        return _event_metadata.decode(event.metadata)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        msg = (
+            f"event {event.position} of stream {event.stream_id!r} has no originator "
+            f"version in its metadata: it was not written by the eventsourcing library"
+        )
+        raise DataError(msg) from e
+
+
+def stored_event(event: RecordedEvent, originator_id: UUID | str) -> StoredEvent:
+    """A recorded event of `originator_id`'s stream as the library's stored event."""
+    return StoredEvent(
+        originator_id=originator_id,
+        originator_version=event_metadata(event).originator_version,
+        topic=event.event_type,
+        state=event.data,
+    )
+
+
+def notification(event: RecordedEvent) -> Notification | None:
+    """A recorded aggregate event as a notification (its id is the event's position); None
+    for an event that the library did not write (no originator version in its metadata)."""
+    try:
+        metadata = event_metadata(event)
+    except DataError:
+        return None
+    return Notification(
+        id=event.position,
+        originator_id=_originator_id(event.stream_id, metadata.originator_id_type),
+        originator_version=metadata.originator_version,
+        topic=event.event_type,
+        state=event.data,
+    )
+
+
+def tracking_event(tracking: Tracking) -> NewEvent:
+    """A tracking record as an event of its upstream application's tracking stream."""
+    data = _metadata_encoder.encode(TrackingData(tracking.notification_id))
+    return NewEvent(TRACKING_EVENT_TYPE, data)
+
+
+def tracked_id(event: RecordedEvent) -> int:
+    """The notification id a tracking event records."""
+    return _tracking_data.decode(event.data).notification_id
+
+
+def snapshot_metadata(stored: StoredEvent) -> bytes:
+    """The metadata of a snapshot record: the snapshot's topic and originator id type."""
+    return _metadata_encoder.encode(SnapshotMetadata(stored.topic, _id_type(stored.originator_id)))
+
+
+def stored_snapshot(snapshot: RecordedSnapshot, originator_id: UUID | str) -> StoredEvent:
+    """A snapshot record as the library's stored event."""
+    metadata = _snapshot_metadata.decode(snapshot.metadata)
+    return StoredEvent(
+        originator_id=originator_id,
+        originator_version=snapshot.version,
+        topic=metadata.topic,
+        state=snapshot.data,
+    )
