@@ -7,7 +7,9 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from esdb.contracts.log import LogOp
 from esdb.contracts.subjects import (
@@ -42,9 +44,7 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     telemetry.ready_when(connected(nc))
     stores = ReadOnlyStores(settings.data_dir)
     progress = NodeProgress(settings.data_dir)
-
-    async def applied(msg: Msg) -> None:
-        progress.notify()
+    notices = AppliedNotices(nc, settings.node_id, progress)
 
     async def submit(ops: list[LogOp], timeout: float) -> None:
         await submit_ops(nc, ops, timeout)
@@ -52,12 +52,11 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     service = SnapshotService(
         stores.get,
         submit,
-        CatchUp(jetstream_log_end(nc.jetstream()), progress.wait_applied),
+        CatchUp(jetstream_log_end(nc.jetstream()), notices.wait_applied),
         max_bytes=settings.max_event_bytes,
         timeout_ms=settings.timeout_ms,
     )
     try:
-        await nc.subscribe(node_applied_subject(settings.node_id), cb=applied)
         await nc.subscribe(
             service_subject(SNAPSHOTS_SERVICE, "*", "*"),
             queue=service_queue(SNAPSHOTS_SERVICE),
@@ -68,6 +67,36 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     finally:
         stores.close()
         progress.close()
+
+
+class AppliedNotices:
+    """Listens to the writer's per-entry notices only while a request waits for this node to
+    catch up (rarely: it usually has), so an idle service costs nothing per append."""
+
+    def __init__(self, nc: NatsClient, node_id: str, progress: NodeProgress) -> None:
+        self._nc = nc
+        self._subject = node_applied_subject(node_id)
+        self._progress = progress
+        self._waiting = 0
+        self._subscription: Subscription | None = None
+
+    async def wait_applied(self, sequence: int, timeout_s: float) -> None:
+        """Return once this node has applied `sequence`; `Timeout` after `timeout_s`."""
+        if self._progress.applied() >= sequence:
+            return
+        self._waiting += 1
+        if self._subscription is None:
+            self._subscription = await self._nc.subscribe(self._subject, cb=self._notice)
+        try:
+            await self._progress.wait_applied(sequence, timeout_s)
+        finally:
+            self._waiting -= 1
+            if self._waiting == 0 and self._subscription is not None:
+                subscription, self._subscription = self._subscription, None
+                await subscription.unsubscribe()
+
+    async def _notice(self, msg: Msg) -> None:
+        self._progress.notify()
 
 
 def main() -> None:

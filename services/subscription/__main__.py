@@ -6,9 +6,6 @@ import asyncio
 import logging
 from functools import partial
 
-from nats.aio.msg import Msg
-
-from esdb.contracts.subjects import node_applied_subject
 from esdb.services.subscription.service import SubscriptionService
 from esdb.shared.leadership import leading_ticks, writer_leads
 from esdb.shared.metrics import SubscriptionLevels
@@ -28,11 +25,6 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     telemetry.ready_when(connected(nc))
     stores = ReadOnlyStores(settings.data_dir)
     wakeup = Wakeup()
-
-    async def applied(msg: Msg) -> None:
-        wakeup.notify()
-
-    await nc.subscribe(node_applied_subject(settings.node_id), cb=applied)
     service = SubscriptionService(
         nc, settings.node_id, stores, partial(open_system, settings.data_dir), wakeup
     )
@@ -45,6 +37,7 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
             elif not leading and service.active:
                 log.info("not beside the leader any more: handing subscriptions over")
                 await service.deactivate()
+            await service.refresh_notices()  # watches expire, groups come and go
     finally:
         await service.deactivate()
         await nc.drain()

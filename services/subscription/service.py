@@ -22,6 +22,7 @@ from esdb.contracts.subjects import (
     INTERNAL_PREFIX,
     SUBSCRIPTIONS_SERVICE,
     Op,
+    node_applied_subject,
     service_queue,
     service_subject,
 )
@@ -88,6 +89,8 @@ class SubscriptionService:
         wakeup: Wakeup,
     ) -> None:
         self._nc = nc
+        self._node_id = node_id
+        self._notices: Subscription | None = None
         self._stores = stores
         self._system = system
         self._wakeup = wakeup
@@ -127,6 +130,7 @@ class SubscriptionService:
             ),
             await self._nc.subscribe(f"{self._reply_prefix}.>", cb=self._on_receipt),
         ]
+        await self.refresh_notices()
         self._watches.start(self._wakeup)
 
     def _load(self, system: StoreReader) -> None:
@@ -140,6 +144,9 @@ class SubscriptionService:
     async def deactivate(self) -> None:
         """Stop delivering and answering (another node's service takes over)."""
         subs, self._subs = self._subs, []
+        if self._notices is not None:
+            subs.append(self._notices)
+            self._notices = None
         for sub in subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -190,6 +197,22 @@ class SubscriptionService:
         await submit_ops(self._nc, ops)
 
     # -- requests ------------------------------------------------------------------------
+
+    async def refresh_notices(self) -> None:
+        """Hear the writer's per-entry notices only while something here delivers: an idle
+        or follower service would otherwise wake on every append for nothing."""
+        wanted = self.active and bool(self._groups or self._watches.open_count)
+        if wanted and self._notices is None:
+            subject = node_applied_subject(self._node_id)
+            self._notices = await self._nc.subscribe(subject, cb=self._on_applied)
+            self._wakeup.notify()  # entries applied while not listening
+        elif not wanted and self._notices is not None:
+            notices, self._notices = self._notices, None
+            with contextlib.suppress(Exception):
+                await notices.unsubscribe()
+
+    async def _on_applied(self, msg: Msg) -> None:
+        self._wakeup.notify()
 
     async def _on_receipt(self, msg: Msg) -> None:
         tokens = msg.subject.split(".")
@@ -249,6 +272,7 @@ class SubscriptionService:
             encoded = _definition_encoder.encode(definition)
             await submit_ops(self._nc, [SubscriptionOp(store, definition.name, encoded)])
             self._start(store, definition, start - 1)
+        await self.refresh_notices()
         return self._describe(store, self._group(store, definition.name))
 
     async def _delete(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
@@ -260,6 +284,7 @@ class SubscriptionService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.refresh_notices()
         return SubscriptionDeleted(subscription=request.subscription)
 
     async def _list(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
@@ -346,7 +371,9 @@ class SubscriptionService:
 
     async def _watch(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
         request = decode_request(data, WatchRequest, codec)
-        return self._watches.open(store, request, selection_predicate(store, request.selector))
+        opened = self._watches.open(store, request, selection_predicate(store, request.selector))
+        await self.refresh_notices()
+        return opened
 
 
 def _check_name(name: str) -> None:

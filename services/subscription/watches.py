@@ -73,6 +73,11 @@ class Watches:
         watch.expires_at = expires_at
         return WatchResult(watch=name, subject=watch.subject, after=watch.after)
 
+    @property
+    def open_count(self) -> int:
+        """How many watches are open."""
+        return len(self._watches)
+
     def start(self, wakeup: Wakeup) -> None:
         """Publish until `stop`."""
         self._task = asyncio.create_task(self._run(wakeup))
