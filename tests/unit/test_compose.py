@@ -388,6 +388,9 @@ def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) ->
                 module = importlib.import_module(statement.module or "")
                 for alias in statement.names:
                     assert hasattr(module, alias.name), f"{name}: {alias.name}"
+        if name != "gateway":  # node services: their own /readyz, on the port they serve
+            port = env(service)["ESDB_METRICS_PORT"]
+            assert f"http://127.0.0.1:{port}/readyz" in test[3], name
     # The gateway's asks `_sys.health` through the supervisor's readiness check.
     assert "wait_healthy" in services["gateway"]["healthcheck"]["test"][3]
     assert api_subject(SYSTEM_STORE, Op.HEALTH) == "esdb.api._sys.health"
