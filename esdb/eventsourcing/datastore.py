@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from esdb.client import Client, SyncClient, UnavailableError
 from esdb.client.sync import LoopThread
@@ -57,16 +57,20 @@ class DrainingLoop(LoopThread):
         self._in_flight = 0
         self._closer: int | None = None
 
+    def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self._calls:
+            self._refuse_if_closed()
+        return super().call(function, *args, **kwargs)
+
     def run(self, awaitable: Awaitable[T]) -> T:
         with self._calls:
-            closed = self._closer is not None and (
-                self._closer != threading.get_ident() or self.loop.is_closed()
-            )
-            if closed:
+            try:
+                self._refuse_if_closed()
+            except UnavailableError:
                 close = getattr(awaitable, "close", None)
                 if close is not None:
                     close()  # a coroutine that will never run
-                raise UnavailableError("the esdb connection of this recorder is closed")
+                raise
             self._in_flight += 1
         try:
             return super().run(awaitable)
@@ -74,6 +78,11 @@ class DrainingLoop(LoopThread):
             with self._calls:
                 self._in_flight -= 1
                 self._calls.notify_all()
+
+    def _refuse_if_closed(self) -> None:
+        closing = self._closer is not None and self._closer != threading.get_ident()
+        if closing or self.loop.is_closed():
+            raise UnavailableError("the esdb connection of this recorder is closed")
 
     def refuse_calls(self) -> None:
         """From now on only this thread may call; wait (bounded) for the others' calls."""

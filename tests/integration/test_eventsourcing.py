@@ -9,6 +9,7 @@ not collect the abstract ones themselves.
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -23,6 +24,7 @@ from eventsourcing.persistence import (
     DataError,
     InfrastructureFactory,
     IntegrityError,
+    OperationalError,
     ProcessRecorder,
     StoredEvent,
     Tracking,
@@ -46,6 +48,7 @@ from esdb.eventsourcing.snapshots import EsdbSnapshotRecorder
 from tests.stack import Stack
 
 MODULE = "esdb.eventsourcing"
+DEADLINE_S = 20.0
 
 
 def _store() -> str:
@@ -453,6 +456,34 @@ class TestDocsExamples(OnEsdb):
             assert [next(subscription).id for _ in range(3)] == [2, 3, 4]
             recorder.insert_events([_stored(dog, 5, "Sold"), _stored(dog, 6, "Renamed")])
             assert next(subscription).topic == "Renamed"
+
+    def test_closing_ends_the_calls_of_other_threads(self) -> None:
+        factory = self.new_factory()
+        recorder = factory.application_recorder()
+        recorder.insert_events([_stored(uuid.uuid4(), 1, "Registered")])
+        started = threading.Event()
+        errors: list[BaseException] = []
+
+        def read_until_closed() -> None:
+            try:
+                while True:
+                    recorder.select_notifications(None, 10)
+                    started.set()
+            except BaseException as e:
+                errors.append(e)
+
+        reader = threading.Thread(target=read_until_closed, daemon=True)
+        reader.start()
+        assert started.wait(DEADLINE_S)
+        subscription = recorder.subscribe()
+        factory.close()
+        reader.join(DEADLINE_S)
+        # Neither the reader nor the subscription is left waiting on a stopped loop.
+        assert not reader.is_alive()
+        assert [type(e) for e in errors] == [OperationalError]
+        assert list(subscription) == []
+        with pytest.raises(OperationalError):
+            recorder.max_notification_id()
 
     def test_the_module_is_found_by_its_name(self) -> None:
         factory = InfrastructureFactory.construct(Environment(env=self.environment()))
