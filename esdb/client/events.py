@@ -62,7 +62,29 @@ def _payload(value: object, content_type: str, field: str) -> bytes:
     return _json_encoder.encode(value)
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+class JsonPayload:
+    """`json()` and `metadata_json()` for anything read back with `data` and `metadata`."""
+
+    __slots__ = ()
+    data: bytes
+    metadata: bytes
+
+    @overload
+    def json(self) -> Any: ...
+
+    @overload
+    def json(self, type: type[T]) -> T: ...
+
+    def json(self, type: Any = Any) -> Any:
+        """`data` decoded as JSON, optionally into `type`; None when there is no data."""
+        return msgspec.json.decode(self.data, type=type) if self.data else None
+
+    def metadata_json(self) -> Any:
+        """`metadata` decoded as JSON; None when there is none."""
+        return msgspec.json.decode(self.metadata) if self.metadata else None
+
+
+class RecordedEvent(msgspec.Struct, JsonPayload, frozen=True, kw_only=True):
     """A stored event as read back; `data` and `metadata` are the stored bytes."""
 
     event_id: str
@@ -74,20 +96,6 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     metadata: bytes
     content_type: str
     created: datetime
-
-    @overload
-    def json(self) -> Any: ...
-
-    @overload
-    def json(self, type: type[T]) -> T: ...
-
-    def json(self, type: Any = Any) -> Any:
-        """`data` decoded as JSON, optionally into `type`; None when the event has no data."""
-        return msgspec.json.decode(self.data, type=type) if self.data else None
-
-    def metadata_json(self) -> Any:
-        """`metadata` decoded as JSON; None when the event has no metadata."""
-        return msgspec.json.decode(self.metadata) if self.metadata else None
 
 
 class _JsonEvent(msgspec.Struct, kw_only=True):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, Literal, TypeVar, overload
+from typing import Literal, TypeVar
 
 import msgspec
 
 from esdb.client.connection import Connection
-from esdb.client.events import _payload
+from esdb.client.events import JsonPayload, _payload
 from esdb.contracts.api import JSON_CONTENT_TYPE
 from esdb.contracts.snapshots import (
     DEFAULT_LIST_LIMIT,
@@ -27,7 +27,7 @@ from esdb.contracts.subjects import Op, api_subject
 T = TypeVar("T")
 
 
-class RecordedSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+class RecordedSnapshot(msgspec.Struct, JsonPayload, frozen=True, kw_only=True):
     """A snapshot as read back; `data` and `metadata` are the stored bytes."""
 
     source_uuid: str
@@ -37,20 +37,6 @@ class RecordedSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     metadata: bytes
     content_type: str
     created: datetime
-
-    @overload
-    def json(self) -> Any: ...
-
-    @overload
-    def json(self, type: type[T]) -> T: ...
-
-    def json(self, type: Any = Any) -> Any:
-        """`data` decoded as JSON, optionally into `type`; None when there is no data."""
-        return msgspec.json.decode(self.data, type=type) if self.data else None
-
-    def metadata_json(self) -> Any:
-        """`metadata` decoded as JSON; None when there is none."""
-        return msgspec.json.decode(self.metadata) if self.metadata else None
 
 
 class _RecordBody(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -11,6 +11,7 @@ at once.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import ssl
 import threading
@@ -22,19 +23,33 @@ from esdb.client.client import Client as AsyncClient
 from esdb.client.connection import DEFAULT_URL
 from esdb.client.kurrent_names import AckItem
 from esdb.client.retry import RetryPolicy
+from esdb.contracts.errors import Unavailable
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
+DRAIN_S = 10.0
+"""How long closing waits for other threads' calls in flight (retries end well before)."""
+
+
+class ClientClosed(Unavailable, RuntimeError):
+    """A call on a `SyncClient` that is closed or closing (also a `RuntimeError`)."""
 
 
 class LoopThread:
-    """An event loop running in a daemon thread; `run` waits for a coroutine on it."""
+    """An event loop running in a daemon thread; `run` waits for a coroutine on it.
+
+    Several threads may call at once. Once closing begins (`refuse_calls`, or `stop`), other
+    threads' calls fail at once with `Unavailable`, calls in flight get a bounded time to
+    finish, and any still pending when the loop stops fail too: no caller waits forever."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="esdb-client-loop", daemon=True)
+        self._calls = threading.Condition()
+        self._in_flight = 0
+        self._closer: int | None = None
         self._thread.start()
 
     def _serve(self) -> None:
@@ -44,13 +59,30 @@ class LoopThread:
     def run(self, awaitable: Awaitable[T]) -> T:
         """Wait for `awaitable` on the loop; its result or exception is ours. Interrupted
         (Ctrl-C), it is cancelled there too."""
-        self._check_usable()
-        future = asyncio.run_coroutine_threadsafe(_awaited(awaitable), self.loop)
+        with self._calls:
+            try:
+                self._check_usable()
+            except RuntimeError:
+                close = getattr(awaitable, "close", None)
+                if close is not None:
+                    close()  # a coroutine that will never run
+                raise
+            self._in_flight += 1
         try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
+            future = asyncio.run_coroutine_threadsafe(_awaited(awaitable), self.loop)
+            try:
+                return future.result()
+            except concurrent.futures.CancelledError as e:
+                if self._closer is None:
+                    raise
+                raise ClientClosed("the SyncClient closed while this call was waiting") from e
+            except BaseException:
+                future.cancel()
+                raise
+        finally:
+            with self._calls:
+                self._in_flight -= 1
+                self._calls.notify_all()
 
     def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call `function` on the loop, awaiting what it returns if that is awaitable; async
@@ -70,17 +102,38 @@ class LoopThread:
         if threading.current_thread() is self._thread:
             raise RuntimeError("a SyncClient cannot be called from its own event loop")
         if self.loop.is_closed():
-            raise RuntimeError("the SyncClient is closed")
+            raise ClientClosed("the SyncClient is closed")
+        if self._closer is not None and self._closer != threading.get_ident():
+            raise ClientClosed("the SyncClient is closing")
+
+    def refuse_calls(self, drain_s: float = DRAIN_S) -> None:
+        """From now on only this thread may call; wait (bounded) for others' calls."""
+        with self._calls:
+            self._closer = threading.get_ident()
+            self._calls.wait_for(lambda: self._in_flight <= 0, timeout=drain_s)
 
     def stop(self) -> None:
-        """Finish open async generators, stop the loop and wait for its thread."""
+        """Refuse new calls, let those in flight finish (bounded), fail what is left, finish
+        open async generators, stop the loop and wait for its thread."""
         if self.loop.is_closed():
             return
+        if self._closer is None:
+            self.refuse_calls()
         if self.loop.is_running():
+            self.run(_cancel_others())
             self.run(self.loop.shutdown_asyncgens())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join()
         self.loop.close()
+
+
+async def _cancel_others() -> None:
+    """Cancel every task on the loop but this one, so their callers stop waiting."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:

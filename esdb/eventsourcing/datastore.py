@@ -6,11 +6,10 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from esdb.client import Client, SyncClient, UnavailableError
+from esdb.client import Client, SyncClient
 from esdb.client.sync import LoopThread
 
 T = TypeVar("T")
@@ -19,9 +18,6 @@ PAGE_SIZE = 500
 """Events per read request (the client's subscriptions page the same way)."""
 
 BASES_CACHED = 10_000
-
-DRAIN_S = 30.0
-"""How long closing waits for calls in flight (a request's retries end well before)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,65 +38,11 @@ class Stoppable(Protocol):
     def stop(self) -> None: ...
 
 
-class DrainingLoop(LoopThread):
-    """The sync client's event loop thread, which lets calls in flight finish before it stops.
-
-    The library's recorders are used from many threads, and a thread may still be inside a
-    call (or start one) while the application closes. `LoopThread.stop` would stop the loop
-    under that call and leave its caller waiting forever. Here, once `refuse_calls` has
-    begun, calls from other threads fail at once with `UnavailableError`, and it returns
-    when the calls already in flight are done."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._calls = threading.Condition()
-        self._in_flight = 0
-        self._closer: int | None = None
-
-    def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        with self._calls:
-            self._refuse_if_closed()
-        return super().call(function, *args, **kwargs)
-
-    def run(self, awaitable: Awaitable[T]) -> T:
-        with self._calls:
-            try:
-                self._refuse_if_closed()
-            except UnavailableError:
-                close = getattr(awaitable, "close", None)
-                if close is not None:
-                    close()  # a coroutine that will never run
-                raise
-            self._in_flight += 1
-        try:
-            return super().run(awaitable)
-        finally:
-            with self._calls:
-                self._in_flight -= 1
-                self._calls.notify_all()
-
-    def _refuse_if_closed(self) -> None:
-        closing = self._closer is not None and self._closer != threading.get_ident()
-        if closing or self.loop.is_closed():
-            raise UnavailableError("the esdb connection of this recorder is closed")
-
-    def refuse_calls(self) -> None:
-        """From now on only this thread may call; wait (bounded) for the others' calls."""
-        with self._calls:
-            self._closer = threading.get_ident()
-            self._calls.wait_for(lambda: self._in_flight <= 0, timeout=DRAIN_S)
-
-    def stop(self) -> None:
-        if self._closer is None:
-            self.refuse_calls()
-        super().stop()
-
-
 class EsdbDatastore:
     """One connection to one store, shared by the recorders of one factory (and by the
     threads using them)."""
 
-    def __init__(self, client: SyncClient, runner: DrainingLoop | None = None) -> None:
+    def __init__(self, client: SyncClient, runner: LoopThread | None = None) -> None:
         self.client = client
         self._runner = runner
         self._lock = threading.Lock()
@@ -112,7 +54,7 @@ class EsdbDatastore:
     @classmethod
     def connect(cls, url: str, store: str) -> EsdbDatastore:
         """Connect to `store` at `url` (a NATS URL or `esdb://` connection string)."""
-        runner = DrainingLoop()
+        runner = LoopThread()
         try:
             client = runner.run(Client.connect(url, store=store))
         except BaseException:

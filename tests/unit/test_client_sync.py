@@ -3,6 +3,7 @@ in a background thread; here over a fake NATS connection."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from esdb.client import (
 from esdb.client.connection import Connection
 from esdb.client.sync import BlockingIterator, LoopThread
 from esdb.contracts.api import AppendResult
-from esdb.contracts.errors import ErrorBody, ErrorReply
+from esdb.contracts.errors import ErrorBody, ErrorReply, Unavailable
 
 
 def test_every_client_method_has_a_blocking_twin() -> None:
@@ -156,3 +157,50 @@ def test_a_loop_thread_runs_coroutines_and_stops() -> None:
     assert runner.run(answer(42)) == 42
     runner.stop()
     assert runner.loop.is_closed()
+
+
+def test_stopping_fails_a_call_another_thread_waits_on_instead_of_hanging() -> None:
+    runner = LoopThread()
+    started = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    def caller() -> None:
+        try:
+            runner.run(forever())
+            outcome.append(None)
+        except BaseException as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    assert started.wait(5)
+    runner.refuse_calls(drain_s=0.1)  # the call never finishes by itself
+    with pytest.raises(Unavailable):  # and another thread may not start one now
+        threading_result(lambda: runner.run(forever()))
+    runner.stop()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], Unavailable)
+
+
+def threading_result(call: Any) -> Any:
+    """`call()` in another thread; its result, or its exception raised here."""
+    box: list[Any] = []
+
+    def run() -> None:
+        try:
+            box.append((True, call()))
+        except BaseException as e:
+            box.append((False, e))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(5)
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
