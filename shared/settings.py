@@ -67,6 +67,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     log_retain_entries: int = 1_000
     log_purge: bool = True
     scavenge_interval_s: int = 3600
+    lmdb_map_bytes: int = 64 << 30
     tls_ca_file: str = ""
     log_level: str = "INFO"
     log_format: str = "text"
@@ -304,6 +305,12 @@ def _not_negative(value: int) -> str | None:
     return None if value >= 0 else f"must be 0 or more, not {value}"
 
 
+def _map_size(value: int) -> str | None:
+    if 1 << 20 <= value <= 1 << 46:
+        return None
+    return f"must be from 1 MiB to 64 TiB (bytes), not {value}"
+
+
 def _readable_file(value: str) -> str | None:
     if not value or Path(value).is_file():
         return None
@@ -390,6 +397,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "image_every_entries": _positive,
     "log_retain_entries": _not_negative,
     "scavenge_interval_s": _not_negative,
+    "lmdb_map_bytes": _map_size,
     "tls_ca_file": _readable_file,
     "log_level": _log_level,
     "log_format": _one_of(LOG_FORMATS),

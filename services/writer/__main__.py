@@ -47,7 +47,7 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
         return images
 
     images = await retry_until_ready(open_images, what="the image store", timeout=120)
-    catalog = lmdb_catalog(settings.data_dir)
+    catalog = lmdb_catalog(settings.data_dir, map_size=settings.lmdb_map_bytes)
     keeper = ImageKeeper(
         catalog,
         images,

@@ -309,7 +309,11 @@ class LmdbStore:
                 if staged.last_position:
                     txn.put(_LAST_POSITION, _u64(staged.last_position), db=meta)
         except lmdb.MapFullError as e:
-            raise Unavailable(f"store at {self.path} is full", path=str(self.path)) from e
+            raise Unavailable(
+                f"store at {self.path} is full: its LMDB map is used up (raise "
+                "ESDB_LMDB_MAP_BYTES and restart the writer)",
+                path=str(self.path),
+            ) from e
         except lmdb.Error as e:  # a full disk shows as EIO or ENOSPC on commit
             raise Unavailable(
                 f"cannot write {self.path} ({e}); is its disk full?", path=str(self.path)

@@ -194,6 +194,7 @@ INVALID = {
     "image_every_entries": ["0"],
     "log_retain_entries": ["-1"],
     "scavenge_interval_s": ["-1", "often"],
+    "lmdb_map_bytes": ["1000", str(1 << 47), "big"],
     "tls_ca_file": ["/no/such/ca.pem"],
     "log_purge": ["maybe", "yes"],
     "log_level": ["LOUD", ""],
