@@ -201,6 +201,9 @@ class Connection:
     async def _request_once(
         self, subject: str, payload: bytes, decoder: msgspec.msgpack.Decoder[T], write: bool
     ) -> T:
+        if self.nc.is_closed or self.nc.is_draining:
+            # nats-py would wait out the whole timeout for a reply that cannot come.
+            raise Unavailable(f"the connection to {self.url} is closing", delivered=False)
         try:
             reply = await self._denials.guard(
                 subject,

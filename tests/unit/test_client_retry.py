@@ -165,6 +165,7 @@ class FakeNats:
     script: list[BaseException | bytes]
     sent: list[tuple[str, bytes]] = field(default_factory=list)
     is_closed: bool = False
+    is_draining: bool = False
 
     async def request(
         self, subject: str, payload: bytes, timeout: float, headers: dict[str, str]
@@ -282,8 +283,9 @@ async def test_reads_are_retried() -> None:
     assert len(nc.sent) == 3
 
 
-async def test_a_closed_connection_is_not_retried() -> None:
-    nc = FakeNats([nats.errors.ConnectionClosedError()], is_closed=True)
-    with pytest.raises(UnavailableError):
+@pytest.mark.parametrize("state", ["is_closed", "is_draining"])
+async def test_a_closing_connection_fails_at_once_and_is_not_retried(state: str) -> None:
+    nc = FakeNats([nats.errors.ConnectionClosedError()], **{state: True})
+    with pytest.raises(UnavailableError, match="closing"):
         await client_over(nc).read_stream("order-1")
-    assert len(nc.sent) == 1
+    assert nc.sent == []  # no request that would wait out its timeout

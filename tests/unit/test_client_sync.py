@@ -50,6 +50,7 @@ class FakeNats:
     replies: dict[str, list[bytes]]
     threads: set[str] = field(default_factory=set)
     is_closed: bool = False
+    is_draining: bool = False
 
     async def request(
         self, subject: str, payload: bytes, timeout: float, headers: dict[str, str]
