@@ -9,6 +9,7 @@ import os
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from esdb.contracts.errors import EsdbError
 from esdb.contracts.log import CheckpointOp
@@ -50,14 +51,21 @@ class Emitter:
         async def applied(msg: Msg) -> None:
             self._wakeup.notify()
 
-        await self._nc.subscribe(node_applied_subject(self._settings.node_id), cb=applied)
+        # The writer's per-entry notices, only while emitting: a follower's would be wasted.
+        notices: Subscription | None = None
         try:
             async for leading in leading_ticks(self._nc, self._settings.node_id, stop):
                 if leading:
+                    if notices is None:
+                        subject = node_applied_subject(self._settings.node_id)
+                        notices = await self._nc.subscribe(subject, cb=applied)
                     self._start_new_stores()
-                elif self._running:
+                elif self._running or notices is not None:
                     log.info("not beside the leader any more; stopping fan-out")
                     await self._stop_all()
+                    if notices is not None:
+                        await notices.unsubscribe()
+                        notices = None
         finally:
             await self._stop_all()
             self._stores.close()
