@@ -14,6 +14,7 @@ from esdb.cli import (
     session,
     status_command,
     stream_commands,
+    subscription_commands,
     tail_command,
     user_command,
 )
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = session.connection_options()
     stream_commands.add_commands(commands, common)
     tail_command.add_command(commands, common)
+    subscription_commands.add_command(commands, common)
     status_command.add_command(commands, common)
     config_command.add_command(commands)
     api_docs_command.add_command(commands)

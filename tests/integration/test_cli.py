@@ -273,3 +273,21 @@ def test_usage_errors_exit_2_and_client_commands_do_not_load_the_bench(stack: St
         check=False,
     )
     assert loaded.stdout.splitlines()[-1] == "0 False", loaded.stderr
+
+
+def test_subscriptions_are_managed_from_the_command_line(stack: Stack) -> None:
+    name, category = _name("grp"), _name("cat")
+    ok(stack, "subscriptions", "create", name, "--category", category, "--max-retries", "0")
+    listed = json_lines(ok(stack, "subscriptions", "list", "--json"))
+    assert name in [group["subscription"] for group in listed]
+    info = json_lines(ok(stack, "subscriptions", "info", name, "--json"))[0]
+    assert info["selector"] == {"category": category} and info["max_retries"] == 0
+    assert "NAME" in ok(stack, "subscriptions", "info", name)  # the readable table
+    failed = esdb(stack, "subscriptions", "create", name, "--all")
+    assert failed.returncode == 1 and "already_exists" in failed.stderr
+    assert ok(stack, "subscriptions", "parked", name) == ""
+    replay = esdb(stack, "subscriptions", "replay", name)
+    assert replay.returncode == 0 and "replaying 0" in replay.stderr
+    ok(stack, "subscriptions", "delete", name)
+    gone = esdb(stack, "subscriptions", "info", name)
+    assert gone.returncode == 1 and "not_found" in gone.stderr
