@@ -81,7 +81,7 @@ async def test_catch_up_times_out_when_the_log_does_not_answer() -> None:
     progress = Progress(applied=4)
 
     async def log_end() -> int:
-        await asyncio.sleep(10)
+        await asyncio.Event().wait()  # a log that never answers
         return 0
 
     with pytest.raises(Timeout):
