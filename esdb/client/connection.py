@@ -67,7 +67,7 @@ class Connection:
     ) -> None:
         self.nc = nc
         self.url = url
-        self._denials = denials or Denials()
+        self._denials = denials or Denials(watching=False)
         self.timeout = timeout
         self.retry = retry if retry is not None else RetryPolicy()
         self._watchers = watchers if watchers is not None else set()
@@ -95,7 +95,8 @@ class Connection:
         first_errors: list[Exception] = []
         all_failed: asyncio.Future[None] = loop.create_future()
 
-        denials = Denials()
+        # Only a user-authenticated connection has permissions to violate.
+        denials = Denials(watching=inbox_prefix_of(servers) != "_INBOX")
 
         async def on_error(error: Exception) -> None:
             if denials.denied(error):
@@ -240,7 +241,8 @@ class Denials:
     """Permission violations the server reports (asynchronously, as errors) fail the requests
     they concern at once, as `Unauthorized`, instead of leaving them to time out."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, watching: bool) -> None:
+        self._watching = watching
         self._waiting: dict[str, set[asyncio.Future[None]]] = {}
 
     def denied(self, error: Exception) -> bool:
@@ -255,6 +257,8 @@ class Denials:
 
     async def guard(self, subject: str, request: Awaitable[T]) -> T:
         """Await `request`, unless publishing on `subject` is denied first."""
+        if not self._watching:
+            return await request  # nothing extra on the path of a connection without a user
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(subject, set()).add(waiter)
         sending = asyncio.ensure_future(request)
