@@ -6,8 +6,11 @@ API_PREFIX = "esdb.api"
 SYSTEM_STORE = "_sys"
 INTERNAL_PREFIX = "esdb.internal"
 
+WRITE_PREFIX = "esdb.write"
+
 GATEWAY_QUEUE = "esdb-gateway"
 READER_QUEUE = "esdb-reader"
+WRITER_FRONT_QUEUE = "esdb-writer-front"
 
 WRITER_COMMANDS = f"{INTERNAL_PREFIX}.writer.commands"
 WRITER_OPS = f"{INTERNAL_PREFIX}.writer.ops"
@@ -44,6 +47,27 @@ IMAGE_NAME = "latest"
 def api_subject(store: str, operation: str) -> str:
     """The public request subject of `operation` on `store`."""
     return f"{API_PREFIX}.{store}.{operation}"
+
+
+def write_subject(store: str, operation: str) -> str:
+    """Where the servers route `esdb.api.<store>.<operation>` of a write: the writer leader."""
+    return f"{WRITE_PREFIX}.{store}.{operation}"
+
+
+def write_mappings() -> dict[str, str]:
+    """nats-server subject mappings that send every public write straight to the writer
+    leader, so it never passes through the gateway (services/writer/DESIGN.md)."""
+    return {
+        api_subject("*", operation): write_subject("{{wildcard(1)}}", operation)
+        for operation in sorted(WRITE_OPERATIONS)
+    }
+
+
+def public_subject(subject: str) -> str:
+    """The public subject a client used, given the one the servers mapped it to."""
+    if subject.startswith(f"{WRITE_PREFIX}."):
+        return API_PREFIX + subject[len(WRITE_PREFIX) :]
+    return subject
 
 
 def reader_subject(operation: str) -> str:

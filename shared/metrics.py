@@ -70,22 +70,24 @@ class Sampled(Collector):
         return [family]
 
 
-class GatewayMetrics:
-    """Requests through the gateway: latencies by operation (whose `_count` is the request
-    rate: one update per request, not two), errors by code."""
+class RequestMetrics:
+    """Public requests a service answers: latencies by operation (whose `_count` is the request
+    rate: one update per request, not two), errors by code. Named `esdb_<service>_...`."""
 
-    def __init__(self, registry: CollectorRegistry, operations: Iterable[str]) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, operations: Iterable[str], service: str = "gateway"
+    ) -> None:
         self._operations = frozenset(operations)
         self._seconds = Histogram(
-            "esdb_gateway_request_seconds",
+            f"esdb_{service}_request_seconds",
             "Time from a request's arrival to its reply, by operation; _count: requests",
             ["operation"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self._errors = Counter(
-            "esdb_gateway_errors",
-            "Error replies of the gateway, by operation and error code",
+            f"esdb_{service}_errors",
+            f"Error replies of the {service}, by operation and error code",
             ["operation", "code"],
             registry=registry,
         )

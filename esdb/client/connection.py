@@ -27,6 +27,7 @@ from esdb.contracts.errors import (
     Unavailable,
     error_from_body,
 )
+from esdb.contracts.subjects import public_subject
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ class Denials:
         found = _DENIED.search(str(error))
         if found is None:
             return False
-        for waiter in self._waiting.pop(found.group(1), set()):
+        for waiter in self._waiting.pop(public_subject(found.group(1)), set()):
             if not waiter.done():
                 waiter.set_result(None)
         return True

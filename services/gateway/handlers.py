@@ -18,13 +18,11 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from esdb.contracts import api
 from esdb.contracts.api import (
-    AppendMultiResult,
     ClusterStatus,
     Health,
     LogState,
     NodeStatus,
     ReplicaState,
-    StreamVersionResult,
 )
 from esdb.contracts.commands import WriteBatch, WriteOutcome, WriteRequest
 from esdb.contracts.errors import (
@@ -32,15 +30,12 @@ from esdb.contracts.errors import (
     InternalError,
     InvalidRequest,
     Timeout,
-    TooLarge,
     Unavailable,
-    error_from_body,
 )
 from esdb.contracts.subjects import (
     FORWARDED_OPERATIONS,
     LEASE_BUCKET,
     LEASE_KEY,
-    LIFECYCLE_OPERATIONS,
     LOG_STREAM,
     NODE_STATUS,
     SYSTEM_STORE,
@@ -50,13 +45,11 @@ from esdb.contracts.subjects import (
     reader_subject,
     service_subject,
 )
-from esdb.services.gateway import validation
 from esdb.services.gateway.coalescer import WriteCoalescer
 from esdb.services.gateway.consistency import consistency_problems
-from esdb.services.gateway.lifecycle import lifecycle_command
 from esdb.services.gateway.store_admin import StoreAdmin
-from esdb.shared.metrics import GatewayMetrics
-from esdb.shared.names import check_store
+from esdb.shared import validation
+from esdb.shared.metrics import RequestMetrics
 from esdb.shared.nats_connection import gather_replies
 from esdb.shared.settings import Settings
 from esdb.shared.telemetry import Telemetry, nats_problem
@@ -69,6 +62,7 @@ from esdb.shared.wire import (
     encode,
     encode_error,
 )
+from esdb.shared.writes import check_request, target, write_command, write_reply
 
 log = logging.getLogger(__name__)
 _internal = msgspec.msgpack.Encoder()
@@ -88,7 +82,7 @@ class Gateway:
         self._nc = nc
         self._settings = settings
         self._tracer = telemetry.tracer
-        self._metrics = GatewayMetrics(telemetry.registry, OPERATIONS)
+        self._metrics = RequestMetrics(telemetry.registry, OPERATIONS)
         self._writes = WriteCoalescer(nc, tracer=telemetry.tracer)
         self._js = nc.jetstream(timeout=1.0)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -127,7 +121,7 @@ class Gateway:
                 attributes={"messaging.destination.name": msg.subject},
             )
         try:
-            store, operation = _target(msg.subject)
+            store, operation = target(msg.subject)
             if store != SYSTEM_STORE and operation in WRITE_OPERATIONS:
                 self._check_request(store, msg.data)
                 command, timeout = self._write_command(store, operation, msg.data, codec)
@@ -135,12 +129,13 @@ class Gateway:
                 self._writes.submit(command, timeout, answer, span)
                 return
         except EsdbError as e:
-            await self._reply(msg, encode_error(e, codec), operation, started, span, e)
+            await self._reply(msg, encode_error(e, codec), operation, started, span, e.code.value)
             return
         except Exception:
             log.exception("unexpected error on %s", msg.subject)
             error = InternalError("internal error; see the gateway log")
-            await self._reply(msg, encode_error(error, codec), operation, started, span, error)
+            reply = encode_error(error, codec)
+            await self._reply(msg, reply, operation, started, span, error.code.value)
             return
         task = asyncio.create_task(self.handle(msg, store, operation, codec, started, span))
         self._tasks.add(task)
@@ -166,7 +161,8 @@ class Gateway:
             log.exception("unexpected error on %s", msg.subject)
             error = InternalError("internal error; see the gateway log")
             reply = encode_error(error, codec)
-        await self._reply(msg, reply, operation, started, span, error)
+        code = None if error is None else error.code.value
+        await self._reply(msg, reply, operation, started, span, code)
 
     async def _reply(
         self,
@@ -175,10 +171,9 @@ class Gateway:
         operation: str,
         started: float,
         span: Span | None,
-        error: EsdbError | None = None,
+        code: str | None = None,
     ) -> None:
-        """Send `reply`; count it, and end the request's span."""
-        code = None if error is None else error.code.value
+        """Send `reply`; count it (with its error code), and end the request's span."""
         try:
             if msg.reply:
                 # No headers: a reply is in the codec of its request, which the caller knows.
@@ -240,13 +235,7 @@ class Gateway:
         return bytes(reply.data)
 
     def _check_request(self, store: str, data: bytes) -> None:
-        check_store(store)
-        if len(data) > self._settings.max_request_bytes:
-            raise TooLarge(
-                f"request is {len(data)} bytes; the limit is {self._settings.max_request_bytes}",
-                field="body",
-                limit=self._settings.max_request_bytes,
-            )
+        check_request(store, data, self._settings)
 
     def _timeout(self, timeout_ms: int | None) -> float:
         return (timeout_ms or self._settings.timeout_ms) / 1000
@@ -254,17 +243,9 @@ class Gateway:
     def _write_command(
         self, store: str, operation: str, data: bytes, codec: Codec
     ) -> tuple[WriteRequest, float]:
-        """`append` (one stream) or `append_multi` (all or nothing) as a validated write."""
-        if operation in LIFECYCLE_OPERATIONS:
-            change, timeout_ms = lifecycle_command(store, operation, data, codec, self._settings)
-            return change, self._timeout(timeout_ms)
-        if operation == Op.APPEND:
-            single = decode_request(data, api.AppendRequest, codec)
-            command = validation.append_command(store, single, codec, self._settings)
-            return command, self._timeout(single.timeout_ms)
-        multi = decode_request(data, api.AppendMultiRequest, codec)
-        command = validation.append_multi_command(store, multi, codec, self._settings)
-        return command, self._timeout(multi.timeout_ms)
+        """A write operation as a validated command, and how long to wait for it."""
+        command, timeout_ms = write_command(store, operation, data, codec, self._settings)
+        return command, self._timeout(timeout_ms)
 
     async def _write(self, command: WriteRequest, timeout: float) -> WriteOutcome:
         """Send one write through the coalescer and wait for its outcome."""
@@ -286,18 +267,8 @@ class Gateway:
         span: Span | None,
         outcome: WriteOutcome,
     ) -> None:
-        try:
-            results = _results(outcome)
-        except EsdbError as e:
-            await self._reply(msg, encode_error(e, codec), operation, started, span, e)
-            return
-        if operation == Op.APPEND_MULTI:
-            reply = encode(AppendMultiResult(results=results), codec)
-        elif operation in LIFECYCLE_OPERATIONS:
-            reply = encode(StreamVersionResult(version=results[0].last_version), codec)
-        else:
-            reply = encode(results[0], codec)
-        await self._reply(msg, reply, operation, started, span)
+        reply, code = write_reply(operation, outcome, codec)
+        await self._reply(msg, reply, operation, started, span, code)
 
     def _reader(
         self,
@@ -431,21 +402,3 @@ def _timeout_ms(data: bytes, codec: Codec) -> int | None:
         return decode_request(data, _TimeoutOnly, codec).timeout_ms
     except EsdbError:
         return None
-
-
-def _target(subject: str) -> tuple[str, str]:
-    """(store, operation) of `esdb.api.<store>.<operation>`."""
-    tokens = subject.split(".")
-    if len(tokens) != 4:
-        raise InvalidRequest(
-            f"subject {subject!r} is not esdb.api.<store>.<operation>", field="subject"
-        )
-    return tokens[2], tokens[3]
-
-
-def _results(outcome: WriteOutcome) -> list[api.AppendResult]:
-    if outcome.error is not None:
-        raise error_from_body(outcome.error)
-    if outcome.results is None:
-        raise InternalError("the writer sent an empty outcome")
-    return outcome.results

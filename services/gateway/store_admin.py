@@ -19,9 +19,9 @@ from esdb.contracts.commands import (
 )
 from esdb.contracts.errors import InvalidRequest, error_from_body
 from esdb.contracts.subjects import Op
-from esdb.services.gateway.validation import check_timeout
 from esdb.shared.names import check_store
 from esdb.shared.settings import Settings
+from esdb.shared.validation import check_timeout
 from esdb.shared.wire import Codec, decode_request, encode
 
 Write = Callable[[WriteRequest, float], Awaitable[WriteOutcome]]

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from esdb.contracts.subjects import write_mappings
+
 HOST = "127.0.0.1"
 
 
@@ -109,6 +111,7 @@ def server_config(
         f'  store_dir: "{store_dir}"\n'
         f"{sync}"
         "}\n"
+        f"{mappings_block()}"
     )
     if security.auth_config is not None:
         relative = os.path.relpath(security.auth_config, config_dir or store_dir.parent)
@@ -127,6 +130,12 @@ def server_config(
             "}\n"
         )
     return config
+
+
+def mappings_block() -> str:
+    """The subject mappings that route public writes straight to the writer leader."""
+    lines = "".join(f'  "{source}": "{dest}"\n' for source, dest in write_mappings().items())
+    return f"mappings {{\n{lines}}}\n"
 
 
 def _tls_block(security: Security, indent: str = "") -> str:

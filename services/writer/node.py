@@ -14,6 +14,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry
 
 from esdb.contracts.api import NodeStatus
 from esdb.contracts.commands import (
@@ -24,15 +25,16 @@ from esdb.contracts.commands import (
 )
 from esdb.contracts.errors import InvalidRequest, Unavailable
 from esdb.contracts.log import CreateStoreOp
-from esdb.contracts.subjects import NODE_STATUS, WRITER_COMMANDS, WRITER_OPS
+from esdb.contracts.subjects import NODE_STATUS, WRITE_OPERATIONS, WRITER_COMMANDS, WRITER_OPS
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.apply import ApplyError
+from esdb.services.writer.front import WriteFront
 from esdb.services.writer.images import ImageKeeper
 from esdb.services.writer.lease import Lease
 from esdb.services.writer.log import ReplicatedLog
 from esdb.services.writer.monitor import NodeMonitor
 from esdb.services.writer.sequencer import LeadershipLost, OpsRequest, Sequencer
-from esdb.shared.metrics import Sampled, WriterMetrics
+from esdb.shared.metrics import RequestMetrics, Sampled, WriterMetrics
 from esdb.shared.nats_connection import concurrently
 from esdb.shared.settings import Settings
 from esdb.shared.telemetry import Telemetry, nats_problem
@@ -91,6 +93,8 @@ class WriterNode:
         self.stalled: str | None = None
         self._tracer = None if telemetry is None else telemetry.tracer
         self._metrics = None if telemetry is None else WriterMetrics(telemetry.registry)
+        registry = CollectorRegistry() if telemetry is None else telemetry.registry
+        self._requests = RequestMetrics(registry, WRITE_OPERATIONS, service="writer")
         if telemetry is not None:
             self._sample_levels(telemetry)
 
@@ -267,6 +271,8 @@ class WriterNode:
             await self._nc.subscribe(WRITER_COMMANDS, cb=concurrently(self._on_commands)),
             await self._nc.subscribe(WRITER_OPS, cb=concurrently(self._on_ops)),
         ]
+        front = WriteFront(self._nc, self._settings, sequencer, self._requests, self._tracer)
+        await front.start()
         self.role = "leader"
         waiters = [asyncio.create_task(event.wait()) for event in (stop, lost)]
         try:
@@ -275,6 +281,7 @@ class WriterNode:
             for waiter in waiters:
                 waiter.cancel()
             imaging.cancel()
+            await front.stop()
             for sub in subs:
                 await sub.unsubscribe()
             self._sequencer = None

@@ -124,7 +124,7 @@ async def append(api: Api, stream: str, headers: dict[str, str] | None = None) -
     assert "error" not in json.loads(reply), reply
 
 
-async def test_an_append_is_one_trace_from_the_gateway_through_the_writer(
+async def test_an_append_is_one_trace_through_the_writer(
     api: Api, spans: InMemorySpanExporter
 ) -> None:
     spans.clear()
@@ -134,28 +134,15 @@ async def test_an_append_is_one_trace_from_the_gateway_through_the_writer(
     found = list(spans.get_finished_spans())
     traced = [span for span in found if f"{trace_of(span):032x}" == CLIENT_TRACE]
     names = {span.name for span in traced}
-    assert {
-        "gateway append",
-        "gateway write_batch",
-        "writer write_batch",
-        "writer sequence",
-        "writer log_publish",
-        "writer apply",
-    } <= names, names
-    assert {scope_of(span) for span in traced} == {"esdb.gateway", "esdb.writer"}
-    # Parent to child, across the NATS hop: the gateway's batch is the writer's parent.
-    (request,) = by_name(traced, "gateway append")
-    (sent,) = by_name(traced, "gateway write_batch")
-    (received,) = by_name(traced, "writer write_batch")
+    assert {"writer append", "writer sequence", "writer log_publish", "writer apply"} <= names
+    # The servers route writes straight to the writer leader: the gateway never sees them.
+    assert {scope_of(span) for span in traced} == {"esdb.writer"}
+    (request,) = by_name(traced, "writer append")
     (sequenced,) = by_name(traced, "writer sequence")
     assert request.kind is SpanKind.SERVER and request.parent is not None
-    assert request.parent.span_id == 0xB7AD6B7169203331  # the client's span
-    assert sent.parent is not None and request.context is not None
-    assert sent.parent.span_id == request.context.span_id
-    assert received.parent is not None and sent.context is not None
-    assert received.parent.span_id == sent.context.span_id
-    assert sequenced.parent is not None and received.context is not None
-    assert sequenced.parent.span_id == received.context.span_id
+    assert request.parent.span_id == 0xB7AD6B7169203331  # the client's span, across NATS
+    assert sequenced.parent is not None and request.context is not None
+    assert sequenced.parent.span_id == request.context.span_id
     for step in by_name(traced, "writer log_publish") + by_name(traced, "writer apply"):
         assert step.parent is not None and sequenced.context is not None
         assert step.parent.span_id == sequenced.context.span_id
@@ -169,7 +156,7 @@ async def test_a_batch_serving_many_requests_links_to_each(
     await asyncio.gather(*(append(api, f"user-{n}") for n in range(40)))
 
     found = list(spans.get_finished_spans())
-    requests = by_name(found, "gateway append")
+    requests = by_name(found, "writer append")
     assert len(requests) == 40
     assert len({trace_of(span) for span in requests}) == 40  # one trace per request
     # Links join traces: follow them from each request until the writer applied it.
@@ -186,7 +173,7 @@ async def test_a_batch_serving_many_requests_links_to_each(
                 reached.add(other)
                 frontier.append(other)
         assert reached & applied, f"request trace {trace_of(request):032x} never reached apply"
-    batches = by_name(found, "gateway write_batch") + by_name(found, "writer sequence")
+    batches = by_name(found, "writer sequence")
     assert any(len(span.links) > 1 for span in batches), "40 concurrent appends, no batching?"
 
 

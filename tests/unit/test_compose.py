@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from esdb.contracts.subjects import SYSTEM_STORE, Op, api_subject
+from esdb.contracts.subjects import SYSTEM_STORE, Op, api_subject, write_mappings
 from esdb.services.supervisor.nats_server import nats_server_binary, server_config
 from esdb.services.supervisor.stack import (
     CLUSTER_SIZES,
@@ -298,6 +298,8 @@ def test_nats_configs_match_what_esdb_up_writes(stack: Stack) -> None:
         assert ours["max_payload"] == theirs["max_payload"]
         assert ours["jetstream"]["sync_interval"] == theirs["jetstream"]["sync_interval"]
         assert ours["jetstream"]["sync_interval"] == "always"
+        assert ours["mappings"] == theirs["mappings"]  # writes go straight to the leader
+        assert {key.strip('"') for key in ours["mappings"]} == set(write_mappings())
         assert ours["cluster"]["name"] == theirs["cluster"]["name"]
         assert len(ours["cluster"]["routes"]) == len(theirs["cluster"]["routes"]) - 1  # no self
         assert _host_port(ours["listen"])[1] == CLIENT_PORT

@@ -83,7 +83,7 @@ def test_the_log_hash_covers_sequence_history_and_bytes() -> None:
 def test_stamped_event_ids_are_version_4_uuids() -> None:
     import uuid
 
-    from esdb.services.gateway.validation import new_event_id
+    from esdb.shared.validation import new_event_id
 
     ids = {new_event_id() for _ in range(100)}
     assert len(ids) == 100

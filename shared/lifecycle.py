@@ -14,10 +14,10 @@ from esdb.contracts.commands import (
 )
 from esdb.contracts.errors import InvalidRequest, TooLarge
 from esdb.contracts.subjects import Op
-from esdb.services.gateway.validation import check_timeout, expected_version
 from esdb.shared.names import check_stream
 from esdb.shared.settings import Settings
 from esdb.shared.storage.visibility import MAX_AGE, MAX_COUNT, TRUNCATE_BEFORE
+from esdb.shared.validation import check_timeout, expected_version
 from esdb.shared.wire import Codec, decode_request, encode
 
 MAX_METADATA_BYTES = 64 << 10

@@ -1,0 +1,156 @@
+"""The leader's public write endpoint: writes the servers route straight to it, no gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from functools import partial
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
+
+from esdb.contracts.commands import WriteOutcome
+from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest
+from esdb.contracts.subjects import SYSTEM_STORE, WRITE_OPERATIONS, WRITE_PREFIX, WRITER_FRONT_QUEUE
+from esdb.services.writer.sequencer import Sequencer
+from esdb.shared.metrics import RequestMetrics
+from esdb.shared.settings import Settings
+from esdb.shared.tracing import child_span, incoming
+from esdb.shared.wire import Codec, codec_of, encode_error
+from esdb.shared.writes import check_request, target, write_command, write_reply
+
+log = logging.getLogger(__name__)
+PENDING_LIMIT = 65536
+
+
+class WriteFront:
+    """Serves `esdb.write.<store>.<operation>` while this node leads: each request is
+    validated in the subscription callback, queued on the sequencer, and answered on the
+    client's own inbox once its entry is durable and applied (two NATS hops, not four)."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        settings: Settings,
+        sequencer: Sequencer,
+        metrics: RequestMetrics,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self._nc = nc
+        self._settings = settings
+        self._sequencer = sequencer
+        self._metrics = metrics
+        self._tracer = tracer
+        self._sub: Subscription | None = None
+        self._replies: list[tuple[str, bytes]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Take writes: join the queue group every leading writer serves."""
+        self._sub = await self._nc.subscribe(
+            f"{WRITE_PREFIX}.>",
+            queue=WRITER_FRONT_QUEUE,
+            cb=self._on_request,
+            pending_msgs_limit=PENDING_LIMIT,
+        )
+
+    async def stop(self) -> None:
+        """Take no more writes; those already queued are still answered."""
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            await sub.unsubscribe()
+
+    async def _on_request(self, msg: Msg) -> None:
+        started = time.perf_counter()
+        codec = codec_of(msg.headers)
+        operation = msg.subject.rpartition(".")[2]
+        span = self._span(msg, operation)
+        try:
+            store, operation = target(msg.subject)
+            if store == SYSTEM_STORE or operation not in WRITE_OPERATIONS:
+                raise InvalidRequest(f"unknown operation {operation!r}", field="operation")
+            check_request(store, msg.data, self._settings)
+            command, _ = write_command(store, operation, msg.data, codec, self._settings)
+        except EsdbError as e:
+            self._answered(msg.reply, encode_error(e, codec), operation, started, span, e)
+            return
+        except Exception:
+            log.exception("unexpected error on %s", msg.subject)
+            error = InternalError("internal error; see the writer log")
+            self._answered(msg.reply, encode_error(error, codec), operation, started, span, error)
+            return
+        trace = None if span is None else span.get_span_context()
+        outcome = self._sequencer.submit(command, trace)
+        outcome.add_done_callback(
+            partial(self._on_outcome, msg.reply, operation, codec, started, span)
+        )
+
+    def _span(self, msg: Msg, operation: str) -> Span | None:
+        if self._tracer is None:
+            return None
+        return child_span(
+            self._tracer,
+            f"writer {operation}",
+            incoming(msg.headers),
+            kind=SpanKind.SERVER,
+            attributes={"messaging.destination.name": msg.subject},
+        )
+
+    def _on_outcome(
+        self,
+        reply_to: str,
+        operation: str,
+        codec: Codec,
+        started: float,
+        span: Span | None,
+        outcome: asyncio.Future[WriteOutcome],
+    ) -> None:
+        reply, code = write_reply(operation, outcome.result(), codec)
+        self._send(reply_to, reply)
+        self._metrics.answered(operation, time.perf_counter() - started, code)
+        _end(span, code)
+
+    def _answered(
+        self,
+        reply_to: str,
+        reply: bytes,
+        operation: str,
+        started: float,
+        span: Span | None,
+        error: EsdbError,
+    ) -> None:
+        self._send(reply_to, reply)
+        self._metrics.answered(operation, time.perf_counter() - started, error.code.value)
+        _end(span, error.code.value)
+
+    def _send(self, reply_to: str, reply: bytes) -> None:
+        """Queue a reply; one task publishes everything queued, so a batch's replies cost one
+        wake-up rather than a task each."""
+        if not reply_to:
+            return
+        self._replies.append((reply_to, reply))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._publish_replies())
+
+    async def _publish_replies(self) -> None:
+        try:
+            while self._replies:
+                replies, self._replies = self._replies, []
+                for reply_to, reply in replies:
+                    try:
+                        # No headers: a reply is in the codec of its request.
+                        await self._nc.publish(reply_to, reply)
+                    except Exception as e:
+                        log.warning("cannot reply on %s: %s", reply_to, e)
+        finally:
+            self._sender = None
+
+
+def _end(span: Span | None, code: str | None) -> None:
+    if span is not None:
+        if code is not None:
+            span.set_status(StatusCode.ERROR, code)
+        span.end()
