@@ -55,6 +55,7 @@ from esdb.benchmarks.stack import BenchStack, StackError
 from esdb.contracts.errors import EsdbError
 from esdb.contracts.subjects import LOG_STREAM
 from esdb.contracts.subscriptions import DEFAULT_MAX_IN_FLIGHT
+from esdb.shared.allocator import tune_malloc
 
 T = TypeVar("T")
 SCENARIOS = ("append", "read", "all", "failover", "live", "persistent")
@@ -265,6 +266,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if options.scenario == "failover" and options.nodes < 3:
         print("esdb bench: --scenario failover needs --nodes 3", file=sys.stderr)
         return 2
+    tune_malloc()  # as in the services; both sides' clients run in this process
     try:
         report = asyncio.run(bench(options))
     except (

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from esdb.shared.allocator import tune_malloc
 from esdb.shared.service_logging import configure_logging
 from esdb.shared.settings import Settings, SettingsError, load_settings
 from esdb.shared.status_server import bound_port, start_status_server
@@ -32,6 +33,7 @@ def _exit_now(name: str) -> None:
 def run_service(name: str, service_main: ServiceMain) -> None:
     """Load settings, run `service_main` until SIGINT/SIGTERM, then let it stop cleanly;
     serve `/metrics`, `/healthz` and `/readyz` on `ESDB_METRICS_PORT` meanwhile (if not 0)."""
+    tune_malloc()
     try:
         settings = load_settings()
         provider = setup_tracing(settings, name)
