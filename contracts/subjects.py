@@ -14,6 +14,8 @@ WRITER_FRONT_QUEUE = "esdb-writer-front"
 
 WRITER_COMMANDS = f"{INTERNAL_PREFIX}.writer.commands"
 WRITER_OPS = f"{INTERNAL_PREFIX}.writer.ops"
+WRITER_SERVING = f"{INTERNAL_PREFIX}.writer.serving"
+"""A new leader announces here that it takes writes (its node id)."""
 EMITTER_CHECKPOINT = "$emitter"
 NODE_STATUS = f"{INTERNAL_PREFIX}.node.status"
 NODE_HEARTBEAT = f"{INTERNAL_PREFIX}.node.heartbeat"

@@ -34,13 +34,13 @@ from esdb.contracts.commands import (
     StreamQuery,
     WriteRequest,
 )
-from esdb.contracts.errors import InvalidRequest, TooLarge
+from esdb.contracts.errors import EsdbError, InvalidRequest, TooLarge
 from esdb.shared.names import (
     CONTROL_CHARACTERS,
     check_stream,
 )
 from esdb.shared.settings import Settings
-from esdb.shared.wire import Codec, payload_bytes
+from esdb.shared.wire import Codec, decode_request, payload_bytes
 
 MAX_TYPE_BYTES = 512
 MAX_CONTENT_TYPE_BYTES = 128
@@ -219,6 +219,19 @@ def check_timeout(timeout_ms: int | None, settings: Settings) -> None:
         raise InvalidRequest(
             f"timeout_ms must be between 1 and {settings.max_timeout_ms}", field="timeout_ms"
         )
+
+
+class _TimeoutOnly(msgspec.Struct):
+    timeout_ms: int | None = None
+
+
+def timeout_ms_of(data: bytes, codec: Codec) -> int | None:
+    """A request's `timeout_ms` alone (its service validates the rest); None when it names
+    none or cannot be decoded."""
+    try:
+        return decode_request(data, _TimeoutOnly, codec).timeout_ms
+    except EsdbError:
+        return None
 
 
 def _wait_ms(timeout_ms: int | None, settings: Settings) -> int:

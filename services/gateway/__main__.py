@@ -23,6 +23,7 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
         cb=gateway.on_request,
         pending_msgs_limit=65536,
     )
+    await gateway.orphans.start()
     following = asyncio.create_task(gateway.follow_leader())
     await stop.wait()
     following.cancel()

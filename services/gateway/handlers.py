@@ -47,6 +47,7 @@ from esdb.contracts.subjects import (
 )
 from esdb.services.gateway.coalescer import WriteCoalescer
 from esdb.services.gateway.consistency import consistency_problems
+from esdb.services.gateway.orphans import OrphanWatch
 from esdb.services.gateway.store_admin import StoreAdmin
 from esdb.shared import validation
 from esdb.shared.metrics import RequestMetrics
@@ -84,6 +85,7 @@ class Gateway:
         self._tracer = telemetry.tracer
         self._metrics = RequestMetrics(telemetry.registry, OPERATIONS)
         self._writes = WriteCoalescer(nc, tracer=telemetry.tracer)
+        self.orphans = OrphanWatch(nc, settings)
         self._js = nc.jetstream(timeout=1.0)
         self._tasks: set[asyncio.Task[None]] = set()
         self._store_ops: dict[str, Handler] = {
@@ -216,7 +218,7 @@ class Gateway:
         span: Span | None = None,
     ) -> bytes:
         """Hand a request to the service that owns it; its reply is already encoded."""
-        timeout_ms = _timeout_ms(data, codec)
+        timeout_ms = validation.timeout_ms_of(data, codec)
         validation.check_timeout(timeout_ms, self._settings)
         subject = service_subject(service, store, operation)
         headers = {"Content-Type": content_type_of(codec)}
@@ -390,15 +392,3 @@ class Gateway:
     async def _gather_nodes(self, window: float) -> list[NodeStatus]:
         replies = await gather_replies(self._nc, NODE_STATUS, b"", window)
         return [_node_status.decode(reply) for reply in replies]
-
-
-class _TimeoutOnly(msgspec.Struct):
-    timeout_ms: int | None = None
-
-
-def _timeout_ms(data: bytes, codec: Codec) -> int | None:
-    """A forwarded request's `timeout_ms` (its service validates the rest)."""
-    try:
-        return decode_request(data, _TimeoutOnly, codec).timeout_ms
-    except EsdbError:
-        return None

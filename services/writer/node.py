@@ -25,7 +25,13 @@ from esdb.contracts.commands import (
 )
 from esdb.contracts.errors import InvalidRequest, Unavailable
 from esdb.contracts.log import CreateStoreOp
-from esdb.contracts.subjects import NODE_STATUS, WRITE_OPERATIONS, WRITER_COMMANDS, WRITER_OPS
+from esdb.contracts.subjects import (
+    NODE_STATUS,
+    WRITE_OPERATIONS,
+    WRITER_COMMANDS,
+    WRITER_OPS,
+    WRITER_SERVING,
+)
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.apply import ApplyError
 from esdb.services.writer.front import WriteFront
@@ -274,6 +280,8 @@ class WriterNode:
         front = WriteFront(self._nc, self._settings, sequencer, self._requests, self._tracer)
         await front.start()
         self.role = "leader"
+        # Gateways answer the writes a previous leader took with it (gateway/orphans.py).
+        await self._nc.publish(WRITER_SERVING, self._settings.node_id.encode())
         waiters = [asyncio.create_task(event.wait()) for event in (stop, lost)]
         try:
             await asyncio.wait({run, *waiters}, return_when=asyncio.FIRST_COMPLETED)
