@@ -40,7 +40,7 @@ class OrphanWatch:
         self._nc = nc
         self._default_s = settings.timeout_ms / 1000
         self._longest_s = settings.max_timeout_ms / 1000
-        self._waiting: deque[tuple[float, float, str, Codec]] = deque()
+        self._waiting: deque[tuple[float, str, Codec]] = deque()  # deadline, reply, codec
         self._subs: list[Subscription] = []
 
     async def start(self) -> None:
@@ -72,9 +72,10 @@ class OrphanWatch:
         codec = codec_of(msg.headers)
         timeout_ms = timeout_ms_of(msg.data, codec)
         wait_s = self._default_s if timeout_ms is None else min(timeout_ms / 1000, self._longest_s)
-        self._waiting.append((now, now + wait_s, msg.reply, codec))
-        while self._waiting and self._waiting[0][0] < now - self._longest_s:
-            self._waiting.popleft()  # arrived so long ago that its deadline has passed
+        self._waiting.append((now + wait_s, msg.reply, codec))
+        # Oldest first; a long deadline at the head holds the rest for at most its own wait.
+        while self._waiting and self._waiting[0][0] < now:
+            self._waiting.popleft()
 
     @property
     def waiting(self) -> int:
@@ -91,7 +92,7 @@ class OrphanWatch:
         )
         encoded = {codec: encode_error(error, codec) for codec in Codec}
         answered = 0
-        for _, deadline, reply, codec in waiting:
+        for deadline, reply, codec in waiting:
             if deadline > now:
                 await self._nc.publish(reply, encoded[codec])
                 answered += 1
