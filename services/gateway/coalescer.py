@@ -117,7 +117,8 @@ class WriteCoalescer:
             reply = await request
             outcomes = _reply_decoder.decode(reply.data).outcomes
         except NoRespondersError:
-            return _all(batch, Unavailable("no writer leader is available; retry"))
+            unheard = Unavailable("no writer leader is available; retry", delivered=False)
+            return _all(batch, unheard)
         except NatsTimeout:
             return _all(batch, Timeout("the writer did not answer in time"))
         except msgspec.DecodeError as e:

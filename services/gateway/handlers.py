@@ -229,8 +229,10 @@ class Gateway:
                 subject, data, timeout=self._timeout(timeout_ms) + 1.0, headers=headers
             )
         except NoRespondersError as e:
+            # Nobody received it, so even a request that is not idempotent may be sent again.
             raise Unavailable(
-                f"no {service} service is active (a leader election may be under way); retry"
+                f"no {service} service is active (a leader election may be under way); retry",
+                delivered=False,
             ) from e
         except NatsTimeout as e:
             raise Timeout(f"the {service} service did not answer in time") from e
@@ -296,7 +298,7 @@ class Gateway:
                 reader_subject(operation), payload, timeout=timeout, headers=headers
             )
         except NoRespondersError as e:
-            raise Unavailable("no reader is available; retry") from e
+            raise Unavailable("no reader is available; retry", delivered=False) from e
         except NatsTimeout as e:
             raise Timeout("the reader did not answer in time") from e
         return bytes(reply.data)  # already encoded for the client by the reader

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from esdb.services.supervisor.nats_server import free_port, nats_server_binary, wait_for_port
 from tests.stack import Api, Stack, connect_api, start_stack
 
 
@@ -25,3 +27,20 @@ async def api(stack: Stack) -> AsyncIterator[Api]:
     client = await connect_api(stack.url)
     yield client
     await client.nc.close()
+
+
+@pytest.fixture
+async def plain_nats_url() -> AsyncIterator[str]:
+    """A bare nats-server of its own (no JetStream, no esdb, no mappings)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_for_port(port)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        server.kill()
+        server.wait()

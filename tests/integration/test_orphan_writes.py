@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import msgspec
 import nats
@@ -18,36 +15,29 @@ import pytest
 from esdb.contracts.api import MSGPACK_CONTENT_TYPE
 from esdb.contracts.subjects import WRITER_SERVING, write_subject
 from esdb.services.gateway.orphans import OrphanWatch
-from esdb.services.supervisor.nats_server import free_port, nats_server_binary, wait_for_port
 from esdb.shared.settings import Settings
 from tests.stack import wait_until
 
 
-@pytest.fixture
-async def url(tmp_path: Path) -> AsyncIterator[str]:
-    port = free_port()
-    server = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        await wait_for_port(port)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        server.kill()
-        server.wait()
-
-
-async def test_waiting_writes_get_timeout_when_a_leader_starts_serving(url: str) -> None:
-    gateway = await nats.connect(url)
-    client = await nats.connect(url)
+async def test_waiting_writes_get_timeout_when_a_leader_starts_serving(
+    plain_nats_url: str,
+) -> None:
+    gateway = await nats.connect(plain_nats_url)
+    client = await nats.connect(plain_nats_url)
     watch = OrphanWatch(gateway, Settings(timeout_ms=5000))
     await watch.start()
     await gateway.flush()
     subject = write_subject("default", "append")
 
     lost = asyncio.ensure_future(client.request(subject, b'{"stream": "a-1"}', timeout=10))
+
+    async def seen(count: int) -> None:
+        async def check() -> bool:
+            return watch.waiting == count
+
+        await wait_until(check, timeout=5, what=f"the watch to hold {count} writes")
+
+    await seen(1)  # in order: a write is forgotten once it is at the head past its deadline
     expired = asyncio.ensure_future(
         client.request(
             subject,
@@ -56,11 +46,7 @@ async def test_waiting_writes_get_timeout_when_a_leader_starts_serving(url: str)
             timeout=2,
         )
     )
-
-    async def both_seen() -> bool:
-        return watch.waiting == 2
-
-    await wait_until(both_seen, timeout=5, what="the watch to see both writes")
+    await seen(2)
     sent = time.monotonic()
 
     async def deadline_passed() -> bool:
@@ -80,11 +66,7 @@ async def test_waiting_writes_get_timeout_when_a_leader_starts_serving(url: str)
 
     # Writes that arrive after the announcement wait for the next one.
     later = asyncio.ensure_future(client.request(subject, b"{}", timeout=10))
-
-    async def later_seen() -> bool:
-        return watch.waiting == 1
-
-    await wait_until(later_seen, timeout=5, what="the watch to see the later write")
+    await seen(1)
     assert not later.done()
     await client.publish(WRITER_SERVING, b"node10")
     assert json.loads((await later).data)["error"]["code"] == "timeout"
