@@ -10,7 +10,6 @@ WRITE_PREFIX = "esdb.write"
 
 GATEWAY_QUEUE = "esdb-gateway"
 READER_QUEUE = "esdb-reader"
-WRITER_FRONT_QUEUE = "esdb-writer-front"
 
 WRITER_COMMANDS = f"{INTERNAL_PREFIX}.writer.commands"
 WRITER_OPS = f"{INTERNAL_PREFIX}.writer.ops"

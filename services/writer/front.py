@@ -14,7 +14,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 
 from esdb.contracts.commands import WriteOutcome
 from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest
-from esdb.contracts.subjects import SYSTEM_STORE, WRITE_OPERATIONS, WRITE_PREFIX, WRITER_FRONT_QUEUE
+from esdb.contracts.subjects import SYSTEM_STORE, WRITE_OPERATIONS, WRITE_PREFIX
 from esdb.services.writer.sequencer import Sequencer
 from esdb.shared.metrics import RequestMetrics
 from esdb.shared.settings import Settings
@@ -49,12 +49,13 @@ class WriteFront:
         self._sender: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Take writes: join the queue group every leading writer serves."""
+        """Take writes. A plain subscription, not a queue group: after a partition the other
+        servers may keep a cut-off old leader's interest until their routes time out, and a
+        queue group would send them a share of the writes, never to be answered (seen in the
+        partition test). While two writers briefly both believe they lead, both see each
+        write; the log's fence lets only one of their entries in."""
         self._sub = await self._nc.subscribe(
-            f"{WRITE_PREFIX}.>",
-            queue=WRITER_FRONT_QUEUE,
-            cb=self._on_request,
-            pending_msgs_limit=PENDING_LIMIT,
+            f"{WRITE_PREFIX}.>", cb=self._on_request, pending_msgs_limit=PENDING_LIMIT
         )
 
     async def stop(self) -> None:

@@ -35,7 +35,7 @@ async def test_waiting_writes_get_timeout_when_a_leader_starts_serving(
         async def check() -> bool:
             return watch.waiting == count
 
-        await wait_until(check, timeout=5, what=f"the watch to hold {count} writes")
+        await wait_until(check, timeout=30, what=f"the watch to hold {count} writes")
 
     await seen(1)  # in order: a write is forgotten once it is at the head past its deadline
     expired = asyncio.ensure_future(
