@@ -19,9 +19,12 @@ from nats.js.api import (
 
 from esdb.contracts.subjects import LOG_STREAM, LOG_SUBJECT
 
-# JetStream's error for a failed Nats-Expected-Last-Sequence check.
+# JetStream's errors for a failed Nats-Expected-Last-Sequence / -Last-Msg-Id check.
 WRONG_LAST_SEQUENCE = 10071
+WRONG_LAST_MSG_ID = 10070
 EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
+EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
+MSG_ID = "Nats-Msg-Id"
 MAX_ENTRY_BYTES = 8 << 20
 
 
@@ -32,8 +35,16 @@ class FencedOut(Exception):
 class ReplicatedLog(Protocol):
     """An ordered, durable log whose sequence numbers are the log index."""
 
-    async def append(self, entry: bytes, *, expected_last: int) -> int:
-        """Append `entry` only if the log ends at `expected_last`; its sequence, or FencedOut."""
+    async def append(
+        self,
+        entry: bytes,
+        *,
+        expected_last: int,
+        entry_id: str | None = None,
+        expected_last_id: str | None = None,
+    ) -> int:
+        """Append `entry` only if the log ends at `expected_last` (and, when given, with the
+        entry named `expected_last_id`); its sequence, or FencedOut. `entry_id` names it."""
         ...
 
     async def last_sequence(self) -> int:
@@ -71,18 +82,26 @@ class JetStreamLog:
         except nats.js.errors.NotFoundError:
             await js.add_stream(config)
 
-    async def append(self, entry: bytes, *, expected_last: int) -> int:
+    async def append(
+        self,
+        entry: bytes,
+        *,
+        expected_last: int,
+        entry_id: str | None = None,
+        expected_last_id: str | None = None,
+    ) -> int:
+        headers = {EXPECTED_LAST_SEQUENCE: str(expected_last)}
+        if entry_id is not None:
+            headers[MSG_ID] = entry_id
+        if expected_last_id is not None:
+            headers[EXPECTED_LAST_MSG_ID] = expected_last_id
         try:
             ack = await self._js.publish(
-                LOG_SUBJECT,
-                entry,
-                timeout=self._timeout,
-                stream=LOG_STREAM,
-                headers={EXPECTED_LAST_SEQUENCE: str(expected_last)},
+                LOG_SUBJECT, entry, timeout=self._timeout, stream=LOG_STREAM, headers=headers
             )
         except nats.js.errors.APIError as e:
-            if e.err_code == WRONG_LAST_SEQUENCE:
-                raise FencedOut(f"log is past {expected_last}") from e
+            if e.err_code in (WRONG_LAST_SEQUENCE, WRONG_LAST_MSG_ID):
+                raise FencedOut(f"log is past {expected_last} or ends with another entry") from e
             raise
         return int(ack.seq)
 
@@ -111,13 +130,24 @@ class MemoryLog:
 
     def __init__(self) -> None:
         self._entries: list[bytes] = []
+        self._ids: list[str | None] = []
         self._grew = asyncio.Condition()
 
-    async def append(self, entry: bytes, *, expected_last: int) -> int:
+    async def append(
+        self,
+        entry: bytes,
+        *,
+        expected_last: int,
+        entry_id: str | None = None,
+        expected_last_id: str | None = None,
+    ) -> int:
         if expected_last != len(self._entries):
             raise FencedOut(f"log is at {len(self._entries)}, not {expected_last}")
+        if expected_last_id is not None and (not self._ids or self._ids[-1] != expected_last_id):
+            raise FencedOut(f"log ends with {self._ids[-1] if self._ids else None}")
         async with self._grew:
             self._entries.append(entry)
+            self._ids.append(entry_id)
             self._grew.notify_all()
         return len(self._entries)
 

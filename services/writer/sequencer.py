@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from opentelemetry.trace import Span, SpanContext, StatusCode, Tracer
@@ -71,6 +73,8 @@ class _InFlight:
     entry: LogEntry | None = None
     raw: bytes = b""
     sequence: int = 0
+    entry_id: str = ""
+    previous_id: str | None = None
     publish: asyncio.Task[int] | None = None
     events: int = 0
     planned_at: float = 0.0
@@ -119,6 +123,10 @@ class Sequencer:
         self._in_flight: asyncio.Queue[_InFlight | None] = asyncio.Queue()
         self._unapplied = 0
         self._next_sequence = 0
+        # Names this leadership's entries in the log (Nats-Msg-Id), so a pipelined entry can
+        # require its own predecessor, not just a predecessor's sequence number.
+        self._term = uuid.uuid4().hex[:16]
+        self._last_id: tuple[int, str] | None = None
 
     def submit(
         self, request: Command, trace: SpanContext | None = None
@@ -221,15 +229,22 @@ class Sequencer:
             item.entry = LogEntry(ops=ops, leader=self._node_id)
             item.raw = encode_entry(item.entry)
             item.sequence = self._next_sequence
+            item.entry_id = f"{self._term}.{item.sequence}"
+            if self._last_id is not None and self._last_id[0] == item.sequence - 1:
+                item.previous_id = self._last_id[1]
+            self._last_id = (item.sequence, item.entry_id)
             self._next_sequence += 1
             self._unapplied += 1
             item.publish = asyncio.create_task(self._publish(item))
         self._in_flight.put_nowait(item)
 
     async def _publish(self, item: _InFlight) -> int:
-        """Append the batch's entry to the log, fenced on the entry before it."""
+        """Append the batch's entry to the log, fenced on the entry before it: its sequence,
+        and when that entry is this leader's own (pipelined), its id too. The sequence alone
+        is not enough: if another leader's entry took the predecessor's place, the
+        predecessor was fenced out, yet this entry, planned on top of it, would fit."""
         if item.span is None or self._tracer is None:
-            return await self._log.append(item.raw, expected_last=item.sequence - 1)
+            return await self._append(item)
         span = child_span(
             self._tracer,
             "writer log_publish",
@@ -237,12 +252,20 @@ class Sequencer:
             attributes={"esdb.sequence": item.sequence, "esdb.bytes": len(item.raw)},
         )
         try:
-            return await self._log.append(item.raw, expected_last=item.sequence - 1)
+            return await self._append(item)
         except BaseException as e:
             span.set_status(StatusCode.ERROR, type(e).__name__)
             raise
         finally:
             span.end()
+
+    def _append(self, item: _InFlight) -> Coroutine[Any, Any, int]:
+        return self._log.append(
+            item.raw,
+            expected_last=item.sequence - 1,
+            entry_id=item.entry_id,
+            expected_last_id=item.previous_id,
+        )
 
     async def _complete_in_order(self) -> None:
         """Apply each entry once the log has it, then answer its batch, in log order."""

@@ -17,6 +17,7 @@ from esdb.contracts.log import (
     LogEntry,
     SnapshotOp,
     decode_entry,
+    encode_entry,
 )
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.apply import ApplyError
@@ -234,10 +235,22 @@ class _SlowLog(MemoryLog):
         self.release = asyncio.Event()
         self.waiting = 0
 
-    async def append(self, entry: bytes, *, expected_last: int) -> int:
+    async def append(
+        self,
+        entry: bytes,
+        *,
+        expected_last: int,
+        entry_id: str | None = None,
+        expected_last_id: str | None = None,
+    ) -> int:
         self.waiting += 1
         await self.release.wait()
-        return await super().append(entry, expected_last=expected_last)
+        return await super().append(
+            entry,
+            expected_last=expected_last,
+            entry_id=entry_id,
+            expected_last_id=expected_last_id,
+        )
 
 
 async def test_entries_are_pipelined_then_applied_and_answered_in_log_order() -> None:
@@ -263,6 +276,38 @@ async def test_entries_are_pipelined_then_applied_and_answered_in_log_order() ->
     assert applier.catalog.applied_sequence() == 4
     sequencer.close()
     await asyncio.wait_for(run, timeout=5)
+
+
+async def test_a_pipelined_entry_never_lands_on_another_leaders_entry() -> None:
+    """Entry B is planned on top of this leader's entry A. If another leader's entry takes
+    A's place in the log, A is fenced out, and B must be too: B's expected sequence would
+    fit, but B requires A itself before it (seen once: every writer then stopped on an entry
+    that did not follow the state)."""
+    log = _SlowLog()
+    log.release.set()
+    applier = Applier(memory_catalog())
+    sequencer = Sequencer(log, applier, node_id="n1", max_batch_events=2, max_in_flight=3)
+    async with applier.lock:
+        await sequencer.append_locked([CreateStoreOp(store="default")])
+    log.release.clear()
+    run = asyncio.create_task(sequencer.run())
+    first = sequencer.submit(write(append("order-1", EXPECT_NO_STREAM, 2)))
+    second = sequencer.submit(write(append("order-2", EXPECT_NO_STREAM, 2)))
+
+    async def both_sent() -> None:
+        while log.waiting < 3:
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(both_sent(), timeout=5)
+    other = encode_entry(LogEntry(ops=[CheckpointOp("default", "$other", 1)], leader="n2"))
+    assert await MemoryLog.append(log, other, expected_last=1) == 2  # the other leader's
+    log.release.set()
+
+    with pytest.raises(LeadershipLost):
+        await asyncio.wait_for(run, timeout=5)
+    assert await log.last_sequence() == 2, "an entry landed on top of the other leader's"
+    for outcome in (await first, await second):
+        assert error_code(outcome) == ErrorCode.TIMEOUT  # unknown to the client: retry
 
 
 def test_ops_count_at_their_encoded_size_toward_an_entry() -> None:
