@@ -11,7 +11,15 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Tracer
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    Tracer,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from esdb.shared.settings import Settings, SettingsError
@@ -108,3 +116,12 @@ def child_span(
     return tracer.start_span(
         name, context=parent if parent is not None else _ROOT, kind=kind, attributes=attributes
     )
+
+
+def end_span(span: Span | None, error_code: str | None = None) -> None:
+    """End a request's span (if traced), marked failed with `error_code` when there is one."""
+    if span is None:
+        return
+    if error_code is not None:
+        span.set_status(StatusCode.ERROR, error_code)
+    span.end()

@@ -14,7 +14,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
-from opentelemetry.trace import Span, SpanKind, StatusCode
+from opentelemetry.trace import Span, SpanKind
 
 from esdb.contracts import api
 from esdb.contracts.api import (
@@ -54,7 +54,7 @@ from esdb.shared.metrics import RequestMetrics
 from esdb.shared.nats_connection import gather_replies
 from esdb.shared.settings import Settings
 from esdb.shared.telemetry import Telemetry, nats_problem
-from esdb.shared.tracing import child_span, incoming, outgoing
+from esdb.shared.tracing import child_span, end_span, incoming, outgoing
 from esdb.shared.wire import (
     Codec,
     codec_of,
@@ -182,10 +182,7 @@ class Gateway:
                 await self._nc.publish(msg.reply, reply)
         finally:
             self._metrics.answered(operation, time.perf_counter() - started, code)
-            if span is not None:
-                if code is not None:
-                    span.set_status(StatusCode.ERROR, code)
-                span.end()
+            end_span(span, code)
 
     async def _dispatch(
         self, store: str, operation: str, data: bytes, codec: Codec, span: Span | None

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
-from opentelemetry.trace import SpanKind, StatusCode, Tracer
+from opentelemetry.trace import SpanKind, Tracer
 
 from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StoreQuery, StreamQuery
 from esdb.contracts.errors import EsdbError, InternalError, Unavailable
@@ -22,7 +22,7 @@ from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import ReadOnlyStores, open_system
 from esdb.shared.telemetry import Telemetry, nats_problem
-from esdb.shared.tracing import child_span, incoming
+from esdb.shared.tracing import child_span, end_span, incoming
 from esdb.shared.wire import Codec, encode, encode_error
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,7 @@ def _handler(
         await msg.respond(reply)
         code = None if error is None else error.code.value
         metrics.answered(operation, code)
-        if span is not None:
-            if code is not None:
-                span.set_status(StatusCode.ERROR, code)
-            span.end()
+        end_span(span, code)
 
     return handle
 

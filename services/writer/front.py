@@ -10,7 +10,7 @@ from functools import partial
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, Tracer
 
 from esdb.contracts.commands import WriteOutcome
 from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest
@@ -18,7 +18,7 @@ from esdb.contracts.subjects import SYSTEM_STORE, WRITE_OPERATIONS, WRITE_PREFIX
 from esdb.services.writer.sequencer import Sequencer
 from esdb.shared.metrics import RequestMetrics
 from esdb.shared.settings import Settings
-from esdb.shared.tracing import child_span, incoming
+from esdb.shared.tracing import child_span, end_span, incoming
 from esdb.shared.wire import Codec, codec_of, encode_error
 from esdb.shared.writes import check_request, target, write_command, write_reply
 
@@ -112,7 +112,7 @@ class WriteFront:
         reply, code = write_reply(operation, outcome.result(), codec)
         self._send(reply_to, reply)
         self._metrics.answered(operation, time.perf_counter() - started, code)
-        _end(span, code)
+        end_span(span, code)
 
     def _answered(
         self,
@@ -125,7 +125,7 @@ class WriteFront:
     ) -> None:
         self._send(reply_to, reply)
         self._metrics.answered(operation, time.perf_counter() - started, error.code.value)
-        _end(span, error.code.value)
+        end_span(span, error.code.value)
 
     def _send(self, reply_to: str, reply: bytes) -> None:
         """Queue a reply; one task publishes everything queued, so a batch's replies cost one
@@ -148,10 +148,3 @@ class WriteFront:
                         log.warning("cannot reply on %s: %s", reply_to, e)
         finally:
             self._sender = None
-
-
-def _end(span: Span | None, code: str | None) -> None:
-    if span is not None:
-        if code is not None:
-            span.set_status(StatusCode.ERROR, code)
-        span.end()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -235,40 +236,39 @@ class _SlowLog(MemoryLog):
         self.release = asyncio.Event()
         self.waiting = 0
 
-    async def append(
-        self,
-        entry: bytes,
-        *,
-        expected_last: int,
-        entry_id: str | None = None,
-        expected_last_id: str | None = None,
-    ) -> int:
+    async def append(self, entry: bytes, **fence: Any) -> int:
         self.waiting += 1
         await self.release.wait()
-        return await super().append(
-            entry,
-            expected_last=expected_last,
-            entry_id=entry_id,
-            expected_last_id=expected_last_id,
-        )
+        return await super().append(entry, **fence)
 
 
-async def test_entries_are_pipelined_then_applied_and_answered_in_log_order() -> None:
-    log = _SlowLog()
+async def held_leader(log: _SlowLog) -> tuple[Sequencer, Applier, asyncio.Task[None]]:
+    """A running leader (store created) whose log appends wait until `log.release`."""
     log.release.set()
     applier = Applier(memory_catalog())
     sequencer = Sequencer(log, applier, node_id="n1", max_batch_events=2, max_in_flight=3)
     async with applier.lock:
         await sequencer.append_locked([CreateStoreOp(store="default")])
     log.release.clear()
-    run = asyncio.create_task(sequencer.run())
-    futures = [sequencer.submit(write(append("order-1", version, 2))) for version in (-1, 1, 3)]
+    return sequencer, applier, asyncio.create_task(sequencer.run())
 
-    async def all_sent() -> None:
-        while log.waiting < 4:
+
+async def appends_waiting(log: _SlowLog, count: int) -> None:
+    """Return once `count` appends (the store's creation included) reached the log."""
+
+    async def reached() -> None:
+        while log.waiting < count:
             await asyncio.sleep(0)
 
-    await asyncio.wait_for(all_sent(), timeout=5)
+    await asyncio.wait_for(reached(), timeout=5)
+
+
+async def test_entries_are_pipelined_then_applied_and_answered_in_log_order() -> None:
+    log = _SlowLog()
+    sequencer, applier, run = await held_leader(log)
+    futures = [sequencer.submit(write(append("order-1", version, 2))) for version in (-1, 1, 3)]
+
+    await appends_waiting(log, 4)
     assert applier.catalog.applied_sequence() == 1, "three entries in flight, none applied yet"
     log.release.set()
     outcomes = await asyncio.wait_for(asyncio.gather(*futures), timeout=5)
@@ -284,21 +284,11 @@ async def test_a_pipelined_entry_never_lands_on_another_leaders_entry() -> None:
     fit, but B requires A itself before it (seen once: every writer then stopped on an entry
     that did not follow the state)."""
     log = _SlowLog()
-    log.release.set()
-    applier = Applier(memory_catalog())
-    sequencer = Sequencer(log, applier, node_id="n1", max_batch_events=2, max_in_flight=3)
-    async with applier.lock:
-        await sequencer.append_locked([CreateStoreOp(store="default")])
-    log.release.clear()
-    run = asyncio.create_task(sequencer.run())
+    sequencer, _, run = await held_leader(log)
     first = sequencer.submit(write(append("order-1", EXPECT_NO_STREAM, 2)))
     second = sequencer.submit(write(append("order-2", EXPECT_NO_STREAM, 2)))
 
-    async def both_sent() -> None:
-        while log.waiting < 3:
-            await asyncio.sleep(0)
-
-    await asyncio.wait_for(both_sent(), timeout=5)
+    await appends_waiting(log, 3)
     other = encode_entry(LogEntry(ops=[CheckpointOp("default", "$other", 1)], leader="n2"))
     assert await MemoryLog.append(log, other, expected_last=1) == 2  # the other leader's
     log.release.set()
