@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from esdb.services.supervisor.nats_server import free_port, nats_server_binary, wait_for_port
-from tests.stack import Api, Stack, connect_api, start_stack
+from esdb.services.supervisor.nats_server import nats_server_binary, wait_for_port
+from tests.stack import Api, Stack, connect_api, start_stack, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -30,17 +31,37 @@ async def api(stack: Stack) -> AsyncIterator[Api]:
 
 
 @pytest.fixture
-async def plain_nats_url() -> AsyncIterator[str]:
-    """A bare nats-server of its own (no JetStream, no esdb, no mappings)."""
-    port = free_port()
+async def plain_nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A bare nats-server of its own (no JetStream, no esdb, no mappings).
+
+    The server picks its own port and reports it in a ports file: a port chosen here and
+    bound later could be taken in between, and the test would talk to someone else's server."""
+    ports_dir = tmp_path_factory.mktemp("plain-nats")
     server = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(ports_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        await wait_for_port(port)
-        yield f"nats://127.0.0.1:{port}"
+        url = await _reported_url(server, ports_dir)
+        await wait_for_port(int(url.rsplit(":", 1)[1]))
+        yield url
     finally:
         server.kill()
         server.wait()
+
+
+async def _reported_url(server: subprocess.Popen[bytes], ports_dir: Path) -> str:
+    ports_file = ports_dir / f"nats-server_{server.pid}.ports"
+    urls: list[str] = []
+
+    async def reported() -> bool:
+        assert server.poll() is None, f"nats-server exited with {server.returncode}"
+        try:
+            urls.extend(json.loads(ports_file.read_text())["nats"])
+        except (OSError, ValueError):  # not written yet, or half written
+            return False
+        return True
+
+    await wait_until(reported, timeout=15, what="nats-server to report its port")
+    return urls[0]

@@ -11,6 +11,7 @@ import msgspec
 import nats
 import nats.errors
 import pytest
+from nats.aio.msg import Msg
 
 from esdb.contracts.api import MSGPACK_CONTENT_TYPE
 from esdb.contracts.subjects import WRITER_SERVING, write_subject
@@ -30,9 +31,13 @@ async def test_waiting_writes_get_timeout_when_a_leader_starts_serving(
     subject = write_subject("default", "append")
 
     lost = asyncio.ensure_future(client.request(subject, b'{"stream": "a-1"}', timeout=10))
+    pending: list[asyncio.Future[Msg]] = []
 
     async def seen(count: int) -> None:
         async def check() -> bool:
+            for request in (lost, *pending):
+                if request.done():
+                    request.result()  # a request that failed says why, not only "timed out"
             return watch.waiting == count
 
         await wait_until(check, timeout=30, what=f"the watch to hold {count} writes")
@@ -46,7 +51,9 @@ async def test_waiting_writes_get_timeout_when_a_leader_starts_serving(
             timeout=2,
         )
     )
+    pending.append(expired)
     await seen(2)
+    pending.clear()  # it is meant to time out
     sent = time.monotonic()
 
     async def deadline_passed() -> bool:
@@ -66,6 +73,7 @@ async def test_waiting_writes_get_timeout_when_a_leader_starts_serving(
 
     # Writes that arrive after the announcement wait for the next one.
     later = asyncio.ensure_future(client.request(subject, b"{}", timeout=10))
+    pending.append(later)
     await seen(1)
     assert not later.done()
     await client.publish(WRITER_SERVING, b"node10")
