@@ -9,12 +9,14 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from esdb.shared.allocator import tune_malloc
+from esdb.shared.files import write_atomically
 from esdb.shared.service_logging import configure_logging
 from esdb.shared.settings import Settings, SettingsError, load_settings
-from esdb.shared.status_server import bound_port, start_status_server
+from esdb.shared.status_server import bound_port, reachable_url, start_status_server
 from esdb.shared.telemetry import Telemetry
 from esdb.shared.tracing import service_tracer, setup_tracing
 
@@ -32,7 +34,8 @@ def _exit_now(name: str) -> None:
 
 def run_service(name: str, service_main: ServiceMain) -> None:
     """Load settings, run `service_main` until SIGINT/SIGTERM, then let it stop cleanly;
-    serve `/metrics`, `/healthz` and `/readyz` on `ESDB_METRICS_PORT` meanwhile (if not 0)."""
+    serve `/metrics`, `/healthz` and `/readyz` on `ESDB_METRICS_PORT` meanwhile (if not 0,
+    or on any port when `ESDB_HTTP_URL_FILE` asks where)."""
     tune_malloc()
     try:
         settings = load_settings()
@@ -73,7 +76,7 @@ def run_service(name: str, service_main: ServiceMain) -> None:
 async def _status_server(
     name: str, settings: Settings, telemetry: Telemetry
 ) -> asyncio.Server | None:
-    if not settings.metrics_port:
+    if not settings.metrics_port and not settings.http_url_file:
         return None
     try:
         server = await start_status_server(telemetry, settings.metrics_host, settings.metrics_port)
@@ -82,7 +85,8 @@ async def _status_server(
             "cannot serve metrics on %s:%d: %s", settings.metrics_host, settings.metrics_port, e
         )
         raise SystemExit(1) from e
-    logging.getLogger(name).info(
-        "metrics and health on http://%s:%d", settings.metrics_host, bound_port(server)
-    )
+    url = reachable_url(settings.metrics_host, bound_port(server))
+    if settings.http_url_file:
+        write_atomically(Path(settings.http_url_file), url + "\n")
+    logging.getLogger(name).info("metrics and health on %s", url)
     return server

@@ -73,6 +73,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     log_format: str = "text"
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    http_url_file: str = ""
     otlp_endpoint: str = ""
 
     @property
@@ -317,6 +318,12 @@ def _readable_file(value: str) -> str | None:
     return f"{value!r} is not a file"
 
 
+def _in_a_directory(value: str) -> str | None:
+    if not value or Path(value).parent.is_dir():
+        return None
+    return f"{value!r} is not in an existing directory"
+
+
 def _name(value: str) -> str | None:
     if NAME.fullmatch(value):
         return None
@@ -403,5 +410,6 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "log_format": _one_of(LOG_FORMATS),
     "metrics_host": _host,
     "metrics_port": _port,
+    "http_url_file": _in_a_directory,
     "otlp_endpoint": _http_url,
 }

@@ -38,6 +38,13 @@ async def start_status_server(telemetry: Telemetry, host: str, port: int) -> asy
     return await asyncio.start_server(handle, host, port)
 
 
+def reachable_url(host: str, port: int) -> str:
+    """How to reach a process listening on `host:port` from this machine."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def bound_port(server: asyncio.Server) -> int:
     """The TCP port `server` listens on."""
     return int(server.sockets[0].getsockname()[1])

@@ -32,6 +32,7 @@ import bcrypt
 from esdb.contracts.subjects import API_PREFIX, WRITE_PREFIX
 from esdb.contracts.subscriptions import SUBS_PREFIX
 from esdb.contracts.topics import EVENTS_PREFIX
+from esdb.shared.files import write_atomically
 
 SERVICE_USER = "esdb-service"
 ADMIN_USER = "admin"
@@ -113,9 +114,7 @@ class AuthRegistry:
     def _save(self, users: list[User]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)
-        temporary = self._path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"users": [asdict(u) for u in users]}, indent=2))
-        temporary.replace(self._path)
+        write_atomically(self._path, json.dumps({"users": [asdict(u) for u in users]}, indent=2))
         self.config_path.write_text(authorization_config(users))
 
 

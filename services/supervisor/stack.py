@@ -141,8 +141,8 @@ class Stack:
         self.run_dir = self.data_dir / "run"
         self.servers: list[Child] = []
         self.services: list[Child] = []
-        self.http_urls: dict[str, str] = {}
-        """Each service process's HTTP endpoint, by child name."""
+        self.http_url_files: list[Path] = []
+        """Where each service process writes its HTTP endpoint."""
         self.specs: tuple[ServerSpec, ...] = ()
         self.security = self._security()
         if options.nats_url is None:
@@ -223,27 +223,42 @@ class Stack:
             for offset, service in enumerate(NODE_SERVICES, 1):
                 name = f"{service}-{node_id(index)}"
                 port = self._metrics_port(offset + (index - 1) * len(NODE_SERVICES))
-                env = settings_environ(msgspec.structs.replace(settings, metrics_port=port))
+                env = settings_environ(self._with_endpoint(settings, name, port))
                 self.services.append(self._child(name, service, env, node=index))
-                self.http_urls[name] = _http_url(settings.metrics_host, port)
-        gateway = msgspec.structs.replace(
-            self._settings(1, self.url), metrics_port=self._metrics_port(0)
-        )
+        gateway = self._with_endpoint(self._settings(1, self.url), "gateway", self._metrics_port(0))
         self.services.append(self._child("gateway", "gateway", settings_environ(gateway)))
-        self.http_urls["gateway"] = _http_url(gateway.metrics_host, gateway.metrics_port)
+
+    def _with_endpoint(self, settings: Settings, name: str, port: int) -> Settings:
+        """`settings` for the process `name`, which serves /metrics, /healthz and /readyz on
+        `port` (0: one the system picks) and writes where to `<data-dir>/run/<name>.http`:
+        a port picked here could be taken, even as a connection's source port, before the
+        process binds it."""
+        url_file = self.run_dir / f"{name}.http"
+        self.http_url_files.append(url_file)
+        return msgspec.structs.replace(settings, metrics_port=port, http_url_file=str(url_file))
 
     def _metrics_port(self, offset: int) -> int:
         """A process's `/metrics` port: `ESDB_METRICS_PORT` + `offset` when the port is set
-        (the gateway 0, then each node's services in turn), else any free one."""
+        (the gateway 0, then each node's services in turn), else 0 (any)."""
         base = self.base_settings.metrics_port
-        return base + offset if base else free_port()
+        return base + offset if base else 0
 
-    def _write_http_urls(self) -> None:
-        """`<data-dir>/run/<name>.http`: where each process serves /metrics, /healthz and
-        /readyz, for tools and tests."""
+    def _clear_http_urls(self) -> None:
+        """Forget the endpoints of an earlier run: each process writes its own once it
+        listens."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        for name, url in self.http_urls.items():
-            (self.run_dir / f"{name}.http").write_text(url + "\n")
+        for url_file in self.http_url_files:
+            url_file.unlink(missing_ok=True)
+
+    async def _wait_http_urls(self) -> None:
+        """Wait until every process has written where it serves, so `ready` means the
+        `run/*.http` files are there for tools."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        missing = list(self.http_url_files)
+        while missing := [path for path in missing if not path.exists()]:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"esdb up: no endpoint written to {missing[0]}")
+            await asyncio.sleep(0.05)
 
     def _child(
         self, name: str, service: str, env: dict[str, str], *, node: int | None = None
@@ -282,7 +297,7 @@ class Stack:
                 supervised.append(asyncio.create_task(server.supervise(stopping)))
             for spec in self.specs:
                 await wait_for_port(spec.port, host=spec.host)
-            self._write_http_urls()
+            self._clear_http_urls()
             for child in self.services:
                 await child.start()
                 supervised.append(asyncio.create_task(child.supervise(stopping)))
@@ -299,6 +314,7 @@ class Stack:
             stopped.cancel()
             if healthy.done():
                 healthy.result()  # raises if the stack never became healthy
+                await self._wait_http_urls()
                 print(f"esdb ready on {self.url} (data in {self.data_dir})", flush=True)
                 if self.options.auth:
                     admin = self._registry.dir / f"{ADMIN_USER}.creds"
@@ -315,16 +331,8 @@ class Stack:
                 await server.stop()
             for task in supervised:
                 task.cancel()
-            for name in self.http_urls:
-                (self.run_dir / f"{name}.http").unlink(missing_ok=True)
+            self._clear_http_urls()
             print("esdb stopped", file=sys.stderr, flush=True)
-
-
-def _http_url(host: str, port: int) -> str:
-    """How to reach a process listening on `host:port` from this machine."""
-    if host in ("0.0.0.0", "::", ""):
-        host = HOST
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 async def run_stack(options: StackOptions, stop: asyncio.Event) -> None:

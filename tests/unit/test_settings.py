@@ -201,6 +201,7 @@ INVALID = {
     "log_format": ["yaml", "JSON", ""],
     "metrics_host": ["", " 127.0.0.1", "http://localhost"],
     "metrics_port": ["-1", "65536", "http"],
+    "http_url_file": ["/no/such/dir/gateway.http"],
     "otlp_endpoint": ["collector:4318", "grpc://collector:4317", "http://", "http://h:port"],
 }
 
