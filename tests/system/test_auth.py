@@ -17,7 +17,8 @@ import trustme
 
 from esdb.client import Client, NewEvent, Unauthorized
 from esdb.services.supervisor.nats_server import free_port_block
-from tests.stack import Stack, launch_stack, wait_until
+from tests.stack import Api, Stack, launch_stack, wait_until
+from tests.system.cluster import wait_converged
 
 DEADLINE_S = 5.0
 
@@ -164,5 +165,51 @@ async def test_tls_end_to_end(tmp_path: Path) -> None:
         untrusted = ssl.create_default_context()  # the system CAs do not know ours
         with pytest.raises((ssl.SSLError, nats.errors.Error, OSError)):
             await nats.connect(url, tls=untrusted, allow_reconnect=False, connect_timeout=2)
+    finally:
+        assert stack.stop() == 0, stack.log_tail()
+
+
+async def test_a_tls_cluster_replicates_over_tls_routes(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    port = free_port_block(3)
+    data_dir = tmp_path / "cluster"
+    args = [sys.executable, "-m", "esdb.cli.main", "up", "--data-dir", str(data_dir)]
+    args += ["--nats-port", str(port), "--nodes", "3", "--auth"]
+    args += ["--tls-cert", str(cert_file), "--tls-key", str(key_file), "--tls-ca", str(ca_file)]
+    urls = ",".join(f"tls://127.0.0.1:{port + i}" for i in range(3))
+    stack = launch_stack(args, url=urls, data_dir=data_dir, what="up --nodes 3 with TLS")
+    try:
+        credentials = (data_dir / "auth" / "admin.creds").read_text().strip()
+        trusted = ssl.create_default_context(cafile=str(ca_file))
+        nc = await nats.connect(
+            [f"tls://{credentials}@127.0.0.1:{port + i}" for i in range(3)],
+            tls=trusted,
+            inbox_prefix="_INBOX_admin",
+        )
+        api = Api(nc)
+        try:
+            for n in range(20):
+                body = {"stream": f"order-{n % 4}", "events": [{"type": "Placed", "data": {}}]}
+                await api.ok("append", body)
+            applied = await wait_converged(api)  # JetStream replicated over the routes
+            assert applied >= 20
+        finally:
+            await nc.close()
+        for node in range(1, 4):
+            config = (data_dir / "nats" / f"node{node}" / f"esdb-node{node}.conf").read_text()
+            cluster = config.split("cluster {", 1)[1]
+            route_port = int(cluster.split("listen:", 1)[1].split("\n", 1)[0].rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", route_port)
+            info = await asyncio.wait_for(reader.read(), DEADLINE_S)
+            writer.close()
+            # A plain-text peer gets nothing it could route on: the server expects TLS first.
+            assert b"INFO" not in info or b'"tls_required":true' in info, info
+            reader, writer = await asyncio.open_connection("127.0.0.1", route_port, ssl=trusted)
+            writer.close()  # and a TLS peer that trusts the CA gets through the handshake
     finally:
         assert stack.stop() == 0, stack.log_tail()
