@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from esdb.shared.files import write_atomically
+
 log = logging.getLogger("esdb.supervisor")
 
 _MIN_BACKOFF_S = 0.2
@@ -59,7 +61,8 @@ class Child:
             if output is not None:
                 output.close()
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        self.pid_file.write_text(str(self.process.pid))
+        # Tools and tests read it at any moment: never let them see it half written.
+        write_atomically(self.pid_file, str(self.process.pid))
 
     async def supervise(self, stopping: asyncio.Event) -> None:
         """Keep the process running until `stopping` is set."""

@@ -3,26 +3,30 @@
     python -m tests.system.chaos --rounds 20 [--seed N] [--data-dir DIR]
 
 Each round runs concurrent appends with expected versions while one random fault strikes
-(kill -9 the leader's or a follower's writer, a reader, the gateway, a nats-server, or wipe
-a follower's data), waits for the cluster to converge, and checks the whole history: every
-acknowledged event exactly once at its acknowledged position on every node, gapless stream
-versions, identical replicas. It stops at the first violation and prints the seed to replay."""
+(kill -9 the leader's or a follower's writer, a reader, a nats-server; wipe a follower's
+data; freeze the leader's writer until another node leads, or a nats-server for seconds),
+waits for the cluster to converge, and checks the whole history: every acknowledged event
+exactly once at its acknowledged position on every node, gapless stream versions, identical
+replicas. It stops at the first violation and prints the seed to replay."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tests.stack import Api, Stack, connect_api, start_stack
+from tests.stack import Api, Stack, connect_api, start_stack, wait_until
 from tests.system.cluster import (
     NODES,
+    cluster_status,
     crash,
     leader_index,
     load_with_fault,
@@ -76,12 +80,50 @@ async def wipe_follower(stack: Stack, api: Api, rng: random.Random) -> str:
     return f"wipe node{node}"
 
 
+async def freeze_leader_writer(stack: Stack, api: Api, rng: random.Random) -> str:
+    """SIGSTOP the leader's writer until another node leads, then let it run on: it wakes
+    with writes in hand and a lease it no longer holds (a GC pause, a stalled VM)."""
+    frozen = await leader_index(api)
+    pid = stack.pid("writer", frozen)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+
+        async def another_leads() -> bool:
+            status = await cluster_status(api)
+            return status.get("leader") not in (None, f"node{frozen}")
+
+        await wait_until(another_leads, timeout=60, what="a leader other than the frozen one")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    return f"freeze the leader writer on node{frozen} until node failover"
+
+
+async def freeze_nats_server(stack: Stack, api: Api, rng: random.Random) -> str:
+    """SIGSTOP a random node's nats-server for a few seconds (a stalled host or network)."""
+    node = rng.choice(NODES)
+    pid = stack.pid("nats-server", node)
+    seconds = rng.uniform(1.0, 6.0)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        thaw_at = time.monotonic() + seconds
+
+        async def thawing() -> bool:
+            return time.monotonic() >= thaw_at
+
+        await wait_until(thawing, timeout=seconds + 1, what="the freeze to end")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    return f"freeze nats-server on node{node} for {seconds:.1f} s"
+
+
 FAULTS: tuple[Fault, ...] = (
     kill_leader_writer,
     kill_follower_writer,
     kill_nats_server,
     kill_reader,
     wipe_follower,
+    freeze_leader_writer,
+    freeze_nats_server,
 )
 
 
