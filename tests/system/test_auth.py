@@ -138,13 +138,19 @@ async def test_no_credential_no_connection(secured: Stack) -> None:
         await nats.connect(wrong, allow_reconnect=False, connect_timeout=2)
 
 
-async def test_tls_end_to_end(tmp_path: Path) -> None:
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a certificate for 127.0.0.1: (cert, key, CA) files."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert_file, key_file, ca_file = (directory / f"{n}.pem" for n in ("cert", "key", "ca"))
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     cert.private_key_pem.write_to_path(str(key_file))
     ca.cert_pem.write_to_path(str(ca_file))
+    return cert_file, key_file, ca_file
+
+
+async def test_tls_end_to_end(tmp_path: Path) -> None:
+    cert_file, key_file, ca_file = _certificates(tmp_path)
     stack = _up(
         tmp_path / "tls",
         free_port_block(1),
@@ -170,12 +176,7 @@ async def test_tls_end_to_end(tmp_path: Path) -> None:
 
 
 async def test_a_tls_cluster_replicates_over_tls_routes(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    ca.cert_pem.write_to_path(str(ca_file))
+    cert_file, key_file, ca_file = _certificates(tmp_path)
     port = free_port_block(3)
     data_dir = tmp_path / "cluster"
     args = [sys.executable, "-m", "esdb.cli.main", "up", "--data-dir", str(data_dir)]
