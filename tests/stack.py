@@ -53,6 +53,10 @@ class Stack:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def interrupt(self) -> None:
+        """Ctrl-C in a terminal: SIGINT to every process in the job's process group."""
+        os.killpg(self.process.pid, signal.SIGINT)
+
     def stop(self, timeout: float = 30.0) -> int:
         """SIGINT, as Ctrl-C would, and wait for a clean exit; returns the exit code."""
         if self.process.poll() is None:
@@ -102,7 +106,11 @@ def launch_stack(
     log_path = data_dir / "stack.log"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=log, env={**os.environ, **(env or {})}
+            args,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env={**os.environ, **(env or {})},
+            process_group=0,  # its own, as a shell gives a foreground job: see `interrupt`
         )
     stack = Stack(url, data_dir, process, log_path, args)
     assert process.stdout is not None

@@ -56,6 +56,10 @@ class Child:
                 stdout=output,
                 stderr=output,
                 preexec_fn=_die_with_parent,
+                # A terminal's Ctrl-C goes to the whole foreground process group; in a group
+                # of its own a child hears of the stop from the supervisor only, in order
+                # (gateway, then the nodes, NATS last), not all at once with NATS gone.
+                process_group=0,
             )
         finally:
             if output is not None:

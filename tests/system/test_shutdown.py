@@ -32,6 +32,19 @@ def test_ctrl_c_stops_every_process(fresh_stack: Stack) -> None:
     assert "esdb stopped" in fresh_stack.log_tail()
 
 
+def test_ctrl_c_in_a_terminal_stops_the_services_before_nats(fresh_stack: Stack) -> None:
+    """A terminal sends SIGINT to the whole foreground job, not to `esdb up` alone; the
+    services must still stop while NATS is up (writer batch, lease, checkpoints), and NATS last."""
+    pids = {name: fresh_stack.pid(name) for name in SERVICES}
+    fresh_stack.interrupt()
+    assert fresh_stack.stop() == 0
+    assert not [name for name, pid in pids.items() if _alive(pid)]
+    log = fresh_stack.log_tail(400)
+    assert "esdb stopped" in log
+    for trouble in ("nats disconnected", "unexpected EOF", "graceful stop took over"):
+        assert trouble not in log, log
+
+
 async def test_crashed_reader_and_gateway_are_restarted(fresh_stack: Stack) -> None:
     api = await connect_api(fresh_stack.url)
     for service in ("reader", "gateway"):
