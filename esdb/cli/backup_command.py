@@ -19,8 +19,9 @@ import nats.js.errors
 from esdb.cli.output import json_line, note
 from esdb.cli.progress import Progress, quantity
 from esdb.contracts.subjects import IMAGE_BUCKET
-from esdb.services.supervisor.stack import node_id
+from esdb.services.supervisor.stack import STACK_LOCK_FILE, node_id
 from esdb.services.writer.images import latest_image, log_bounds
+from esdb.shared.dir_lock import holder
 from esdb.shared.storage.backup import (
     BackupError,
     Manifest,
@@ -172,7 +173,13 @@ def _is_stack_dir(path: Path) -> bool:
 
 
 def _refuse_running_writer(data_dir: Path, node: int) -> None:
-    """`esdb up` keeps a pid file per process while it runs."""
+    """`esdb up` holds the data directory's lock and keeps a pid file per process while it
+    runs (a writer may still be stopping after its supervisor is gone)."""
+    stack = holder(data_dir / STACK_LOCK_FILE)
+    if stack is not None:
+        raise BackupError(
+            f"{data_dir} is in use by a running esdb up (pid {stack}); stop the stack first"
+        )
     pid_file = data_dir / "run" / f"writer-{node_id(node)}.pid"
     try:
         pid = int(pid_file.read_text())

@@ -38,6 +38,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on `host:port` now (SO_REUSEADDR, as nats-server binds:
+    connections of an earlier run lingering in TIME_WAIT do not count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port_block(count: int, attempts: int = 50) -> int:
     """The first of `count` consecutive unused TCP ports on loopback."""
     for _ in range(attempts):

@@ -129,7 +129,7 @@ async def test_a_backup_of_a_running_node_restores_and_catches_up_from_the_log(
         code, _, err = await esdb(
             "restore", "--from", archive, "--data-dir", data, "--node", "1", "--force"
         )
-        assert code == 1 and "is running" in err
+        assert code == 1 and "in use by a running esdb up" in err
         async with (
             Client.connect(stack.url) as default,
             Client.connect(stack.url, store="orders") as orders,

@@ -291,3 +291,21 @@ def test_subscriptions_are_managed_from_the_command_line(stack: Stack) -> None:
     ok(stack, "subscriptions", "delete", name)
     gone = esdb(stack, "subscriptions", "info", name)
     assert gone.returncode == 1 and "not_found" in gone.stderr
+
+
+def test_up_refuses_a_data_dir_another_stack_runs_on(stack: Stack) -> None:
+    done = esdb(stack, "up", "--data-dir", str(stack.data_dir), "--nats-port", str(free_port()))
+    assert done.returncode != 0
+    assert f"{stack.data_dir} is in use by another esdb up (pid {stack.process.pid})" in (
+        done.stderr
+    )
+    # The running stack was not touched: it still answers.
+    ok(stack, "status")
+
+
+def test_up_refuses_a_port_in_use(stack: Stack, tmp_path: Path) -> None:
+    port = stack.url.rsplit(":", 1)[1]
+    done = esdb(stack, "up", "--data-dir", str(tmp_path / "other"), "--nats-port", port)
+    assert done.returncode != 0
+    assert f"127.0.0.1:{port} (--nats-port of esdb-node1) is already in use" in done.stderr
+    ok(stack, "status")
