@@ -69,6 +69,28 @@ async def connect(url: str, name: str, *, tls: ssl.SSLContext | None = None) -> 
     return nc
 
 
+async def connect_once(
+    url: str, *, timeout: float, tls: ssl.SSLContext | None = None
+) -> NatsClient:
+    """A connection for one short job of a tool: a server that cannot be reached fails it
+    within about `timeout`, quietly (nats-py would otherwise retry a first connect 60 times,
+    2 s apart, and log each try); the caller reports the error once."""
+
+    async def quiet(error: Exception) -> None:
+        pass
+
+    connecting = nats.connect(
+        url.split(","),
+        allow_reconnect=False,
+        connect_timeout=timeout,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.5,
+        error_cb=quiet,
+        tls=tls,
+    )
+    return await asyncio.wait_for(connecting, timeout * 2)
+
+
 def concurrently(
     handler: Callable[[Msg], Coroutine[Any, Any, None]],
 ) -> Callable[[Msg], Awaitable[None]]:

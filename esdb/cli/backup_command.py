@@ -22,6 +22,7 @@ from esdb.contracts.subjects import IMAGE_BUCKET
 from esdb.services.supervisor.stack import STACK_LOCK_FILE, node_id
 from esdb.services.writer.images import latest_image, log_bounds
 from esdb.shared.dir_lock import holder
+from esdb.shared.nats_connection import connect_once
 from esdb.shared.storage.backup import (
     BackupError,
     Manifest,
@@ -200,20 +201,8 @@ async def _log_state(url: str) -> tuple[int, int, int | None]:
     """The first and last sequence of the cluster's log ((0, 0) when it has none) and the
     sequence of its latest image (None when it has none)."""
 
-    async def quiet(error: Exception) -> None:
-        pass  # the failure is reported once, below
-
     try:
-        nc = await asyncio.wait_for(
-            nats.connect(
-                url.split(","),
-                connect_timeout=_NATS_TIMEOUT_S,
-                max_reconnect_attempts=1,
-                allow_reconnect=False,
-                error_cb=quiet,
-            ),
-            _NATS_TIMEOUT_S * 2,
-        )
+        nc = await connect_once(url, timeout=_NATS_TIMEOUT_S)
     except (nats.errors.Error, OSError, TimeoutError) as e:
         reason = str(e) or type(e).__name__
         raise BackupError(f"cannot reach NATS at {url} to check the log: {reason}") from e

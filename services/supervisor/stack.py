@@ -14,6 +14,7 @@ from pathlib import Path
 
 import msgspec
 import nats
+import nats.js.errors
 
 from esdb.contracts.api import ClusterStatus, Health
 from esdb.contracts.subjects import SYSTEM_STORE, Op, api_subject
@@ -35,7 +36,7 @@ from esdb.services.supervisor.nats_server import (
     write_server_config,
 )
 from esdb.shared.dir_lock import DirLock, DirLocked
-from esdb.shared.nats_connection import tls_context
+from esdb.shared.nats_connection import connect_once, tls_context
 from esdb.shared.settings import Settings, SettingsError, load_settings, settings_environ
 
 log = logging.getLogger("esdb.supervisor")
@@ -308,6 +309,27 @@ class Stack:
                         "use; stop what uses it or choose another --nats-port"
                     )
 
+    async def _check_external_nats(self) -> None:
+        """`--nats-url`: fail at once, not after the ready timeout, on a server that cannot be
+        reached or has no JetStream (the log lives there)."""
+
+        url = self._service_url(self.url)
+        try:
+            nc = await connect_once(url, timeout=5, tls=tls_context(url, self.tls_ca_file))
+        except (OSError, TimeoutError, nats.errors.Error) as e:
+            raise SystemExit(f"esdb up: cannot connect to {self.url}: {e}") from e
+        try:
+            await nc.jetstream(timeout=5).account_info()
+        except nats.js.errors.ServiceUnavailableError as e:
+            raise SystemExit(
+                f"esdb up: {self.url} has no JetStream; run nats-server with -js (or a "
+                "`jetstream {}` block in its config)"
+            ) from e
+        except (TimeoutError, nats.errors.Error) as e:
+            raise SystemExit(f"esdb up: JetStream at {self.url} does not answer: {e}") from e
+        finally:
+            await nc.close()
+
     async def _wait_listening(self, server: Child, spec: ServerSpec) -> None:
         """Wait until `server` listens on its port, failing if it exits first."""
 
@@ -333,6 +355,8 @@ class Stack:
         """Start everything, print `ready`, and stop it all cleanly when `stop` is set."""
         self._lock_data_dir()
         self._check_ports_free()
+        if self.options.nats_url is not None:
+            await self._check_external_nats()
         if self.options.durability == "memory" and self.servers:
             self._forget_previous_run()
         stopping = asyncio.Event()

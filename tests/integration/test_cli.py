@@ -309,3 +309,16 @@ def test_up_refuses_a_port_in_use(stack: Stack, tmp_path: Path) -> None:
     assert done.returncode != 0
     assert f"127.0.0.1:{port} (--nats-port of esdb-node1) is already in use" in done.stderr
     ok(stack, "status")
+
+
+async def test_up_on_a_nats_url_without_jetstream_or_unreachable_fails_at_once(
+    stack: Stack, plain_nats_url: str, tmp_path: Path
+) -> None:
+    # Before the services start: no waiting out the ready timeout in their retries.
+    done = esdb(stack, "up", "--data-dir", str(tmp_path / "a"), "--nats-url", plain_nats_url)
+    assert done.returncode != 0
+    assert f"{plain_nats_url} has no JetStream" in done.stderr
+    dead = f"nats://127.0.0.1:{free_port()}"
+    done = esdb(stack, "up", "--data-dir", str(tmp_path / "b"), "--nats-url", dead)
+    assert done.returncode != 0
+    assert f"cannot connect to {dead}" in done.stderr
