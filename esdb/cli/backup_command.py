@@ -19,7 +19,8 @@ import nats.js.errors
 from esdb.cli.output import json_line, note
 from esdb.cli.progress import Progress, quantity
 from esdb.contracts.subjects import IMAGE_BUCKET
-from esdb.services.supervisor.stack import STACK_LOCK_FILE, node_id
+from esdb.services.supervisor.preflight import STACK_LOCK_FILE
+from esdb.services.supervisor.stack import node_id
 from esdb.services.writer.images import latest_image, log_bounds
 from esdb.shared.dir_lock import holder
 from esdb.shared.nats_connection import connect_once

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import msgspec
 import nats
-import nats.js.errors
 
 from esdb.contracts.api import ClusterStatus, Health
 from esdb.contracts.subjects import SYSTEM_STORE, Op, api_subject
@@ -31,12 +30,15 @@ from esdb.services.supervisor.nats_server import (
     ServerSpec,
     free_port,
     nats_server_binary,
-    port_is_free,
-    wait_for_port,
     write_server_config,
 )
-from esdb.shared.dir_lock import DirLock, DirLocked
-from esdb.shared.nats_connection import connect_once, tls_context
+from esdb.services.supervisor.preflight import (
+    check_external_nats,
+    check_ports_free,
+    lock_data_dir,
+    wait_listening,
+)
+from esdb.shared.nats_connection import tls_context
 from esdb.shared.settings import Settings, SettingsError, load_settings, settings_environ
 
 log = logging.getLogger("esdb.supervisor")
@@ -44,8 +46,6 @@ log = logging.getLogger("esdb.supervisor")
 NODE_SERVICES = ("writer", "reader", "emitter", "subscription", "snapshot", "scavenger")
 CLUSTER_SIZES = (1, 3, 5)
 READY_TIMEOUT_S = 120.0
-STACK_LOCK_FILE = "esdb.lock"
-"""Held by the `esdb up` that runs on a data directory (`shared/dir_lock.py`)."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,6 @@ class Stack:
         except SettingsError as e:
             raise SystemExit(f"esdb up: invalid configuration: {e}") from e
         self.data_dir = options.data_dir.resolve()
-        self._lock = DirLock(self.data_dir / STACK_LOCK_FILE)
         self.run_dir = self.data_dir / "run"
         self.servers: list[Child] = []
         self.services: list[Child] = []
@@ -284,67 +283,6 @@ class Stack:
             return argv
         return ["ip", "netns", "exec", self.options.node_netns[index - 1], *argv]
 
-    def _lock_data_dir(self) -> None:
-        """One stack per data directory: a second one would run its own NATS and writers
-        over the same LMDB files, each leading its own cluster."""
-        try:
-            self._lock.acquire()
-        except DirLocked as e:
-            who = f" (pid {e.pid})" if e.pid else ""
-            raise SystemExit(
-                f"esdb up: {self.data_dir} is in use by another esdb up{who}; stop it first, "
-                "or give this one another --data-dir"
-            ) from e
-
-    def _check_ports_free(self) -> None:
-        """Refuse a port something else listens on (or holds) before starting nats-server:
-        our services would otherwise find that other server there and use it."""
-        if self.options.node_netns:
-            return  # those addresses exist inside the namespaces only
-        for spec in self.specs:
-            for port, what in ((spec.port, "--nats-port"), (spec.cluster_port, "route")):
-                if port is not None and not port_is_free(spec.host, port):
-                    raise SystemExit(
-                        f"esdb up: {spec.host}:{port} ({what} of {spec.name}) is already in "
-                        "use; stop what uses it or choose another --nats-port"
-                    )
-
-    async def _check_external_nats(self) -> None:
-        """`--nats-url`: fail at once, not after the ready timeout, on a server that cannot be
-        reached or has no JetStream (the log lives there)."""
-
-        url = self._service_url(self.url)
-        try:
-            nc = await connect_once(url, timeout=5, tls=tls_context(url, self.tls_ca_file))
-        except (OSError, TimeoutError, nats.errors.Error) as e:
-            raise SystemExit(f"esdb up: cannot connect to {self.url}: {e}") from e
-        try:
-            await nc.jetstream(timeout=5).account_info()
-        except nats.js.errors.ServiceUnavailableError as e:
-            raise SystemExit(
-                f"esdb up: {self.url} has no JetStream; run nats-server with -js (or a "
-                "`jetstream {}` block in its config)"
-            ) from e
-        except (TimeoutError, nats.errors.Error) as e:
-            raise SystemExit(f"esdb up: JetStream at {self.url} does not answer: {e}") from e
-        finally:
-            await nc.close()
-
-    async def _wait_listening(self, server: Child, spec: ServerSpec) -> None:
-        """Wait until `server` listens on its port, failing if it exits first."""
-
-        async def listening() -> None:
-            await wait_for_port(spec.port, host=spec.host)
-
-        waiting = asyncio.create_task(listening())
-        while not waiting.done():
-            exited = server.process is None or server.process.returncode is not None
-            if exited or server.restarts:
-                waiting.cancel()
-                raise SystemExit(f"esdb up: {server.name} exited at start; see {server.log_file}")
-            await asyncio.wait({waiting}, timeout=0.05)
-        waiting.result()
-
     def _forget_previous_run(self) -> None:
         """In memory mode the log does not outlive nats-server, so neither may node state."""
         for index in range(1, self.options.nodes + 1):
@@ -353,10 +291,12 @@ class Stack:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start everything, print `ready`, and stop it all cleanly when `stop` is set."""
-        self._lock_data_dir()
-        self._check_ports_free()
+        lock = lock_data_dir(self.data_dir)
+        if not self.options.node_netns:  # those addresses exist inside the namespaces only
+            check_ports_free(self.specs)
         if self.options.nats_url is not None:
-            await self._check_external_nats()
+            url = self._service_url(self.url)
+            await check_external_nats(url, self.url, tls_context(url, self.tls_ca_file))
         if self.options.durability == "memory" and self.servers:
             self._forget_previous_run()
         stopping = asyncio.Event()
@@ -366,7 +306,7 @@ class Stack:
                 await server.start()
                 supervised.append(asyncio.create_task(server.supervise(stopping)))
             for server, spec in zip(self.servers, self.specs, strict=True):
-                await self._wait_listening(server, spec)
+                await wait_listening(server, spec)
             self._clear_http_urls()
             for child in self.services:
                 await child.start()
@@ -402,7 +342,7 @@ class Stack:
             for task in supervised:
                 task.cancel()
             self._clear_http_urls()
-            self._lock.release()
+            lock.release()
             print("esdb stopped", file=sys.stderr, flush=True)
 
 
