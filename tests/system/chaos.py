@@ -1,10 +1,11 @@
 """A long randomized fault run on a three-node stack, for developers and operators:
 
-    python -m tests.system.chaos --rounds 20 [--seed N] [--data-dir DIR]
+    python -m tests.system.chaos --rounds 20 [--seed N] [--data-dir DIR] [--netns]
 
 Each round runs concurrent appends with expected versions while one random fault strikes
 (kill -9 the leader's or a follower's writer, a reader, a nats-server; wipe a follower's
-data; freeze the leader's writer until another node leads, or a nats-server for seconds),
+data; freeze the leader's writer until another node leads, or a nats-server for seconds;
+with `--netns`, also cut a node off the network for seconds),
 waits for the cluster to converge, and checks the whole history: every acknowledged event
 exactly once at its acknowledged position on every node, gapless stream versions, identical
 replicas. It stops at the first violation and prints the seed to replay."""
@@ -35,6 +36,8 @@ from tests.system.cluster import (
     wait_converged,
 )
 from tests.system.history import History
+from tests.system.netns import NetnsUnavailable, PrivateNetwork, private_network
+from tests.system.netns_stack import start_netns_stack
 
 Fault = Callable[[Stack, Api, random.Random], Awaitable[str]]
 
@@ -105,15 +108,38 @@ async def freeze_nats_server(stack: Stack, api: Api, rng: random.Random) -> str:
     seconds = rng.uniform(1.0, 6.0)
     os.kill(pid, signal.SIGSTOP)
     try:
-        thaw_at = time.monotonic() + seconds
-
-        async def thawing() -> bool:
-            return time.monotonic() >= thaw_at
-
-        await wait_until(thawing, timeout=seconds + 1, what="the freeze to end")
+        await _fault_lasts(seconds)
     finally:
         os.kill(pid, signal.SIGCONT)
     return f"freeze nats-server on node{node} for {seconds:.1f} s"
+
+
+def partition_node(network: PrivateNetwork) -> Fault:
+    """Cut a random node off the others (and off the clients) for a few seconds, then heal:
+    a leader cut off loses its lease and the majority elects another."""
+
+    async def partition(stack: Stack, api: Api, rng: random.Random) -> str:
+        node = rng.choice(NODES)
+        seconds = rng.uniform(3.0, 10.0)
+        role = "the leader" if node == await leader_index(api) else "a follower"
+        network.cut(node)
+        try:
+            await _fault_lasts(seconds)
+        finally:
+            network.heal(node)
+        return f"partition node{node} ({role}) for {seconds:.1f} s"
+
+    return partition
+
+
+async def _fault_lasts(seconds: float) -> None:
+    """Let a fault go on for `seconds` (the fault's length, not a wait for some state)."""
+    ends = time.monotonic() + seconds
+
+    async def over() -> bool:
+        return time.monotonic() >= ends
+
+    await wait_until(over, timeout=seconds + 1, what="the fault to end")
 
 
 FAULTS: tuple[Fault, ...] = (
@@ -127,16 +153,32 @@ FAULTS: tuple[Fault, ...] = (
 )
 
 
-async def chaos(rounds: int, seed: int, data_dir: Path) -> None:
-    """Run `rounds` rounds of load plus one random fault each, checking the history after each."""
+async def chaos(
+    rounds: int,
+    seed: int,
+    data_dir: Path,
+    network: PrivateNetwork | None = None,
+    only: tuple[str, ...] = (),
+) -> None:
+    """Run `rounds` rounds of load plus one random fault each (of those named in `only`, if
+    any), checking the history after each; with a `network`, node i runs in namespace i and
+    partitions are among the faults."""
     rng = random.Random(seed)
     compacting = {"ESDB_IMAGE_EVERY_ENTRIES": "200", "ESDB_LOG_RETAIN_ENTRIES": "50"}
-    stack = start_stack(data_dir, nodes=3, env=compacting)
+    faults = FAULTS if network is None else (*FAULTS, partition_node(network))
+    if only:
+        faults = tuple(fault for fault in faults if fault.__name__ in only)
+    if network is None:
+        stack = start_stack(data_dir, nodes=3, env=compacting)
+    else:
+        hosts = tuple(link.address for link in network.nodes)
+        netns = tuple(link.netns for link in network.nodes)
+        stack = start_netns_stack(data_dir, hosts, netns, env=compacting)
     history = History()
     try:
         api = await connect_api(stack.url)
         for number in range(1, rounds + 1):
-            fault = rng.choice(FAULTS)
+            fault = rng.choice(faults)
             done: list[str] = []
 
             async def strike(fault: Fault = fault, done: list[str] = done) -> None:
@@ -167,12 +209,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument(
+        "--netns",
+        action="store_true",
+        help="run each node in a network namespace of its own and add partitions (needs root)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="FAULT",
+        help="strike only this fault (repeatable): "
+        + ", ".join(fault.__name__ for fault in FAULTS)
+        + ", partition (with --netns)",
+    )
     args = parser.parse_args(argv)
+    known = {fault.__name__ for fault in FAULTS} | ({"partition"} if args.netns else set())
+    if unknown := set(args.only) - known:
+        parser.error(f"no such fault here: {', '.join(sorted(unknown))}")
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="esdb-chaos-"))
     print(f"chaos: {args.rounds} rounds, seed {seed}, data in {data_dir}", flush=True)
     try:
-        asyncio.run(chaos(args.rounds, seed, data_dir))
+        if args.netns:
+            with private_network(nodes=len(NODES)) as network:
+                asyncio.run(chaos(args.rounds, seed, data_dir, network, tuple(args.only)))
+        else:
+            asyncio.run(chaos(args.rounds, seed, data_dir, only=tuple(args.only)))
+    except NetnsUnavailable as e:
+        print(f"chaos: --netns cannot run here: {e}", file=sys.stderr)
+        return 2
     except AssertionError as e:
         print(f"chaos: VIOLATION (replay with --seed {seed}): {e}", file=sys.stderr)
         return 1

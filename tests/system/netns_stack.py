@@ -53,9 +53,15 @@ def options_from_json(text: str) -> StackOptions:
 
 
 def start_netns_stack(
-    data_dir: Path, hosts: tuple[str, ...], netns: tuple[str, ...], *, durability: str = "fsync"
+    data_dir: Path,
+    hosts: tuple[str, ...],
+    netns: tuple[str, ...],
+    *,
+    durability: str = "fsync",
+    env: dict[str, str] | None = None,
 ) -> Stack:
-    """Run a stack whose node i listens on `hosts[i]` inside `netns[i]`; wait until ready."""
+    """Run a stack whose node i listens on `hosts[i]` inside `netns[i]` (with extra `ESDB_*`
+    settings in `env`); wait until ready."""
     port = free_port()
     options = StackOptions(
         data_dir=data_dir,
@@ -67,7 +73,7 @@ def start_netns_stack(
     )
     args = [sys.executable, "-m", "tests.system.netns_stack", "--options", options_json(options)]
     url = ",".join(f"nats://{host}:{port + i}" for i, host in enumerate(hosts))
-    env = {"PYTHONPATH": repo_pythonpath()}
+    env = {**(env or {}), "PYTHONPATH": repo_pythonpath()}
     return launch_stack(args, url=url, data_dir=data_dir, what="the netns stack", env=env)
 
 
