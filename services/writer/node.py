@@ -47,6 +47,9 @@ from esdb.shared.telemetry import Telemetry, nats_problem
 from esdb.shared.tracing import child_span, incoming
 
 log = logging.getLogger(__name__)
+
+PIPELINE_DEPTH = 3
+"""Log entries in flight at once on a single server."""
 # A node that cannot apply (its disk is full) tries again this often; it never skips.
 STALL_RETRY_S = 1.0
 READY_LAG_ENTRIES = 1000
@@ -241,6 +244,13 @@ class WriterNode:
                 self._applier,
                 node_id=self._settings.node_id,
                 max_batch_events=self._settings.max_batch_events,
+                # Pipelining needs the Nats-Expected-Last-Msg-Id fence. A clustered stream checks
+                # that id only when it applies the entry, and a mismatch there is a "critical
+                # write error" after which the stream took no more writes (a CI run of the
+                # frozen-leader persistent test wedged 60 s). So a cluster sends one entry at a
+                # time, fenced by sequence alone, which is sound when each entry is planned on an
+                # acknowledged prefix; a single server checks the id at once (10070).
+                max_in_flight=PIPELINE_DEPTH if self._settings.replicas == 1 else 1,
                 tracer=self._tracer,
                 metrics=self._metrics,
             )

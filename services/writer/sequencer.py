@@ -120,6 +120,7 @@ class Sequencer:
         self._closed = False
         self._planner = Planner(applier.catalog)
         self._window = asyncio.Semaphore(max_in_flight)
+        self._pipelined = max_in_flight > 1
         self._in_flight: asyncio.Queue[_InFlight | None] = asyncio.Queue()
         self._unapplied = 0
         self._next_sequence = 0
@@ -230,8 +231,9 @@ class Sequencer:
             item.raw = encode_entry(item.entry)
             item.sequence = self._next_sequence
             item.entry_id = f"{self._term}.{item.sequence}"
-            if self._last_id is not None and self._last_id[0] == item.sequence - 1:
-                item.previous_id = self._last_id[1]
+            last = self._last_id
+            if self._pipelined and last is not None and last[0] == item.sequence - 1:
+                item.previous_id = last[1]
             self._last_id = (item.sequence, item.entry_id)
             self._next_sequence += 1
             self._unapplied += 1

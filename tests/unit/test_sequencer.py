@@ -306,3 +306,36 @@ def test_ops_count_at_their_encoded_size_toward_an_entry() -> None:
 
     assert approximate_bytes(OpsRequest([big])) > 1 << 20
     assert approximate_bytes(OpsRequest([small])) < 64
+
+
+class _FenceRecordingLog(MemoryLog):
+    """Records the fence each append carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fences: list[dict[str, Any]] = []
+
+    async def append(self, entry: bytes, **fence: Any) -> int:
+        self.fences.append(fence)
+        return await super().append(entry, **fence)
+
+
+async def test_one_entry_at_a_time_is_fenced_by_sequence_alone() -> None:
+    """A cluster's leader sends one entry at a time (writer/node.py): a clustered JetStream
+    stream checks Nats-Expected-Last-Msg-Id only as it applies the entry, and a mismatch
+    there stopped the stream. Each entry is then planned on an acknowledged prefix, so its
+    expected sequence is a sound fence, and no id is required."""
+    log = _FenceRecordingLog()
+    applier = Applier(memory_catalog())
+    sequencer = Sequencer(log, applier, node_id="n1", max_batch_events=2, max_in_flight=1)
+    async with applier.lock:
+        await sequencer.append_locked([CreateStoreOp(store="default")])
+    run = asyncio.create_task(sequencer.run())
+    futures = [sequencer.submit(write(append("order-1", version, 2))) for version in (-1, 1, 3)]
+    outcomes = await asyncio.wait_for(asyncio.gather(*futures), timeout=5)
+    assert [o.results[0].first_version for o in outcomes if o.results] == [0, 2, 4]
+    assert len(log.fences) == 4
+    assert [f.get("expected_last_id") for f in log.fences] == [None] * 4
+    assert [f["expected_last"] for f in log.fences] == [0, 1, 2, 3]
+    sequencer.close()
+    await asyncio.wait_for(run, timeout=5)
