@@ -27,6 +27,17 @@ def _task_binary() -> str:
     return found
 
 
+def _task(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run go-task without colour: it colours its output whenever `CI` is set, as on CI."""
+    return subprocess.run(
+        [_task_binary(), "--color=false", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
 def _esdb_subcommands() -> set[str]:
     (subparsers,) = (
         action
@@ -44,9 +55,7 @@ def _tasks() -> dict[str, dict[str, object]]:
 def test_the_design_s_tasks_exist_with_descriptions() -> None:
     tasks = _tasks()
     assert {"up", "down", "test", "bench", "lint"} <= set(tasks)
-    listed = subprocess.run(
-        [_task_binary(), "--list"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
+    listed = _task("--list").stdout
     for name, task in tasks.items():
         assert task.get("desc"), f"task {name} has no description"
         assert f"* {name}:" in listed
@@ -54,9 +63,7 @@ def test_the_design_s_tasks_exist_with_descriptions() -> None:
 
 @pytest.mark.parametrize("name", ["up", "test", "bench", "lint"])
 def test_each_command_names_an_installed_tool_and_a_real_subcommand(name: str) -> None:
-    dry = subprocess.run(
-        [_task_binary(), "--dry", name], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+    dry = _task("--dry", name)
     commands = [
         line.split(f"[{name}] ", 1)[1] for line in dry.stderr.splitlines() if f"[{name}] " in line
     ]
