@@ -34,17 +34,18 @@ class ApplyCost:
     cpu_us_per_event: float
 
 
-def log_entries(entries: int, per_entry: int) -> list[bytes]:
-    """Encoded log entries: a store creation, then `entries` of `per_entry` one-event appends."""
+def log_entries(entries: int, per_entry: int, stream_length: int = STREAM_LENGTH) -> list[bytes]:
+    """Encoded log entries: a store creation, then `entries` of `per_entry` one-event appends
+    to streams of `stream_length` events."""
     data = event_payload()
     encoded = [encode_entry(LogEntry(ops=[CreateStoreOp(store=STORE)], leader="bench"))]
     position = 0
     for _ in range(entries):
         ops = []
         for _ in range(per_entry):
-            version = position % STREAM_LENGTH
+            version = position % stream_length
             event = StampedEvent(uuid.uuid4().bytes, EVENT_TYPE, data, b"", "application/json", 0)
-            stream = f"apply-{position // STREAM_LENGTH}"
+            stream = f"apply-{position // stream_length}"
             position += 1
             ops.append(AppendOp(STORE, stream, version, position, [event]))
         encoded.append(encode_entry(LogEntry(ops=list(ops), leader="bench")))

@@ -49,7 +49,8 @@ class AppendMultiRequest(msgspec.Struct, kw_only=True):
 
 
 class ReadFilter(msgspec.Struct, kw_only=True):
-    """Server-side filters of `read_all`; all given conditions must hold."""
+    """Server-side filters of `read_all`; all given conditions must hold. The regexes are RE2
+    syntax, matched anywhere in the stream id or event type."""
 
     event_types: list[str] | None = None
     event_type_prefix: str | None = None

@@ -147,6 +147,8 @@ def _pattern_filter(tokens: tuple[str, ...]) -> ReadFilter | None:
         return None
     return ReadFilter(
         category=category,
-        stream_regex=None if stream is None else rf"\A{re.escape(stream)}\Z",
+        # The prefix is the cheap check the reader makes first; the regex makes it exact.
+        stream_prefix=stream,
+        stream_regex=None if stream is None else f"^{re.escape(stream)}$",
         event_types=None if event_type is None else [event_type],
     )

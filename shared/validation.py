@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
-import re._constants as re_constants
-import re._parser as re_parser
 import uuid
-from typing import Any
 
 import msgspec
 
@@ -39,13 +35,12 @@ from esdb.shared.names import (
     CONTROL_CHARACTERS,
     check_stream,
 )
+from esdb.shared.read_filters import RegexError, compile_regex
 from esdb.shared.settings import Settings
 from esdb.shared.wire import Codec, decode_request, payload_bytes
 
 MAX_TYPE_BYTES = 512
 MAX_CONTENT_TYPE_BYTES = 128
-_REPEATS = (re_constants.MAX_REPEAT, re_constants.MIN_REPEAT, re_constants.POSSESSIVE_REPEAT)
-_BACKREFERENCES = (re_constants.GROUPREF, re_constants.GROUPREF_EXISTS)
 _EXPECTED = {
     "any": EXPECT_ANY,
     "no_stream": EXPECT_NO_STREAM,
@@ -271,48 +266,12 @@ def _check_filter(flt: ReadFilter | None) -> ReadFilter | None:
             pattern = getattr(flt, name)
             if pattern is not None:
                 try:
-                    parsed = re_parser.parse(pattern)
-                    re.compile(pattern)
-                except re.error as e:
-                    raise InvalidRequest(f"bad regex: {e}", field=f"filter.{name}") from e
-                problem = _backtracking(parsed.data, repeated=False)
-                if problem is not None:
+                    compile_regex(pattern)
+                except RegexError as e:
                     raise InvalidRequest(
-                        f"regex {pattern!r} has {problem}, which can take exponential time",
-                        field=f"filter.{name}",
-                    )
+                        f"bad regex (RE2 syntax): {e}", field=f"filter.{name}"
+                    ) from e
     return flt
-
-
-def _backtracking(items: list[tuple[Any, Any]], *, repeated: bool) -> str | None:
-    """What in a parsed regex makes Python's backtracking matcher explode (a repeat inside a
-    repeat, an alternation inside a repeat, a back-reference), or None. The reader runs
-    filters on its event loop, so one such match would stall every read of the node."""
-    for op, arg in items:
-        if op in _BACKREFERENCES:
-            return "a back-reference"
-        if op in _REPEATS:
-            _, most, body = arg
-            if repeated and most > 1:
-                return "a repeat inside a repeat"
-            found = _backtracking(body, repeated=repeated or most > 1)
-        elif op is re_constants.BRANCH:
-            if repeated:
-                return "an alternation inside a repeat"
-            found = next(
-                (p for branch in arg[1] if (p := _backtracking(branch, repeated=False))), None
-            )
-        elif op is re_constants.SUBPATTERN:
-            found = _backtracking(arg[-1], repeated=repeated)
-        elif op is re_constants.ATOMIC_GROUP:
-            found = _backtracking(arg, repeated=repeated)
-        elif op in (re_constants.ASSERT, re_constants.ASSERT_NOT):
-            found = _backtracking(arg[1], repeated=repeated)
-        else:
-            found = None
-        if found is not None:
-            return found
-    return None
 
 
 def all_query(store: str, request: ReadAllRequest, codec: Codec, settings: Settings) -> AllQuery:

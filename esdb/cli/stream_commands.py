@@ -87,9 +87,13 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         help="event type (repeatable)",
     )
     filters.add_argument("--type-prefix", metavar="PREFIX", help="event type prefix")
-    filters.add_argument("--type-regex", metavar="REGEX", help="event type regular expression")
+    filters.add_argument(
+        "--type-regex", metavar="REGEX", help="event type regular expression (RE2 syntax)"
+    )
     filters.add_argument("--stream-prefix", metavar="PREFIX", help="stream id prefix")
-    filters.add_argument("--stream-regex", metavar="REGEX", help="stream id regular expression")
+    filters.add_argument(
+        "--stream-regex", metavar="REGEX", help="stream id regular expression (RE2 syntax)"
+    )
     filters.add_argument(
         "--category", metavar="CATEGORY", help="stream category (the part before the first '-')"
     )

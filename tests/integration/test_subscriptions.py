@@ -152,6 +152,12 @@ async def test_special_characters_in_streams_and_types_round_trip(
         assert expected[1].data == b"\x00\xffbinary"
         for subscription in subscriptions:
             assert await take_events(subscription, 2) == expected, subscription.selector
+        # History by a pattern naming the stream: read_all matches the id with an RE2 regex.
+        history = await client.subscribe(
+            pattern=f"*.{escape_token(stream)}.>", from_position=result.first_position
+        )
+        subscriptions.append(history)
+        assert await take(history, 2) == expected
     finally:
         for subscription in subscriptions:
             await subscription.close()

@@ -125,6 +125,7 @@ def _passes(flt: ReadFilter | None, record: EventRecord) -> bool:
     return (
         (flt.category is None or record.stream.split("-", 1)[0] == flt.category)
         and (flt.event_types is None or record.type in flt.event_types)
+        and (flt.stream_prefix is None or record.stream.startswith(flt.stream_prefix))
         and (flt.stream_regex is None or re.search(flt.stream_regex, record.stream) is not None)
     )
 
@@ -209,7 +210,9 @@ def test_pattern_narrows_history_by_its_literal_tokens() -> None:
     assert pattern.filter == ReadFilter(category="order", event_types=["Order Placed"])
     assert pattern.matches("order-1", "Order Placed")
     assert not pattern.matches("order-1", "Paid")
-    assert select(STORE, pattern="*.a%2Eb.>").filter == ReadFilter(stream_regex=r"\Aa\.b\Z")
+    assert select(STORE, pattern="*.a%2Eb.>").filter == ReadFilter(
+        stream_prefix="a.b", stream_regex=r"^a\.b$"
+    )
     assert select(STORE, pattern=">").filter is None
 
 
