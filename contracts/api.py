@@ -231,10 +231,13 @@ class ReadAllResult(msgspec.Struct, kw_only=True):
 
 
 class StreamSummary(msgspec.Struct, kw_only=True):
-    """A stream in `list_streams`."""
+    """A stream in `list_streams`: its version, state (`active`, `deleted`, `tombstoned`) and
+    metadata, as `stream_info` gives them."""
 
     stream: str
     version: int
+    state: str = "active"
+    metadata: dict[str, object] = {}
 
 
 class ListStreamsResult(msgspec.Struct, kw_only=True):

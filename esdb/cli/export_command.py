@@ -19,6 +19,7 @@ from esdb.cli.output import json_line, note
 from esdb.cli.progress import Progress
 from esdb.client import Client, InvalidRequest, NewEvent, RecordedEvent
 from esdb.contracts.api import JSON_CONTENT_TYPE
+from esdb.shared.storage.records import STREAM_ACTIVE
 
 PAGE_SIZE = 1000
 _JSON_SPACE = b" \t\r\n"
@@ -55,6 +56,24 @@ class _LineIn(msgspec.Struct, kw_only=True):
     base64: list[str] = []
 
 
+class StreamLine(msgspec.Struct, kw_only=True, tag_field="kind", tag="stream"):
+    """A stream's lifecycle state and metadata, after the events: written for every stream
+    that is not simply active with no metadata. `version` is the stream's version as of its
+    last exported event (its version when none was exported), so an import can shift
+    `truncate_before` by however far the target's versions are from the file's."""
+
+    stream_id: str
+    version: int
+    state: str
+    metadata: dict[str, Any]
+
+
+class _Kind(msgspec.Struct):
+    """Only a line's `kind`: event lines have none."""
+
+    kind: str = "event"
+
+
 class LineEvent(NamedTuple):
     """An event read from line `number` of an export, ready to append."""
 
@@ -67,6 +86,8 @@ class LineEvent(NamedTuple):
 
 _encoder = msgspec.json.Encoder()
 _line_decoder = msgspec.json.Decoder(_LineIn)
+_kind_decoder = msgspec.json.Decoder(_Kind)
+_stream_decoder = msgspec.json.Decoder(StreamLine)
 
 
 def encode_line(event: RecordedEvent) -> bytes:
@@ -100,8 +121,33 @@ def _field(
     return msgspec.Raw(payload)
 
 
-def decode_line(line: bytes, number: int) -> LineEvent:
-    """The event on line `number`; `InvalidRequest` naming the line if it is not one."""
+def _write_state(
+    out: IO[bytes], stream: str, version: int, state: str, metadata: dict[str, object]
+) -> int:
+    """Write a stream's state line, unless it is active with no metadata (an import recreates
+    that by appending alone); how many lines were written."""
+    if state == STREAM_ACTIVE and not metadata:
+        return 0
+    line = StreamLine(stream_id=stream, version=version, state=state, metadata=dict(metadata))
+    out.write(_encoder.encode(line) + b"\n")
+    return 1
+
+
+def decode_line(line: bytes, number: int) -> LineEvent | StreamLine:
+    """The event or stream state on line `number`; `InvalidRequest` naming the line if it is
+    neither."""
+    try:
+        kind = _kind_decoder.decode(line).kind
+        if kind == "stream":
+            return _stream_decoder.decode(line)
+        if kind != "event":
+            raise msgspec.ValidationError(f"unknown kind {kind!r}")
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise InvalidRequest(f"line {number} is not an exported line: {e}", line=number) from e
+    return _decode_event(line, number)
+
+
+def _decode_event(line: bytes, number: int) -> LineEvent:
     try:
         raw = _line_decoder.decode(line)
         data = _payload(raw.data, raw.content_type, "data" in raw.base64)
@@ -161,22 +207,26 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
 async def export_events(client: Client, args: argparse.Namespace) -> int:
     """`esdb export`."""
     started = time.monotonic()
-    streams: set[str] = set()
-    count = 0
+    versions: dict[str, int] = {}  # each stream's last exported version
+    count = states = 0
     with _output(args.out) as out, Progress("export") as progress:
         if args.streams:
-            bounds = {s: (await client.stream_info(s)).version for s in args.streams}
-            progress.total = sum(version + 1 for version in bounds.values())
+            infos = {s: await client.stream_info(s) for s in args.streams}
+            # A deleted or tombstoned stream has no events to read, only its state line.
+            readable = [s for s, info in infos.items() if info.state == STREAM_ACTIVE]
+            progress.total = sum(infos[s].version + 1 for s in readable)
             last_position = 0
-            for stream, last_version in bounds.items():
+            for stream in readable:
                 async for event in client.iter_stream(stream, page_size=PAGE_SIZE):
-                    if event.version > last_version:
+                    if event.version > infos[stream].version:
                         break
                     out.write(encode_line(event))
                     last_position = max(last_position, event.position)
                     count += 1
                     progress.advance()
-                streams.add(stream)
+                versions[stream] = infos[stream].version
+            for stream, info in infos.items():
+                states += _write_state(out, stream, info.version, info.state, info.metadata)
         else:
             last_position = await last_position_of(client)
             progress.total = last_position
@@ -184,20 +234,28 @@ async def export_events(client: Client, args: argparse.Namespace) -> int:
                 if event.position > last_position:
                     break
                 out.write(encode_line(event))
-                streams.add(event.stream_id)
+                versions[event.stream_id] = event.version
                 count += 1
                 progress.advance(done=event.position)
+            progress.phase("export stream states", None)
+            async for listed in client.iter_streams(page_size=PAGE_SIZE):
+                version = versions.get(listed.stream, listed.version)
+                states += _write_state(out, listed.stream, version, listed.state, listed.metadata)
+                progress.advance()
     seconds = time.monotonic() - started
+    streams = versions.keys()
     summary = {
         "store": client.store,
         "events": count,
         "streams": len(streams),
+        "stream_states": states,
         "last_position": last_position,
         "seconds": round(seconds, 3),
         "out": str(args.out) if _is_file(args.out) else "-",
     }
     text = (
-        f"exported {counted(count, 'event')} of {counted(len(streams), 'stream')} from store "
+        f"exported {counted(count, 'event')} of {counted(len(streams), 'stream')} "
+        f"and {counted(states, 'stream state')} from store "
         f"{client.store} (up to position {last_position}) in {seconds:.1f} s "
         f"({count / seconds if seconds else 0:,.0f} events/s)"
     )

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from esdb.cli.export_command import (
     LineEvent,
+    StreamLine,
     counted,
     decode_line,
     last_position_of,
@@ -28,8 +29,11 @@ from esdb.client import (
     EsdbError,
     ExpectedVersion,
     IdempotencyConflict,
+    StreamNotFound,
     WrongExpectedVersion,
 )
+from esdb.shared.storage.records import STREAM_DELETED, STREAM_TOMBSTONED
+from esdb.shared.storage.visibility import TRUNCATE_BEFORE
 
 BATCH_EVENTS = 1000
 BATCH_BYTES = 1 << 20  # well inside the gateway's request limit (4 MiB by default)
@@ -89,12 +93,24 @@ def _continues(group: Group, event: LineEvent, keep_versions: bool) -> bool:
 
 @dataclass
 class ImportReport:
-    """What an import did: events appended, events found already stored, requests sent."""
+    """What an import did: events appended, events found already stored, requests sent,
+    stream states given to the target and ones it already had."""
 
     imported: int = 0
     skipped: int = 0
     requests: int = 0
     streams: set[str] = field(default_factory=set)
+    states: int = 0
+    states_skipped: int = 0
+
+
+def shifted(metadata: dict[str, object], offset: int) -> dict[str, object]:
+    """Stream metadata whose `truncate_before` is moved by `offset` versions (never below 0):
+    the same events stay hidden when the target numbers the stream differently."""
+    truncate_before = metadata.get(TRUNCATE_BEFORE)
+    if not isinstance(truncate_before, int) or isinstance(truncate_before, bool) or not offset:
+        return dict(metadata)
+    return {**metadata, TRUNCATE_BEFORE: max(0, truncate_before + offset)}
 
 
 class Importer:
@@ -147,6 +163,38 @@ class Importer:
             for g in batch
         )
 
+    async def settle(self, line: StreamLine) -> None:
+        """Give the target's stream the line's state and metadata, each change expecting the
+        version the target's stream is at; what the target already has is left alone."""
+        try:
+            target = await self._client.stream_info(line.stream_id)
+            version, state, metadata = target.version, target.state, target.metadata
+        except StreamNotFound:
+            version, state, metadata = -1, None, {}
+        wanted = shifted(line.metadata, version - line.version)
+        changed = False
+        if state == STREAM_TOMBSTONED:
+            pass  # nothing about it can change any more
+        elif line.state == STREAM_TOMBSTONED:
+            await self._client.tombstone_stream(line.stream_id, expected_version=version)
+            changed = True
+        elif line.state == STREAM_DELETED and version < 0:
+            pass  # the target never had the deleted events
+        else:
+            if line.state == STREAM_DELETED and state != STREAM_DELETED:
+                await self._client.delete_stream(line.stream_id, expected_version=version)
+                metadata = {**metadata, TRUNCATE_BEFORE: version + 1}
+                changed = True
+            if wanted != metadata:
+                await self._client.set_stream_metadata(
+                    line.stream_id, wanted, expected_version=version
+                )
+                changed = True
+        if changed:
+            self.report.states += 1
+        else:
+            self.report.states_skipped += 1
+
     def _count(self, group: Group, result: AppendResult) -> None:
         self.report.streams.add(group.stream)
         if result.last_position <= self._high_water:
@@ -190,9 +238,11 @@ async def import_events(client: Client, args: argparse.Namespace) -> int:
     started = time.monotonic()
     importer = Importer(client, renumber=args.renumber, high_water=await last_position_of(client))
     sending: list[Group] = []
+    states: list[tuple[int, StreamLine]] = []  # applied after every event is in
+    settling: tuple[int, StreamLine] | None = None
     try:
         with _input(args.file) as lines, Progress("import", total=_line_count(args.file)) as bar:
-            events = (decode_line(line, n) for n, line in lines)
+            events = _events(lines, states)
             batches = plan_batches(
                 events, max_events=args.batch_size, keep_versions=not args.renumber
             )
@@ -200,8 +250,12 @@ async def import_events(client: Client, args: argparse.Namespace) -> int:
                 await importer.send(sending)
                 bar.advance(sum(len(g.events) for g in sending))
             sending = []
+            for settling in states:
+                await importer.settle(settling[1])
+                bar.advance()
+            settling = None
     except EsdbError as e:
-        note(_stopped(e, sending, importer.report))
+        note(_stopped(e, sending, settling, importer.report))
         raise
     report = importer.report
     seconds = time.monotonic() - started
@@ -215,15 +269,23 @@ async def import_events(client: Client, args: argparse.Namespace) -> int:
                     "skipped": report.skipped,
                     "streams": len(report.streams),
                     "requests": report.requests,
+                    "stream_states": report.states,
+                    "stream_states_skipped": report.states_skipped,
                     "seconds": round(seconds, 3),
                 }
             )
         )
     else:
+        set_states = ""
+        if report.states or report.states_skipped:
+            set_states = (
+                f", set {counted(report.states, 'stream state')} "
+                f"({report.states_skipped:,} already set)"
+            )
         print(
             f"imported {counted(report.imported, 'event')}, skipped {report.skipped:,} already "
             f"stored ({counted(len(report.streams), 'stream')}, "
-            f"{counted(report.requests, 'request')}) into store {client.store} in "
+            f"{counted(report.requests, 'request')}){set_states} into store {client.store} in "
             f"{seconds:.1f} s ({total / seconds if seconds else 0:,.0f} events/s)"
         )
     return 0
@@ -239,13 +301,32 @@ def _positive(text: str) -> int:
     return value
 
 
-def _stopped(error: EsdbError, batch: list[Group], report: ImportReport) -> str:
+def _events(
+    lines: Iterator[tuple[int, bytes]], states: list[tuple[int, StreamLine]]
+) -> Iterator[LineEvent]:
+    """The event lines; stream-state lines are set aside in `states`."""
+    for number, line in lines:
+        decoded = decode_line(line, number)
+        if isinstance(decoded, StreamLine):
+            states.append((number, decoded))
+        else:
+            yield decoded
+
+
+def _stopped(
+    error: EsdbError,
+    batch: list[Group],
+    settling: tuple[int, StreamLine] | None,
+    report: ImportReport,
+) -> str:
     where = ""
     stream = getattr(error, "stream", None) or error.details.get("stream")
     groups = [g for g in batch if g.stream == stream] or batch[:1]
     if groups:
         first = groups[0].events[0]
         where = f" at line {first.number} (stream {first.stream}, version {first.version})"
+    elif settling is not None:
+        where = f" at line {settling[0]} (the state of stream {settling[1].stream_id})"
     text = (
         f"import stopped{where}; {counted(report.imported, 'event')} imported and "
         f"{report.skipped:,} skipped before it. Running it again skips what is stored."

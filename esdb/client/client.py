@@ -335,7 +335,8 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
     async def list_streams(
         self, *, after: str | None = None, limit: int = 100
     ) -> ListStreamsResult:
-        """One page of stream names (in name order) after `after`, with their versions."""
+        """One page of streams (in name order) after `after`, with their versions, states and
+        metadata."""
         request = ListStreamsRequest(
             after=after, limit=limit, timeout_ms=self._connection.server_timeout_ms
         )

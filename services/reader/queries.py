@@ -82,11 +82,16 @@ def read_all(store: StoreReader, query: AllQuery) -> ReadAllResult:
 
 
 def list_streams(store: StoreReader, query: ListQuery) -> ListStreamsResult:
-    """A page of stream names with their versions."""
+    """A page of streams with their versions, states and metadata."""
     found = store.list_streams(query.after, query.limit + 1)
     page = found[: query.limit]
     return ListStreamsResult(
-        streams=[StreamSummary(stream=name, version=state.version) for name, state in page],
+        streams=[
+            StreamSummary(
+                stream=name, version=state.version, state=state.state, metadata=state.metadata
+            )
+            for name, state in page
+        ],
         next=page[-1][0] if len(found) > query.limit else None,
     )
 

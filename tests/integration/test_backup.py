@@ -16,7 +16,7 @@ from typing import Any
 import nats
 import pytest
 
-from esdb.client import Client, NewEvent, RecordedEvent
+from esdb.client import Client, NewEvent, RecordedEvent, StreamDeleted, StreamNotFound
 from esdb.contracts.subjects import LOG_STREAM
 from esdb.shared.storage.backup import (
     DATA_FILE,
@@ -336,3 +336,58 @@ async def test_streams_export_gzipped_and_a_truncated_stream_imports_renumbered(
         await ok("import", "--store", target, truncated, "--renumber", url=stack.url)
         versions = [(e.version, e.event_type) async for e in copy.iter_stream("order-2")]
         assert versions == [(v, "Placed" if v % 2 == 0 else "Noted") for v in range(10)]
+        # Source versions 4..13 are the target's 0..9: truncate_before 4 moved to 0 with them.
+        assert (await copy.stream_info("order-2")).metadata == {"truncate_before": 0}
+
+
+async def _states(client: Client, streams: list[str]) -> dict[str, tuple[Any, ...]]:
+    found: dict[str, tuple[Any, ...]] = {}
+    for stream in streams:
+        try:
+            info = await client.stream_info(stream)
+        except StreamNotFound:
+            continue
+        found[stream] = (info.state, info.metadata)
+    return found
+
+
+async def test_stream_metadata_deletes_and_tombstones_export_and_import(
+    stack: Stack, source: Client, tmp_path: Path
+) -> None:
+    await source.set_stream_metadata("order-0", {"max_count": 100, "owner": "ops"})
+    await source.delete_stream("order-1")
+    await source.tombstone_stream("order-2")
+    streams = ["order-0", "order-1", "order-2", "order-3"]
+    exported = tmp_path / "states.jsonl"
+    summary = json.loads(
+        await ok("export", "--store", source.store, "--out", exported, "--json", url=stack.url)
+    )
+    assert summary["stream_states"] == 3
+    visible = await every_event(source)
+    assert {e.stream_id for e in visible} == {"order-0", "order-3"} | {
+        f"odd-{n}" for n in (0, 10, 20)
+    }
+
+    target = _name("dst")
+    async with Client.connect(stack.url, store=target) as copy:
+        await copy.create_store(target)
+        report = json.loads(
+            await ok("import", "--store", target, exported, "--json", url=stack.url)
+        )
+        # order-1's events were deleted before the export, so the target never had them.
+        assert (report["stream_states"], report["stream_states_skipped"]) == (2, 1)
+        assert await _states(copy, streams) == {
+            "order-0": ("active", {"max_count": 100, "owner": "ops"}),
+            "order-2": ("tombstoned", {}),
+            "order-3": ("active", {}),
+        }
+        assert (await _states(source, streams))["order-1"][0] == "deleted"
+        with pytest.raises(StreamDeleted):
+            await copy.append("order-2", [NewEvent("Late", {})])
+        without_positions = [c[:3] + c[4:] for c in _content(await every_event(copy))]
+        assert without_positions == [c[:3] + c[4:] for c in _content(visible)]
+
+        again = json.loads(await ok("import", "--store", target, exported, "--json", url=stack.url))
+        assert (again["stream_states"], again["stream_states_skipped"]) == (0, 3)
+        text = await ok("import", "--store", target, exported, url=stack.url)
+        assert ", set 0 stream states (3 already set) into store" in text

@@ -112,15 +112,20 @@ async def test_list_streams_and_stream_info(api: Api) -> None:
     names = [f"ls{tag}-{n}" for n in range(5)]
     for name in names:
         await _seed(api, name, 2)
-    seen: list[str] = []
+    await api.ok("set_stream_metadata", {"stream": names[1], "metadata": {"max_count": 1}})
+    await api.ok("tombstone_stream", {"stream": names[2]})
+    seen: list[dict[str, object]] = []
     after: str | None = f"ls{tag}"
     while True:
         reply = await api.ok("list_streams", {"after": after, "limit": 2})
-        seen.extend(s["stream"] for s in reply["streams"] if s["stream"].startswith(f"ls{tag}-"))
+        seen.extend(s for s in reply["streams"] if s["stream"].startswith(f"ls{tag}-"))
         if reply["next"] is None or not reply["next"].startswith(f"ls{tag}"):
             break
         after = reply["next"]
-    assert seen == names
+    assert [s["stream"] for s in seen] == names
+    assert seen[0] == {"stream": names[0], "version": 1, "state": "active", "metadata": {}}
+    assert seen[1]["metadata"] == {"max_count": 1}
+    assert seen[2]["state"] == "tombstoned"
     info = await api.ok("stream_info", {"stream": names[0]})
     assert info == {"stream": names[0], "version": 1, "metadata": {}, "state": "active"}
     missing = await api.error("stream_info", {"stream": f"none-{tag}"})

@@ -11,8 +11,8 @@ from typing import Any, cast
 
 import pytest
 
-from esdb.cli.export_command import LineEvent, decode_line, encode_line
-from esdb.cli.import_command import Group, Importer, plan_batches
+from esdb.cli.export_command import LineEvent, StreamLine, decode_line, encode_line
+from esdb.cli.import_command import Group, Importer, plan_batches, shifted
 from esdb.client import (
     AppendResult,
     AppendSpec,
@@ -108,6 +108,36 @@ def test_read_json_output_imports_too() -> None:
 def test_a_line_that_is_no_event_names_its_number(line: bytes) -> None:
     with pytest.raises(InvalidRequest, match="line 12 "):
         decode_line(line, 12)
+
+
+def test_a_stream_state_line_decodes_apart_from_events() -> None:
+    line = (
+        b'{"kind":"stream","stream_id":"s","version":3,"state":"deleted",'
+        b'"metadata":{"truncate_before":4,"owner":"ops"}}'
+    )
+    assert decode_line(line, 7) == StreamLine(
+        stream_id="s", version=3, state="deleted", metadata={"truncate_before": 4, "owner": "ops"}
+    )
+    with pytest.raises(InvalidRequest, match=r"line 8 .*unknown kind 'snapshot'"):
+        decode_line(b'{"kind":"snapshot","stream_id":"s"}', 8)
+    with pytest.raises(InvalidRequest, match="line 9 "):
+        decode_line(b'{"kind":"stream","stream_id":"s","version":3}', 9)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "offset", "expected"),
+    [
+        ({"truncate_before": 6, "owner": "ops"}, -4, {"truncate_before": 2, "owner": "ops"}),
+        ({"truncate_before": 6}, -10, {"truncate_before": 0}),
+        ({"truncate_before": 6}, 3, {"truncate_before": 9}),
+        ({"truncate_before": 6}, 0, {"truncate_before": 6}),
+        ({"max_count": 5}, -4, {"max_count": 5}),
+    ],
+)
+def test_truncate_before_moves_with_the_target_s_versions(
+    metadata: dict[str, object], offset: int, expected: dict[str, object]
+) -> None:
+    assert shifted(metadata, offset) == expected
 
 
 def _line(number: int, stream: str, version: int, size: int = 10) -> LineEvent:
