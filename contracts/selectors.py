@@ -8,11 +8,11 @@ halves of a catch-up subscription see the same events.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from esdb.contracts.api import ReadFilter
 from esdb.contracts.errors import InvalidRequest
+from esdb.contracts.filter_regexes import exactly
 from esdb.contracts.topics import (
     EVENTS_PREFIX,
     all_events_subject,
@@ -149,6 +149,6 @@ def _pattern_filter(tokens: tuple[str, ...]) -> ReadFilter | None:
         category=category,
         # The prefix is the cheap check the reader makes first; the regex makes it exact.
         stream_prefix=stream,
-        stream_regex=None if stream is None else f"^{re.escape(stream)}$",
+        stream_regex=None if stream is None else exactly(stream),
         event_types=None if event_type is None else [event_type],
     )

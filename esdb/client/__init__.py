@@ -62,6 +62,7 @@ from esdb.contracts.errors import (
     WrongExpectedVersion,
     WrongExpectedVersionError,
 )
+from esdb.contracts.filter_regexes import exactly, not_starting_with
 
 __all__ = [
     "DEFAULT_URL",
@@ -117,7 +118,9 @@ __all__ = [
     "WrongCurrentVersionError",
     "WrongExpectedVersion",
     "WrongExpectedVersionError",
+    "exactly",
     "finalize",
     "foldl",
+    "not_starting_with",
     "parse_connection_string",
 ]

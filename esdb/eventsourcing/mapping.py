@@ -19,6 +19,7 @@ from eventsourcing.persistence import DataError, Notification, StoredEvent, Trac
 from esdb.client import NewEvent, RecordedEvent
 from esdb.client.snapshots import RecordedSnapshot
 from esdb.contracts.api import JSON_CONTENT_TYPE, ReadFilter
+from esdb.contracts.filter_regexes import not_starting_with
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -31,7 +32,7 @@ TRACKING_EVENT_TYPE = "Tracking"
 SNAPSHOT_SOURCE = "snapshots"
 """The snapshot service's `source_uuid` of the library's snapshots (`purpose="snapshots"`)."""
 
-NOT_TRACKING = rf"\A(?!{TRACKING_PREFIX})"
+NOT_TRACKING = not_starting_with(TRACKING_PREFIX)
 """A `stream_regex` matching every stream but tracking streams."""
 
 

@@ -10,6 +10,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +268,22 @@ def _content(events: list[RecordedEvent]) -> list[tuple[Any, ...]]:
     ]
 
 
+@asynccontextmanager
+async def _new_store(stack: Stack) -> AsyncIterator[Client]:
+    """A client of a store just created for an import to fill."""
+    target = _name("dst")
+    async with Client.connect(stack.url, store=target) as copy:
+        await copy.create_store(target)
+        yield copy
+
+
+async def _import_json(stack: Stack, copy: Client, exported: Path) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(
+        await ok("import", "--store", copy.store, exported, "--json", url=stack.url)
+    )
+    return report
+
+
 async def test_export_then_import_into_another_store_round_trips_and_reruns_skip(
     stack: Stack, source: Client, tmp_path: Path
 ) -> None:
@@ -278,16 +295,12 @@ async def test_export_then_import_into_another_store_round_trips_and_reruns_skip
     assert summary["events"] == len(original) == len(exported.read_text().splitlines()) == 72
     assert summary["last_position"] == original[-1].position
 
-    target = _name("dst")
-    async with Client.connect(stack.url, store=target) as copy:
-        await copy.create_store(target)
-        report = json.loads(
-            await ok("import", "--store", target, exported, "--json", url=stack.url)
-        )
+    async with _new_store(stack) as copy:
+        report = await _import_json(stack, copy, exported)
         assert (report["imported"], report["skipped"]) == (72, 0)
         assert _content(await every_event(copy)) == _content(original)
 
-        again = json.loads(await ok("import", "--store", target, exported, "--json", url=stack.url))
+        again = await _import_json(stack, copy, exported)
         assert (again["imported"], again["skipped"]) == (0, 72)
         assert _content(await every_event(copy)) == _content(original)
 
@@ -308,9 +321,8 @@ async def test_streams_export_gzipped_and_a_truncated_stream_imports_renumbered(
         exported,
         url=stack.url,
     )
-    target = _name("dst")
-    async with Client.connect(stack.url, store=target) as copy:
-        await copy.create_store(target)
+    async with _new_store(stack) as copy:
+        target = copy.store
         out = await ok("import", "--store", target, exported, url=stack.url)
         assert out.startswith("imported 20 events, skipped 0 already stored (2 streams")
         for stream in ("order-1", "odd-10"):
@@ -368,12 +380,8 @@ async def test_stream_metadata_deletes_and_tombstones_export_and_import(
         f"odd-{n}" for n in (0, 10, 20)
     }
 
-    target = _name("dst")
-    async with Client.connect(stack.url, store=target) as copy:
-        await copy.create_store(target)
-        report = json.loads(
-            await ok("import", "--store", target, exported, "--json", url=stack.url)
-        )
+    async with _new_store(stack) as copy:
+        report = await _import_json(stack, copy, exported)
         # order-1's events were deleted before the export, so the target never had them.
         assert (report["stream_states"], report["stream_states_skipped"]) == (2, 1)
         assert await _states(copy, streams) == {
@@ -387,7 +395,7 @@ async def test_stream_metadata_deletes_and_tombstones_export_and_import(
         without_positions = [c[:3] + c[4:] for c in _content(await every_event(copy))]
         assert without_positions == [c[:3] + c[4:] for c in _content(visible)]
 
-        again = json.loads(await ok("import", "--store", target, exported, "--json", url=stack.url))
+        again = await _import_json(stack, copy, exported)
         assert (again["stream_states"], again["stream_states_skipped"]) == (0, 3)
-        text = await ok("import", "--store", target, exported, url=stack.url)
+        text = await ok("import", "--store", copy.store, exported, url=stack.url)
         assert ", set 0 stream states (3 already set) into store" in text

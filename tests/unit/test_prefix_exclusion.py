@@ -1,0 +1,41 @@
+"""The eventsourcing module's "not a tracking stream" filter, without the look-ahead RE2 lacks:
+the regex `not_starting_with(p)` builds matches, under RE2, exactly the strings that do not
+start with `p`."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from esdb.contracts.filter_regexes import not_starting_with
+from esdb.eventsourcing.mapping import NOT_TRACKING, TRACKING_PREFIX
+from esdb.shared.read_filters import regex_matcher
+
+# Prefixes and ids drawn from few characters, so ids often share part of a prefix.
+CHARACTERS = st.sampled_from(list("_-tr]^\\[.*é中a"))
+
+
+@given(prefix=st.text(CHARACTERS, min_size=1, max_size=6), value=st.text(CHARACTERS, max_size=9))
+def test_it_matches_exactly_what_does_not_start_with_the_prefix(prefix: str, value: str) -> None:
+    assert regex_matcher(not_starting_with(prefix))(value) == (not value.startswith(prefix))
+
+
+@pytest.mark.parametrize(
+    ("stream", "tracking"),
+    [
+        (TRACKING_PREFIX + "orders", True),
+        (TRACKING_PREFIX, True),
+        ("_tracking", False),
+        ("_trackinG-x", False),
+        ("order-1", False),
+        ("5a1d0f9e-1b8e-4c1e-9d0a-3f1c2b4e5d6f", False),
+    ],
+)
+def test_tracking_streams_are_the_ones_left_out(stream: str, tracking: bool) -> None:
+    assert regex_matcher(NOT_TRACKING)(stream) is not tracking
+
+
+def test_an_empty_prefix_is_refused() -> None:
+    with pytest.raises(ValueError, match="empty prefix"):
+        not_starting_with("")
