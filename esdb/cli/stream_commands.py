@@ -19,7 +19,7 @@ from esdb.client import (
     RecordedEvent,
 )
 from esdb.client.client import Direction, From
-from esdb.contracts.api import JSON_CONTENT_TYPE, EventIn
+from esdb.contracts.api import JSON_CONTENT_TYPE, EventIn, StreamSummary
 
 PAGE_SIZE = 1000
 _event_line_decoder = msgspec.json.Decoder(EventIn)
@@ -99,7 +99,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     read.set_defaults(run=read_events)
 
-    streams = commands.add_parser("streams", parents=[common], help="list streams")
+    streams = commands.add_parser(
+        "streams", parents=[common], help="list streams with their versions, states and metadata"
+    )
     streams.add_argument("--after", default=None, help="start after this stream name")
     streams.add_argument(
         "--limit", type=non_negative, default=100, help="most streams to list (100; 0 = all)"
@@ -285,19 +287,23 @@ def _read_filter(args: argparse.Namespace) -> ReadFilter | None:
 
 async def list_streams(client: Client, args: argparse.Namespace) -> int:
     """`esdb streams`."""
-    rows: list[tuple[str, int]] = []
+    listed: list[StreamSummary] = []
     after: str | None = args.after
     more = True
-    while more and (args.limit == 0 or len(rows) < args.limit):
-        want = PAGE_SIZE if args.limit == 0 else min(PAGE_SIZE, args.limit - len(rows))
+    while more and (args.limit == 0 or len(listed) < args.limit):
+        want = PAGE_SIZE if args.limit == 0 else min(PAGE_SIZE, args.limit - len(listed))
         page = await client.list_streams(after=after, limit=want)
-        rows.extend((s.stream, s.version) for s in page.streams)
+        listed.extend(page.streams)
         after, more = page.next, page.next is not None
     if args.json:
-        for stream, version in rows:
-            print(json_line({"stream": stream, "version": version}))
-    elif rows:
-        print(table(("STREAM", "VERSION"), rows))
+        for summary in listed:
+            print(json_line(summary))
+    elif listed:
+        rows = [
+            (s.stream, s.version, s.state, json_line(s.metadata) if s.metadata else "")
+            for s in listed
+        ]
+        print(table(("STREAM", "VERSION", "STATE", "METADATA"), rows))
     if more:
         note(f"more streams follow; continue with --after {after}")
     return 0

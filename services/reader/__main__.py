@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -16,6 +17,7 @@ from esdb.contracts.errors import EsdbError, InternalError, Unavailable
 from esdb.contracts.subjects import READER_QUEUE, Op, reader_subject
 from esdb.services.reader import queries
 from esdb.services.reader import stores as store_queries
+from esdb.services.reader.reply_size import HEADROOM
 from esdb.shared.metrics import ReaderMetrics
 from esdb.shared.nats_connection import concurrently, connect_service
 from esdb.shared.service_runtime import run_service
@@ -99,10 +101,17 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     """Composition root of a reader: read-only stores behind the internal read subjects."""
     nc = await connect_service(settings, f"esdb-reader-{settings.node_id}")
     stores = ReadOnlyStores(settings.data_dir)
+    fits = nc.max_payload - HEADROOM  # a page's reply, within the servers' limit
     answers: dict[str, tuple[type[Query], Callable[[Any], Awaitable[msgspec.Struct]]]] = {
-        Op.READ_STREAM: (StreamQuery, _from_store(stores, queries.read_stream)),
-        Op.READ_ALL: (AllQuery, _from_store(stores, queries.read_all)),
-        Op.LIST_STREAMS: (ListQuery, _from_store(stores, queries.list_streams)),
+        Op.READ_STREAM: (
+            StreamQuery,
+            _from_store(stores, partial(queries.read_stream, max_bytes=fits)),
+        ),
+        Op.READ_ALL: (AllQuery, _from_store(stores, partial(queries.read_all, max_bytes=fits))),
+        Op.LIST_STREAMS: (
+            ListQuery,
+            _from_store(stores, partial(queries.list_streams, max_bytes=fits)),
+        ),
         Op.STREAM_INFO: (InfoQuery, _from_store(stores, queries.stream_info)),
         **{
             operation: (StoreQuery, _from_system(settings, stores, answer))

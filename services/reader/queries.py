@@ -14,6 +14,7 @@ from esdb.contracts.api import (
 )
 from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StreamQuery
 from esdb.contracts.errors import StreamDeleted, StreamNotFound, Timeout
+from esdb.services.reader.reply_size import DEFAULT_BUDGET, event_bytes, fitting, stream_bytes
 from esdb.shared.read_filters import compile_filter
 from esdb.shared.storage.port import StoreReader
 from esdb.shared.storage.records import STREAM_DELETED, STREAM_TOMBSTONED
@@ -38,8 +39,11 @@ async def wait_for_position(store: StoreReader, position: int | None, wait_ms: i
         await asyncio.sleep(_POLL_S)
 
 
-def read_stream(store: StoreReader, query: StreamQuery) -> ReadStreamResult:
-    """A page of one stream: only its visible events (see `visibility`)."""
+def read_stream(
+    store: StoreReader, query: StreamQuery, max_bytes: int = DEFAULT_BUDGET
+) -> ReadStreamResult:
+    """A page of one stream: only its visible events (see `visibility`), as many as fit in
+    `max_bytes` of reply."""
     state = store.stream_state(query.stream)
     if state is None:
         raise StreamNotFound(f"stream {query.stream!r} does not exist", stream=query.stream)
@@ -51,12 +55,15 @@ def read_stream(store: StoreReader, query: StreamQuery) -> ReadStreamResult:
     from_version = query.from_version
     if not query.backward and from_version is not None:
         from_version = max(from_version, first)
-    records = store.read_stream(
+    found = store.read_stream(
         query.stream, from_version, backward=query.backward, limit=query.limit
     )
+    records = fitting(found, event_bytes, max_bytes)
     now_us = time.time_ns() // 1000
     codec = Codec(query.codec)
-    if len(records) < query.limit or not records:
+    if len(records) < len(found):
+        next_version = records[-1].version + (-1 if query.backward else 1)
+    elif len(records) < query.limit or not records:
         next_version = None
     elif query.backward:
         next_version = records[-1].version - 1 if records[-1].version > first else None
@@ -69,22 +76,28 @@ def read_stream(store: StoreReader, query: StreamQuery) -> ReadStreamResult:
     )
 
 
-def read_all(store: StoreReader, query: AllQuery) -> ReadAllResult:
-    """A page of `$all`, filtered on the server."""
-    records, next_position = store.read_all(
+def read_all(store: StoreReader, query: AllQuery, max_bytes: int = DEFAULT_BUDGET) -> ReadAllResult:
+    """A page of `$all`, filtered on the server, as much as fits in `max_bytes` of reply."""
+    found, next_position = store.read_all(
         query.from_position,
         backward=query.backward,
         limit=query.limit,
         predicate=visible_in(store, time.time_ns() // 1000, compile_filter(query.filter)),
     )
+    records = fitting(found, event_bytes, max_bytes)
+    if len(records) < len(found):
+        next_position = records[-1].position + (-1 if query.backward else 1)
     codec = Codec(query.codec)
     return ReadAllResult(events=[event_out(r, codec) for r in records], next_position=next_position)
 
 
-def list_streams(store: StoreReader, query: ListQuery) -> ListStreamsResult:
-    """A page of streams with their versions, states and metadata."""
+def list_streams(
+    store: StoreReader, query: ListQuery, max_bytes: int = DEFAULT_BUDGET
+) -> ListStreamsResult:
+    """A page of streams with their versions, states and metadata, as many as fit in
+    `max_bytes` of reply."""
     found = store.list_streams(query.after, query.limit + 1)
-    page = found[: query.limit]
+    page = fitting(found[: query.limit], stream_bytes, max_bytes)
     return ListStreamsResult(
         streams=[
             StreamSummary(
@@ -92,7 +105,7 @@ def list_streams(store: StoreReader, query: ListQuery) -> ListStreamsResult:
             )
             for name, state in page
         ],
-        next=page[-1][0] if len(found) > query.limit else None,
+        next=page[-1][0] if len(found) > len(page) else None,
     )
 
 

@@ -161,18 +161,21 @@ def test_read_all_with_filters(stack: Stack) -> None:
     assert [e["data"] for e in newest] == [{"n": 3}]
 
 
-def test_streams_lists_names_and_versions(stack: Stack) -> None:
+def test_streams_lists_names_versions_and_states(stack: Stack) -> None:
     prefix = _name("ls") + "-"
     ok(stack, "append", prefix + "a", "Tick")
     ok(stack, "append", prefix + "b", "Tick", "-", stdin="1\n2\n")
     listed = json_lines(ok(stack, "streams", "--after", prefix, "--limit", "2", "--json"))
     assert listed == [
-        {"stream": prefix + "a", "version": 0},
-        {"stream": prefix + "b", "version": 1},
+        {"stream": prefix + "a", "version": 0, "state": "active", "metadata": {}},
+        {"stream": prefix + "b", "version": 1, "state": "active", "metadata": {}},
     ]
     table = ok(stack, "streams", "--after", prefix, "--limit", "2").splitlines()
-    assert table[0].split() == ["STREAM", "VERSION"]
-    assert [row.split() for row in table[1:]] == [[prefix + "a", "0"], [prefix + "b", "1"]]
+    assert table[0].split() == ["STREAM", "VERSION", "STATE", "METADATA"]
+    assert [row.split() for row in table[1:]] == [
+        [prefix + "a", "0", "active"],
+        [prefix + "b", "1", "active"],
+    ]
     info = json.loads(ok(stack, "info", prefix + "b", "--json"))
     assert (info["version"], info["state"]) == (1, "active")
 
