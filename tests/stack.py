@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -19,6 +20,8 @@ import nats
 from nats.aio.client import Client as NatsClient
 
 from esdb.services.supervisor.nats_server import free_port_block
+
+log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 90.0
 
@@ -171,9 +174,16 @@ class Api:
 
 
 async def connect_api(url: str) -> Api:
-    """An `Api` on a fresh NATS connection."""
+    """An `Api` on a fresh NATS connection. Its connection errors are expected in fault tests
+    (it reconnects), so they go to the debug log rather than as tracebacks to stderr."""
+
+    async def on_error(error: Exception) -> None:
+        log.debug("test client connection error: %r", error)
+
     return Api(
-        await nats.connect(url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        await nats.connect(
+            url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=on_error
+        )
     )
 
 
