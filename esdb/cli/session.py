@@ -35,11 +35,14 @@ def connection_options() -> argparse.ArgumentParser:
 
 
 def run(command: Command, args: argparse.Namespace) -> int:
-    """Connect, run `command`, close; an esdb error prints `error: <code>: <message>`, exit 1."""
+    """Connect, run `command`, close; an esdb error prints `error: <code>: <message>` (and the
+    request field it names, if any), exit 1."""
     try:
         return asyncio.run(_connected(command, args))
     except EsdbError as e:
-        print(f"error: {e.code.value}: {e.message}", file=sys.stderr)
+        field = e.details.get("field")
+        named = f" (field {field})" if field and str(field) not in e.message else ""
+        print(f"error: {e.code.value}: {e.message}{named}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

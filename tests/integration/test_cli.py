@@ -247,6 +247,11 @@ def test_errors_print_their_code_and_exit_1(stack: Stack) -> None:
     assert no_store.returncode == 1
     assert no_store.stderr.startswith("error: not_found: ")
 
+    lookahead = esdb(stack, "read", "--all", "--stream-regex", "^(?!order)")
+    assert lookahead.returncode == 1
+    assert lookahead.stderr.startswith("error: invalid_request: bad regex (RE2 syntax): ")
+    assert lookahead.stderr.rstrip().endswith("(field filter.stream_regex)")
+
     assert json_lines(ok(stack, "read", stream, "--json"))[0]["version"] == 0
     assert len(ok(stack, "read", stream).splitlines()) == 1
 
