@@ -61,8 +61,9 @@ def read_stream(
     records = fitting(found, event_bytes, max_bytes)
     now_us = time.time_ns() // 1000
     codec = Codec(query.codec)
-    if len(records) < len(found):
-        next_version = records[-1].version + (-1 if query.backward else 1)
+    if len(records) < len(found):  # cut to fit: more follow, unless only hidden ones do
+        last = records[-1].version
+        next_version = (last - 1 if last > first else None) if query.backward else last + 1
     elif len(records) < query.limit or not records:
         next_version = None
     elif query.backward:
