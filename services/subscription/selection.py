@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from esdb.contracts.api import JSON_CONTENT_TYPE
 from esdb.contracts.payload_filter import compile_payload_filter
 from esdb.contracts.selectors import select
@@ -28,7 +30,12 @@ def selection_predicate(store: str, spec: SelectorSpec) -> Predicate | None:
     if selector.stream is not None:
         stream = selector.stream
         checks.append(lambda r: r.stream == stream)
-    by_filter = compile_filter(selector.filter)
+    flt = selector.filter
+    if selector.pattern is not None and flt is not None:
+        # `selector.matches` below is exact; the pattern's stream regex only narrows history
+        # reads on the reader, so live events need not pay an RE2 call for it.
+        flt = msgspec.structs.replace(flt, stream_regex=None)
+    by_filter = compile_filter(flt)
     if by_filter is not None:
         checks.append(by_filter)
     if selector.pattern is not None:
