@@ -266,6 +266,8 @@ class NodeStatus(msgspec.Struct, kw_only=True):
     log_last_sequence: int
     lag: int
     stores: list[str]
+    host: str = ""
+    """Where the node's clients connect (`host:port`)."""
     log_hash: str = ""
     checkpoints: dict[int, str] = {}
     lease_holder: str | None = None
@@ -292,15 +294,71 @@ class LogState(msgspec.Struct, kw_only=True):
     replicas: list[ReplicaState]
 
 
+class MemberState(msgspec.Struct, kw_only=True):
+    """One node the cluster has registered: where it is, whether it was removed for good
+    (`removed`) or is a `member`, and whether it answered this status request."""
+
+    node_id: str
+    host: str
+    state: str
+    answered: bool
+
+
 class ClusterStatus(msgspec.Struct, kw_only=True):
     """`esdb.api._sys.cluster_status`: the leader, every node that answered, the log's
-    replicas, and whether the nodes agree (leader, membership, log hash)."""
+    replicas, whether the nodes agree (leader, membership, log hash), and every registered
+    member, answering or not."""
 
     leader: str | None
     nodes: list[NodeStatus]
     log: LogState | None = None
     consistent: bool = True
     problems: list[str] = []
+    members: list[MemberState] = []
+
+
+class StepDownRequest(msgspec.Struct, kw_only=True):
+    """`_sys.cluster_step_down`: the writer leader hands leadership to a caught-up follower."""
+
+    timeout_ms: int | None = None
+
+
+class SteppedDown(msgspec.Struct, kw_only=True):
+    """Who led before the step-down, and who leads now (null: nobody took over yet)."""
+
+    previous: str | None
+    leader: str | None
+
+
+class ReplicasRequest(msgspec.Struct, kw_only=True):
+    """`_sys.cluster_replicas`: set the replica count of the log, the lease, the members and
+    the image store (1, 3 or 5; at most the number of servers)."""
+
+    replicas: int
+    timeout_ms: int | None = None
+
+
+class ReplicasSet(msgspec.Struct, kw_only=True):
+    """The replica count now, and the JetStream streams it was set on."""
+
+    replicas: int
+    streams: list[str]
+
+
+class RemoveNodeRequest(msgspec.Struct, kw_only=True):
+    """`_sys.cluster_remove`: take a stopped node out of the cluster for good."""
+
+    node: str
+    timeout_ms: int | None = None
+
+
+class NodeRemovedResult(msgspec.Struct, kw_only=True):
+    """The removed node, the streams whose replica on it moved to other servers, and whether
+    its JetStream peer left the cluster's meta group."""
+
+    node: str
+    streams: list[str]
+    server_removed: bool
 
 
 class Health(msgspec.Struct, kw_only=True):

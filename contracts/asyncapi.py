@@ -222,6 +222,32 @@ OPERATIONS: Final[tuple[ApiOperation, ...]] = (
         system=True,
     ),
     ApiOperation(
+        Op.CLUSTER_STEP_DOWN,
+        api.StepDownRequest,
+        api.SteppedDown,
+        "cluster",
+        "The writer leader finishes its entry in flight and hands leadership to a caught-up "
+        "follower.",
+        system=True,
+    ),
+    ApiOperation(
+        Op.CLUSTER_REPLICAS,
+        api.ReplicasRequest,
+        api.ReplicasSet,
+        "cluster",
+        "Set the JetStream replica count of the log, the lease, the members and the images.",
+        system=True,
+    ),
+    ApiOperation(
+        Op.CLUSTER_REMOVE,
+        api.RemoveNodeRequest,
+        api.NodeRemovedResult,
+        "cluster",
+        "Take a stopped node out for good: replicas move off it, its server leaves JetStream, "
+        "and its data directory can no longer rejoin.",
+        system=True,
+    ),
+    ApiOperation(
         Op.STORE_CREATE,
         api.StoreRequest,
         api.StoreInfo,

@@ -43,6 +43,24 @@ def lease_holder(value: bytes | None) -> str | None:
 
 IMAGE_BUCKET = "esdb_images"
 IMAGE_NAME = "latest"
+MEMBERS_BUCKET = "esdb_members"
+"""The cluster's members by node id: each node's host, and whether it was removed."""
+
+
+def server_name(node_id: str) -> str:
+    """The nats-server (and JetStream peer) name of node `node_id` in the servers `esdb up`
+    starts."""
+    return f"esdb-{node_id}"
+
+
+def writer_step_down_subject(node_id: str) -> str:
+    """Asks node `node_id`'s writer, if it leads, to hand leadership to a caught-up follower."""
+    return f"{INTERNAL_PREFIX}.writer.{node_id}.step_down"
+
+
+WRITER_HANDOVER = f"{INTERNAL_PREFIX}.writer.handover"
+"""A leader stepping down announces here the log sequence it applied last: followers that
+have applied it try for the lease at once."""
 
 
 def api_subject(store: str, operation: str) -> str:
@@ -105,6 +123,9 @@ class Op:
     TOMBSTONE_STREAM = "tombstone_stream"
     HEALTH = "health"
     CLUSTER_STATUS = "cluster_status"
+    CLUSTER_STEP_DOWN = "cluster_step_down"
+    CLUSTER_REPLICAS = "cluster_replicas"
+    CLUSTER_REMOVE = "cluster_remove"
     STORE_LIST = "store_list"
     STORE_CREATE = "store_create"
     STORE_REMOVE = "store_remove"

@@ -24,6 +24,9 @@ ServiceMain = Callable[[Settings, asyncio.Event, Telemetry], Coroutine[Any, Any,
 
 
 SHUTDOWN_GRACE_S = 8.0
+EXIT_REFUSED = 78
+"""A service's exit status when it must not run as configured (EX_CONFIG): the supervisor
+stops the stack with the service's message instead of restarting it."""
 
 
 def _exit_now(name: str) -> None:

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     nats_url: str = "nats://127.0.0.1:4222"
     data_dir: Path = Path("./esdb-data")
     node_id: str = "node1"
+    host: str = "127.0.0.1"
+    join: tuple[str, ...] = ()
+    nats_port: int = 4222
+    cluster_port: int = 6222
     durability: str = "fsync"
     replicas: int = 1
     default_store: str = "default"
@@ -69,6 +74,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     scavenge_interval_s: int = 3600
     lmdb_map_bytes: int = 64 << 30
     tls_ca_file: str = ""
+    system_user_file: str = ""
     log_level: str = "INFO"
     log_format: str = "text"
     metrics_host: str = "127.0.0.1"
@@ -80,6 +86,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def db_type(self) -> DbType:
         """`single` with one replica, else `cluster`: the replica count decides."""
         return "single" if self.replicas == 1 else "cluster"
+
+
+def advertised_host(settings: Settings) -> str:
+    """`host:port` where this node's clients connect, as the cluster lists it: the host name
+    of the machine where the node listens on every address."""
+    host = socket.gethostname() if settings.host in ("0.0.0.0", "::") else settings.host
+    return f"{host}:{settings.nats_port}"
 
 
 _FIELDS = {info.name: info.type for info in msgspec.structs.fields(Settings)}
@@ -254,7 +267,7 @@ def _file_layer(path: Path, named_by: str) -> _Layer:
 def _convert(name: str, raw: object, *, strict: bool) -> Any:
     if name == "db_type":
         return msgspec.convert(raw, str, strict=strict)
-    if name == "store_tags" and isinstance(raw, str) and not strict:
+    if name in ("store_tags", "join") and isinstance(raw, str) and not strict:
         raw = [tag.strip() for tag in raw.split(",") if tag.strip()]
     return msgspec.convert(raw, _FIELDS[name], strict=strict, dec_hook=_decode_path)
 
@@ -375,6 +388,14 @@ def _http_url(value: str) -> str | None:
     return None if valid else f"{value!r} is not an http(s)://host[:port] URL"
 
 
+def _members(value: tuple[str, ...]) -> str | None:
+    for member in value:
+        host, _, port = member.rpartition(":") if ":" in member else (member, "", "")
+        if _host(host) is not None or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+            return f"each member must be ADDR or ADDR:PORT (a host name or address), not {member!r}"
+    return None
+
+
 def _tags(value: tuple[str, ...]) -> str | None:
     for tag in value:
         if not tag or tag != tag.strip() or "," in tag:
@@ -385,6 +406,10 @@ def _tags(value: tuple[str, ...]) -> str | None:
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "nats_url": _nats_urls,
     "node_id": _name,
+    "host": _host,
+    "join": _members,
+    "nats_port": _port,
+    "cluster_port": _port,
     "durability": _one_of(DURABILITY_MODES),
     "db_type": _one_of(DB_TYPES),
     "replicas": _one_of(REPLICA_COUNTS),
@@ -406,6 +431,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "scavenge_interval_s": _not_negative,
     "lmdb_map_bytes": _map_size,
     "tls_ca_file": _readable_file,
+    "system_user_file": _readable_file,
     "log_level": _log_level,
     "log_format": _one_of(LOG_FORMATS),
     "metrics_host": _host,

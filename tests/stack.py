@@ -39,6 +39,7 @@ class Stack:
     process: subprocess.Popen[bytes]
     log_path: Path
     args: list[str] = field(default_factory=list)
+    _printed: bytes = b""
 
     def pid(self, service: str, node: int = 1) -> int:
         """The pid of a supervised process: `writer`, `reader`, `nats-server` of a node, or
@@ -50,6 +51,23 @@ class Stack:
         """Where a supervised process serves `/metrics`, `/healthz` and `/readyz`."""
         name = service if service == "gateway" else f"{service}-node{node}"
         return (self.data_dir / "run" / f"{name}.http").read_text().strip()
+
+    def wait_ready(self, what: str, timeout: float = READY_TIMEOUT_S) -> str:
+        """Wait for the `ready` line the stack prints, and return it."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._printed += self.process.stdout.read() or b""
+            for line in self._printed.decode(errors="replace").splitlines():
+                if "ready" in line:
+                    return line
+            if self.process.poll() is not None:
+                raise StackFailed(
+                    f"{what} exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)  # polling a pipe, not waiting on state
+        self.stop()
+        raise StackFailed(f"{what} was not ready in {timeout} s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 60) -> str:
         """The last lines of the stack's stderr."""
@@ -105,6 +123,15 @@ def launch_stack(
 ) -> Stack:
     """Run a command that starts a stack (logging to `<data_dir>/stack.log`) and wait for the
     `ready` line it prints."""
+    stack = spawn_stack(args, url=url, data_dir=data_dir, env=env)
+    stack.wait_ready(what)
+    return stack
+
+
+def spawn_stack(
+    args: list[str], *, url: str, data_dir: Path, env: dict[str, str] | None = None
+) -> Stack:
+    """Start a command that starts a stack, logging to `<data_dir>/stack.log`; not waiting."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "stack.log"
     with open(log_path, "ab") as log:
@@ -115,21 +142,9 @@ def launch_stack(
             env={**os.environ, **(env or {})},
             process_group=0,  # its own, as a shell gives a foreground job: see `interrupt`
         )
-    stack = Stack(url, data_dir, process, log_path, args)
     assert process.stdout is not None
-    deadline = time.monotonic() + READY_TIMEOUT_S
     os.set_blocking(process.stdout.fileno(), False)
-    buffered = b""
-    while time.monotonic() < deadline:
-        chunk = process.stdout.read() or b""
-        buffered += chunk
-        if b"ready" in buffered:
-            return stack
-        if process.poll() is not None:
-            raise StackFailed(f"{what} exited with {process.returncode}:\n{stack.log_tail()}")
-        time.sleep(0.05)  # polling a pipe, not waiting on state
-    stack.stop()
-    raise StackFailed(f"{what} was not ready in {READY_TIMEOUT_S} s:\n{stack.log_tail()}")
+    return Stack(url, data_dir, process, log_path, args)
 
 
 class Api:

@@ -45,9 +45,10 @@ async def show_status(client: Client, args: argparse.Namespace) -> int:
             ]
         print(json_line(found))
         return 0 if health.status == "ok" else 1
-    rows = [
+    rows: list[tuple[object, ...]] = [
         (
             node.node_id,
+            node.host or "-",
             node.role,
             "stalled" if node.stalled else "ok",
             node.applied_sequence,
@@ -59,9 +60,16 @@ async def show_status(client: Client, args: argparse.Namespace) -> int:
         )
         for node in cluster.nodes
     ]
+    answered = {node.node_id for node in cluster.nodes}
+    rows += [
+        (m.node_id, m.host, "removed" if m.state == "removed" else "down", "no answer", *"-" * 6)
+        for m in cluster.members
+        if m.node_id not in answered
+    ]
     if rows:
         header = (
-            "NODE", "ROLE", "STATE", "APPLIED", "LOG LAST", "LAG", "LOG HASH", "SEES UP", "STORES"
+            "NODE", "HOST", "ROLE", "STATE", "APPLIED", "LOG LAST", "LAG", "LOG HASH", "SEES UP",
+            "STORES",
         )  # fmt: skip
         print(table(header, rows))
     else:

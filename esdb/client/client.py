@@ -41,10 +41,16 @@ from esdb.contracts.api import (
     Health,
     ListStreamsRequest,
     ListStreamsResult,
+    NodeRemovedResult,
     ReadAllRequest,
     ReadFilter,
     ReadStreamRequest,
+    RemoveNodeRequest,
+    ReplicasRequest,
+    ReplicasSet,
     SetStreamMetadataRequest,
+    StepDownRequest,
+    SteppedDown,
     StreamInfoRequest,
     StreamInfoResult,
     StreamSummary,
@@ -64,6 +70,9 @@ _streams_page = msgspec.msgpack.Decoder(ListStreamsResult)
 _stream_info = msgspec.msgpack.Decoder(StreamInfoResult)
 _cluster_status = msgspec.msgpack.Decoder(ClusterStatus)
 _health = msgspec.msgpack.Decoder(Health)
+_stepped_down = msgspec.msgpack.Decoder(SteppedDown)
+_replicas_set = msgspec.msgpack.Decoder(ReplicasSet)
+_node_removed = msgspec.msgpack.Decoder(NodeRemovedResult)
 _stream_version = msgspec.msgpack.Decoder(StreamVersionResult)
 _EMPTY: dict[str, Any] = {}
 DEFAULT_STORE = "default"
@@ -419,6 +428,27 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
         """`ok` when a leader accepts writes and a reader answers, else `unavailable`."""
         return await self._connection.request(
             api_subject(SYSTEM_STORE, Op.HEALTH), _EMPTY, _health, idempotent=True
+        )
+
+    async def step_down(self) -> SteppedDown:
+        """Have the writer leader hand leadership to a caught-up follower."""
+        request = StepDownRequest(timeout_ms=self._connection.server_timeout_ms)
+        return await self._connection.request(
+            api_subject(SYSTEM_STORE, Op.CLUSTER_STEP_DOWN), request, _stepped_down
+        )
+
+    async def set_replicas(self, replicas: int) -> ReplicasSet:
+        """Set the replica count of the log, the lease, the members and the images."""
+        request = ReplicasRequest(replicas=replicas, timeout_ms=self._connection.server_timeout_ms)
+        return await self._connection.request(
+            api_subject(SYSTEM_STORE, Op.CLUSTER_REPLICAS), request, _replicas_set, idempotent=True
+        )
+
+    async def remove_node(self, node: str) -> NodeRemovedResult:
+        """Take a stopped node out of the cluster for good."""
+        request = RemoveNodeRequest(node=node, timeout_ms=self._connection.server_timeout_ms)
+        return await self._connection.request(
+            api_subject(SYSTEM_STORE, Op.CLUSTER_REMOVE), request, _node_removed
         )
 
 

@@ -21,6 +21,7 @@ from esdb.contracts.api import (
     ClusterStatus,
     Health,
     LogState,
+    MemberState,
     NodeStatus,
     ReplicaState,
 )
@@ -37,6 +38,7 @@ from esdb.contracts.subjects import (
     LEASE_BUCKET,
     LEASE_KEY,
     LOG_STREAM,
+    MEMBERS_BUCKET,
     NODE_STATUS,
     SYSTEM_STORE,
     WRITE_OPERATIONS,
@@ -45,11 +47,13 @@ from esdb.contracts.subjects import (
     reader_subject,
     service_subject,
 )
+from esdb.services.gateway.cluster_admin import ClusterAdmin
 from esdb.services.gateway.coalescer import WriteCoalescer
 from esdb.services.gateway.consistency import consistency_problems
 from esdb.services.gateway.orphans import OrphanWatch
 from esdb.services.gateway.store_admin import StoreAdmin
 from esdb.shared import validation
+from esdb.shared.membership import Member, all_members
 from esdb.shared.metrics import RequestMetrics
 from esdb.shared.nats_connection import gather_replies
 from esdb.shared.settings import Settings
@@ -101,6 +105,7 @@ class Gateway:
             ),
         }
         self._stores = StoreAdmin(self._write, self._ask_reader, settings)
+        self._cluster = ClusterAdmin(nc, settings, lambda: self._gather_nodes(0.5))
         self._system_ops: dict[str, Callable[[], Awaitable[msgspec.Struct]]] = {
             Op.HEALTH: self.health,
             Op.CLUSTER_STATUS: self.cluster_status,
@@ -188,7 +193,7 @@ class Gateway:
         self, store: str, operation: str, data: bytes, codec: Codec, span: Span | None
     ) -> bytes:
         if store == SYSTEM_STORE:
-            admin = self._stores.handlers.get(operation)
+            admin = self._stores.handlers.get(operation) or self._cluster.handlers.get(operation)
             if admin is not None:
                 return await admin(data, codec)
             system_op = self._system_ops.get(operation)
@@ -321,17 +326,34 @@ class Gateway:
     async def cluster_status(self) -> ClusterStatus:
         """Every writer node that answers within a short window, the log's replicas, and
         what the nodes disagree on."""
-        nodes, log_state = await asyncio.gather(self._gather_nodes(0.5), self._log_state())
+        nodes, log_state, registered = await asyncio.gather(
+            self._gather_nodes(0.5), self._log_state(), self._members()
+        )
         nodes.sort(key=lambda n: n.node_id)
         leader = next((n.node_id for n in nodes if n.role == "leader"), None)
         problems = consistency_problems(nodes)
+        answered = {n.node_id for n in nodes}
+        members = [
+            MemberState(
+                node_id=m.node_id, host=m.host, state=m.state, answered=m.node_id in answered
+            )
+            for m in registered
+        ]
         return ClusterStatus(
             leader=leader,
             nodes=nodes,
             log=log_state,
             consistent=not problems,
             problems=problems,
+            members=members,
         )
+
+    async def _members(self) -> list[Member]:
+        try:
+            kv = await self._js.key_value(MEMBERS_BUCKET)
+            return await all_members(kv)
+        except (nats.errors.Error, TimeoutError):
+            return []
 
     async def _log_state(self) -> LogState | None:
         try:

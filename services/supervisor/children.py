@@ -10,10 +10,12 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from esdb.shared.files import write_atomically
+from esdb.shared.service_runtime import EXIT_REFUSED
 
 log = logging.getLogger("esdb.supervisor")
 
@@ -44,6 +46,8 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     paused: bool = False
+    refused: bool = False
+    """It exited with `EXIT_REFUSED`: restarting would not help, so it was not."""
     _backoff: float = field(default=_MIN_BACKOFF_S, repr=False)
 
     async def start(self) -> None:
@@ -68,8 +72,11 @@ class Child:
         # Tools and tests read it at any moment: never let them see it half written.
         write_atomically(self.pid_file, str(self.process.pid))
 
-    async def supervise(self, stopping: asyncio.Event) -> None:
-        """Keep the process running until `stopping` is set."""
+    async def supervise(
+        self, stopping: asyncio.Event, on_refused: Callable[[], None] | None = None
+    ) -> None:
+        """Keep the process running until `stopping` is set; a refusal (`EXIT_REFUSED`)
+        ends the supervision and calls `on_refused`."""
         while not stopping.is_set():
             if self.process is None:
                 await self.start()
@@ -77,6 +84,12 @@ class Child:
             started = time.monotonic()
             code = await self.process.wait()
             if stopping.is_set():
+                return
+            if code == EXIT_REFUSED:
+                log.error("%s refused to run (exit %s); not restarting it", self.name, code)
+                self.refused = True
+                if on_refused is not None:
+                    on_refused()
                 return
             if time.monotonic() - started > _STABLE_AFTER_S:
                 self._backoff = _MIN_BACKOFF_S

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -12,8 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from esdb.contracts.subjects import write_mappings
+from esdb.shared.files import write_atomically
 
 HOST = "127.0.0.1"
+DEFAULT_NATS_PORT = 4222
+ANY_ADDRESS = ("0.0.0.0", "::")
+SYSTEM_USER = "esdb-system"
+"""The nats-server system account's user: `esdb cluster remove` removes JetStream peers as it."""
 
 
 class NatsServerError(RuntimeError):
@@ -88,19 +94,26 @@ class Security:
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """One nats-server: its name, client port, (in a cluster) route port, and the address it
-    listens on for both."""
+    """One nats-server: its name, client port, (in a cluster) route port and the members'
+    route addresses (`host:port`) it routes to, and the address it listens on for both."""
 
     name: str
     port: int
     cluster_port: int | None = None
     host: str = HOST
     tls: bool = False
+    routes: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
         """The client URL."""
         return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
+
+    @property
+    def local_url(self) -> str:
+        """The client URL a process on this host connects to (loopback for `0.0.0.0`)."""
+        host = HOST if self.host in ANY_ADDRESS else self.host
+        return f"{'tls' if self.tls else 'nats'}://{host}:{self.port}"
 
 
 def server_config(
@@ -108,12 +121,13 @@ def server_config(
     *,
     store_dir: Path,
     durability: str,
-    peers: tuple[ServerSpec, ...] = (),
     security: Security = Security(),
     config_dir: Path | None = None,
+    system_password: str = "",
 ) -> str:
-    """A nats-server config: JetStream on, fsync before ack in `fsync` mode, routes to peers,
-    and the `security` asked for (include paths relative to `config_dir`)."""
+    """A nats-server config: JetStream on, fsync before ack in `fsync` mode, routes to
+    `spec.routes`, the `security` asked for (include paths relative to `config_dir`), and
+    with `system_password` a system-account user (`SYSTEM_USER`)."""
     sync = "  sync_interval: always\n" if durability == "fsync" else ""
     config = (
         f"server_name: {spec.name}\n"
@@ -128,20 +142,49 @@ def server_config(
     if security.auth_config is not None:
         relative = os.path.relpath(security.auth_config, config_dir or store_dir.parent)
         config += f'include "{relative}"\n'
+    elif system_password:
+        # Only the system account has users, so every other client still connects without
+        # credentials, to the global account, as before (nats-server's documented behaviour).
+        config += (
+            "accounts {\n"
+            f'  $SYS {{ users: [{{user: "{SYSTEM_USER}", password: "{system_password}"}}] }}\n'
+            "}\n"
+        )
     config += _tls_block(security)
-    if spec.cluster_port is not None and peers:
-        routes = ", ".join(
-            f"nats-route://{p.host}:{p.cluster_port}" for p in peers if p.cluster_port is not None
+    if spec.cluster_port is not None:
+        routes = ", ".join(f"nats-route://{route}" for route in spec.routes)
+        # Members learn each other's route address from the one they joined through; say it,
+        # or they may learn the address this server's connections came from instead.
+        advertise = (
+            "" if spec.host in ANY_ADDRESS else f"  advertise: {spec.host}:{spec.cluster_port}\n"
         )
         config += (
             "cluster {\n"
             "  name: esdb\n"
             f"  listen: {spec.host}:{spec.cluster_port}\n"
+            f"{advertise}"
             f"  routes: [{routes}]\n"
             f"{_tls_block(security, indent='  ')}"
             "}\n"
         )
     return config
+
+
+def system_user_file(data_dir: Path) -> Path:
+    """Where `esdb up` keeps the system-account user of its servers (`user:password`)."""
+    return data_dir / "nats" / "system-user"
+
+
+def system_password(data_dir: Path) -> str:
+    """The system-account password of the servers under `data_dir`, made on first use and
+    readable by its owner only."""
+    path = system_user_file(data_dir)
+    if path.exists():
+        return path.read_text().strip().split(":", 1)[1]
+    password = secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, f"{SYSTEM_USER}:{password}\n", mode=0o600)
+    return password
 
 
 def mappings_block() -> str:
@@ -165,8 +208,8 @@ def write_server_config(
     *,
     work_dir: Path,
     durability: str,
-    peers: tuple[ServerSpec, ...] = (),
     security: Security = Security(),
+    system_password: str = "",
 ) -> Path:
     """Write the config file of `spec` under `work_dir` and return its path."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -176,9 +219,9 @@ def write_server_config(
             spec,
             store_dir=work_dir / "jetstream",
             durability=durability,
-            peers=peers,
             security=security,
             config_dir=work_dir,
+            system_password=system_password,
         )
     )
     return path

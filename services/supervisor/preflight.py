@@ -8,13 +8,18 @@ import asyncio
 import ssl
 from pathlib import Path
 
+import msgspec
 import nats.errors
 import nats.js.errors
 
+from esdb.contracts.api import NodeStatus
+from esdb.contracts.subjects import NODE_STATUS
 from esdb.services.supervisor.children import Child
 from esdb.services.supervisor.nats_server import ServerSpec, port_is_free, wait_for_port
 from esdb.shared.dir_lock import DirLock, DirLocked
-from esdb.shared.nats_connection import connect_once
+from esdb.shared.nats_connection import connect_once, gather_replies
+
+STATUS_WINDOW_S = 0.5
 
 STACK_LOCK_FILE = "esdb.lock"
 """Held by the `esdb up` that runs on a data directory (`shared/dir_lock.py`)."""
@@ -76,3 +81,34 @@ async def wait_listening(server: Child, spec: ServerSpec) -> None:
             raise SystemExit(f"esdb up: {server.name} exited at start; see {server.log_file}")
         await asyncio.wait({waiting}, timeout=0.05)
     waiting.result()
+
+
+def member_urls(spec: ServerSpec) -> tuple[str, ...]:
+    """The client URLs of the members `spec` routes to, on its own client port: members of
+    one cluster listen for clients on the same port."""
+    scheme = "tls" if spec.tls else "nats"
+    return tuple(f"{scheme}://{route.rsplit(':', 1)[0]}:{spec.port}" for route in spec.routes)
+
+
+async def check_node_id_free(node: str, urls: tuple[str, ...]) -> None:
+    """Refuse to start a node whose id a live node of the cluster already has: two writers
+    of one id would share its lease and status. Asks the first member that answers at
+    `urls`; none answering means no cluster to clash with yet."""
+    status = msgspec.msgpack.Decoder(NodeStatus)
+    for url in urls:
+        try:
+            nc = await connect_once(url, timeout=1)
+        except (OSError, TimeoutError, nats.errors.Error):
+            continue
+        try:
+            replies = await gather_replies(nc, NODE_STATUS, b"", STATUS_WINDOW_S)
+        finally:
+            await nc.close()
+        for reply in replies:
+            if status.decode(reply).node_id == node:
+                raise SystemExit(
+                    f"esdb up: node id {node!r} is already live in the cluster (answered "
+                    f"through {url}); give this node an id of its own (--node-id), or stop "
+                    "the other one first"
+                )
+        return

@@ -1,22 +1,32 @@
-"""The embedded stack behind `esdb up`: per node a nats-server, a writer and a reader, plus
-one gateway; every process supervised."""
+"""The stack behind `esdb up`: per node a nats-server (unless `--nats-url`), the node's
+services and a gateway, every process supervised. One machine runs `--nodes N` such nodes;
+a cluster across machines runs one per host (`--node-id --host --join`), built by the same
+per-node code."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 import nats
 
 from esdb.contracts.api import ClusterStatus, Health
-from esdb.contracts.subjects import SYSTEM_STORE, Op, api_subject
+from esdb.contracts.subjects import (
+    SYSTEM_STORE,
+    Op,
+    api_subject,
+    server_name,
+    writer_step_down_subject,
+)
 from esdb.services.supervisor.auth import (
     ADMIN_USER,
     SERVICE_USER,
@@ -24,21 +34,27 @@ from esdb.services.supervisor.auth import (
     with_credentials,
 )
 from esdb.services.supervisor.children import Child
+from esdb.services.supervisor.join import route_addresses
 from esdb.services.supervisor.nats_server import (
+    DEFAULT_NATS_PORT,
     HOST,
     Security,
     ServerSpec,
     free_port,
     nats_server_binary,
+    system_password,
+    system_user_file,
     write_server_config,
 )
 from esdb.services.supervisor.preflight import (
     check_external_nats,
+    check_node_id_free,
     check_ports_free,
     lock_data_dir,
+    member_urls,
     wait_listening,
 )
-from esdb.shared.nats_connection import tls_context
+from esdb.shared.nats_connection import connect_once, tls_context
 from esdb.shared.settings import Settings, SettingsError, load_settings, settings_environ
 
 log = logging.getLogger("esdb.supervisor")
@@ -46,6 +62,11 @@ log = logging.getLogger("esdb.supervisor")
 NODE_SERVICES = ("writer", "reader", "emitter", "subscription", "snapshot", "scavenger")
 CLUSTER_SIZES = (1, 3, 5)
 READY_TIMEOUT_S = 120.0
+DEFAULT_CLUSTER_PORT = 6222
+CLUSTER_REPLICAS = 3
+"""The replica count of a node started with `--node-id` when none is given."""
+HANDOVER_TIMEOUT_S = 10.0
+WAITING_NOTE_EVERY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +88,39 @@ class StackOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    # One node of a cluster across machines (`--node-id`): its id, the address its nats-server
+    # listens on, the members it routes to, its route port, and the cluster's replica count.
+    node_id: str | None = None
+    host: str = HOST
+    join: tuple[str, ...] = ()
+    cluster_port: int = DEFAULT_CLUSTER_PORT
+    replicas: int | None = None
+
+    @property
+    def per_host(self) -> bool:
+        """Whether this `esdb up` runs one named node of a cluster across machines."""
+        return self.node_id is not None
+
+    @property
+    def replica_count(self) -> int:
+        """JetStream replicas of the log, the lease and the image store."""
+        if self.replicas is not None:
+            return self.replicas
+        if self.per_host and self.nats_url is None:
+            return CLUSTER_REPLICAS
+        return self.nodes
+
+
+@dataclass
+class NodePlan:
+    """One node of the stack: its id, the URL its services use, its nats-server (none on
+    `--nats-url`), and its service processes."""
+
+    node_id: str
+    url: str
+    spec: ServerSpec | None = None
+    server: Child | None = None
+    services: list[Child] = field(default_factory=list)
 
 
 def node_id(index: int) -> str:
@@ -79,64 +133,121 @@ def server_specs(
 ) -> tuple[ServerSpec, ...]:
     """One nats-server per node on consecutive client ports (on `hosts[i]`, else loopback);
     routes only in a cluster."""
-    return tuple(
+    specs = [
         ServerSpec(
-            name=f"esdb-{node_id(i)}",
+            name=server_name(node_id(i)),
             port=first_port + i - 1,
             cluster_port=free_port() if nodes > 1 else None,
             host=hosts[i - 1] if hosts else HOST,
             tls=tls,
         )
         for i in range(1, nodes + 1)
-    )
+    ]
+    routes = tuple(f"{spec.host}:{spec.cluster_port}" for spec in specs if spec.cluster_port)
+    return tuple(dataclasses.replace(spec, routes=routes) for spec in specs)
 
 
-def _check_per_node(options: StackOptions) -> None:
+def _check_options(options: StackOptions) -> None:
+    if options.nodes not in CLUSTER_SIZES:
+        raise SystemExit(f"esdb up: --nodes must be one of {CLUSTER_SIZES}")
+    if options.replica_count not in CLUSTER_SIZES:
+        raise SystemExit(f"esdb up: --replicas must be one of {CLUSTER_SIZES}")
+    if options.nats_url is not None and options.nodes != 1:
+        raise SystemExit("esdb up: --nats-url runs one node; a cluster brings its servers")
+    if options.per_host:
+        if options.nodes != 1:
+            raise SystemExit(
+                "esdb up: --node-id runs one node of a cluster across machines; "
+                "--nodes N is the one-machine shortcut"
+            )
+        if options.auth and options.join:
+            raise SystemExit(
+                "esdb up: --auth is not supported across machines yet (each host would keep "
+                "users of its own); run the cluster without it inside a private network"
+            )
+    elif options.join:
+        raise SystemExit("esdb up: --join needs --node-id (this host's node)")
+    if options.join and options.nats_url is not None:
+        raise SystemExit(
+            "esdb up: --join routes the nats-server esdb up starts; with --nats-url your own "
+            "servers route each other"
+        )
     for name, values in (("node_hosts", options.node_hosts), ("node_netns", options.node_netns)):
         if values and len(values) != options.nodes:
             raise SystemExit(f"esdb up: {name} needs one entry per node ({options.nodes})")
-        if values and options.nats_url is not None:
-            raise SystemExit(f"esdb up: {name} places the stack's own servers, not --nats-url")
+        if values and (options.nats_url is not None or options.per_host):
+            raise SystemExit(f"esdb up: {name} places the servers of --nodes, nothing else")
     if options.node_netns and shutil.which("ip") is None:
         raise SystemExit("esdb up: node_netns needs `ip` (iproute2)")
 
 
-async def wait_healthy(url: str, timeout: float, nodes: int = 1, tls_ca_file: str = "") -> Health:
-    """Poll until `_sys.health` reports `ok` and all `nodes` writers answer."""
-    deadline = time.monotonic() + timeout
+_health = msgspec.json.Decoder(Health)
+_cluster_status = msgspec.json.Decoder(ClusterStatus)
+
+
+def _caught_up(status: ClusterStatus, node_ids: tuple[str, ...], target: int) -> bool:
+    by_id = {node.node_id: node for node in status.nodes}
+    return all(
+        (node := by_id.get(wanted)) is not None
+        and node.applied_sequence >= target
+        and not node.stalled
+        for wanted in node_ids
+    )
+
+
+async def wait_ready(
+    url: str,
+    node_ids: tuple[str, ...],
+    *,
+    timeout: float | None,
+    tls_ca_file: str = "",
+) -> Health:
+    """Poll until `_sys.health` reports `ok` (a writer leads and a reader answers) and each
+    of `node_ids` has applied the log as far as the leader had when the leader was first
+    seen; no `timeout` waits for as long as it takes, saying what it waits for."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    next_note = loop.time() + WAITING_NOTE_EVERY_S
     nc = await nats.connect(
         url.split(","), max_reconnect_attempts=-1, tls=tls_context(url, tls_ca_file)
     )
     last: Health | None = None
+    target: int | None = None
     try:
-        while time.monotonic() < deadline:
+        while deadline is None or loop.time() < deadline:
             try:
                 reply = await nc.request(api_subject(SYSTEM_STORE, Op.HEALTH), b"{}", timeout=2)
-                last = msgspec.json.decode(reply.data, type=Health)
+                last = _health.decode(reply.data)
                 if last.status == "ok":
                     reply = await nc.request(
                         api_subject(SYSTEM_STORE, Op.CLUSTER_STATUS), b"{}", timeout=2
                     )
-                    status = msgspec.json.decode(reply.data, type=ClusterStatus)
-                    if len(status.nodes) >= nodes:
+                    status = _cluster_status.decode(reply.data)
+                    leader = {n.node_id: n for n in status.nodes}.get(status.leader or "")
+                    if target is None and leader is not None:
+                        target = leader.applied_sequence
+                    if target is not None and _caught_up(status, node_ids, target):
                         return last
             except (nats.errors.NoRespondersError, nats.errors.TimeoutError, msgspec.DecodeError):
                 pass
+            if loop.time() > next_note:
+                next_note += WAITING_NOTE_EVERY_S
+                log.info(
+                    "waiting for the cluster: a writer leader%s (health: %s)",
+                    "" if target is None else f" and node(s) {', '.join(node_ids)} at {target}",
+                    last,
+                )
             await asyncio.sleep(0.1)
     finally:
         await nc.close()
-    raise TimeoutError(f"the stack did not become healthy within {timeout} s (last: {last})")
+    raise TimeoutError(f"the stack did not become ready within {timeout} s (last: {last})")
 
 
 class Stack:
     """The processes of one `esdb up`, in start order."""
 
     def __init__(self, options: StackOptions) -> None:
-        if options.nodes not in CLUSTER_SIZES:
-            raise SystemExit(f"esdb up: --nodes must be one of {CLUSTER_SIZES}")
-        if options.nats_url is not None and options.nodes != 1:
-            raise SystemExit("esdb up: --nats-url runs one node; a cluster brings its servers")
-        _check_per_node(options)
+        _check_options(options)
         self.options = options
         try:
             self.base_settings = load_settings()
@@ -144,30 +255,30 @@ class Stack:
             raise SystemExit(f"esdb up: invalid configuration: {e}") from e
         self.data_dir = options.data_dir.resolve()
         self.run_dir = self.data_dir / "run"
-        self.servers: list[Child] = []
-        self.services: list[Child] = []
         self.http_url_files: list[Path] = []
         """Where each service process writes its HTTP endpoint."""
-        self.specs: tuple[ServerSpec, ...] = ()
         self.security = self._security()
-        if options.nats_url is None:
-            self.specs = server_specs(
-                options.nodes,
-                options.nats_port or 4222,
-                options.node_hosts,
-                tls=self.security.tls,
-            )
-            self.node_urls = [spec.url for spec in self.specs]
-            self._plan_servers(self.specs)
-        else:
-            self.node_urls = [options.nats_url]
-        self.url = ",".join(self.node_urls)
+        self.nodes = self._plan_nodes()
+        self.specs = tuple(plan.spec for plan in self.nodes if plan.spec is not None)
+        self.servers = [plan.server for plan in self.nodes if plan.server is not None]
+        self.url = ",".join(plan.spec.url if plan.spec else plan.url for plan in self.nodes)
         """The public URL (no credentials)."""
         self.service_credentials = ""
         if options.auth:
             self.service_credentials = self._registry.ensure_builtin()[SERVICE_USER]
         self.tls_ca_file = str(options.tls_ca.resolve()) if options.tls_ca else ""
-        self._plan_services()
+        for index, plan in enumerate(self.nodes, 1):
+            self._plan_services(index, plan)
+        gateway_url = self.url if len(self.nodes) > 1 else self.nodes[0].url
+        gateway = self._with_endpoint(
+            self._settings(self.nodes[0], gateway_url), "gateway", self._metrics_port(0)
+        )
+        if self.servers and not options.auth:
+            system_user = str(system_user_file(self.data_dir))
+            gateway = msgspec.structs.replace(gateway, system_user_file=system_user)
+        self.services = [service for plan in self.nodes for service in plan.services]
+        self.services.append(self._child("gateway", "gateway", settings_environ(gateway)))
+        self._refused = asyncio.Event()
 
     def _security(self) -> Security:
         options = self.options
@@ -183,55 +294,86 @@ class Stack:
             tls_ca=options.tls_ca.resolve() if options.tls_ca else None,
         )
 
+    def _plan_nodes(self) -> list[NodePlan]:
+        options = self.options
+        tls = self.security.tls
+        if options.nats_url is not None:
+            return [NodePlan(options.node_id or node_id(1), options.nats_url)]
+        if options.node_id is not None:
+            spec = ServerSpec(
+                name=server_name(options.node_id),
+                port=options.nats_port or DEFAULT_NATS_PORT,
+                cluster_port=options.cluster_port,
+                host=options.host,
+                tls=tls,
+                routes=route_addresses(
+                    options.join, options.cluster_port, own=(options.host, options.cluster_port)
+                ),
+            )
+            specs: tuple[ServerSpec, ...] = (spec,)
+        else:
+            specs = server_specs(
+                options.nodes, options.nats_port or DEFAULT_NATS_PORT, options.node_hosts, tls=tls
+            )
+        plans = []
+        for index, spec in enumerate(specs, 1):
+            node = options.node_id or node_id(index)
+            plan = NodePlan(node, spec.local_url, spec)
+            plan.server = self._server(index, plan, spec)
+            plans.append(plan)
+        return plans
+
     def _service_url(self, url: str) -> str:
         """How esdb's own processes connect: with the service credentials under `--auth`."""
         if not self.service_credentials:
             return url
         return with_credentials(url, self.service_credentials)
 
-    def _plan_servers(self, specs: tuple[ServerSpec, ...]) -> None:
+    def _server(self, index: int, plan: NodePlan, spec: ServerSpec) -> Child:
         work_dir = self.data_dir / "nats"
-        for index, spec in enumerate(specs, 1):
-            config = write_server_config(
-                spec,
-                work_dir=work_dir / node_id(index),
-                durability=self.options.durability,
-                peers=specs,
-                security=self.security,
-            )
-            self.servers.append(
-                Child(
-                    name=f"nats-server-{node_id(index)}",
-                    argv=self._in_node_netns(index, [nats_server_binary(), "-c", str(config)]),
-                    env={},
-                    pid_file=self.run_dir / f"nats-server-{node_id(index)}.pid",
-                    log_file=work_dir / f"{node_id(index)}.log",
-                )
-            )
+        config = write_server_config(
+            spec,
+            work_dir=work_dir / plan.node_id,
+            durability=self.options.durability,
+            security=self.security,
+            system_password="" if self.options.auth else system_password(self.data_dir),
+        )
+        return Child(
+            name=f"nats-server-{plan.node_id}",
+            argv=self._in_node_netns(index, [nats_server_binary(), "-c", str(config)]),
+            env={},
+            pid_file=self.run_dir / f"nats-server-{plan.node_id}.pid",
+            log_file=work_dir / f"{plan.node_id}.log",
+        )
 
-    def _settings(self, index: int, nats_url: str) -> Settings:
+    def _settings(self, plan: NodePlan, nats_url: str) -> Settings:
         """A node's settings: the `ESDB_*` environment, with what the stack decides over it."""
+        options = self.options
+        host = urlsplit(plan.url).hostname or HOST
+        if plan.spec is not None:
+            host = plan.spec.host
         return msgspec.structs.replace(
             self.base_settings,
             nats_url=self._service_url(nats_url),
             tls_ca_file=self.tls_ca_file,
-            data_dir=self.data_dir / node_id(index),
-            node_id=node_id(index),
-            durability=self.options.durability,
-            replicas=self.options.nodes,
-            log_level=self.options.log_level,
+            data_dir=self.data_dir / plan.node_id,
+            node_id=plan.node_id,
+            host=host,
+            join=options.join,
+            nats_port=urlsplit(plan.url).port or DEFAULT_NATS_PORT,
+            cluster_port=options.cluster_port,
+            durability=options.durability,
+            replicas=options.replica_count,
+            log_level=options.log_level,
         )
 
-    def _plan_services(self) -> None:
-        for index, url in enumerate(self.node_urls, 1):
-            settings = self._settings(index, url)
-            for offset, service in enumerate(NODE_SERVICES, 1):
-                name = f"{service}-{node_id(index)}"
-                port = self._metrics_port(offset + (index - 1) * len(NODE_SERVICES))
-                env = settings_environ(self._with_endpoint(settings, name, port))
-                self.services.append(self._child(name, service, env, node=index))
-        gateway = self._with_endpoint(self._settings(1, self.url), "gateway", self._metrics_port(0))
-        self.services.append(self._child("gateway", "gateway", settings_environ(gateway)))
+    def _plan_services(self, index: int, plan: NodePlan) -> None:
+        settings = self._settings(plan, plan.url)
+        for offset, service in enumerate(NODE_SERVICES, 1):
+            name = f"{service}-{plan.node_id}"
+            port = self._metrics_port(offset + (index - 1) * len(NODE_SERVICES))
+            env = settings_environ(self._with_endpoint(settings, name, port))
+            plan.services.append(self._child(name, service, env, node=index))
 
     def _with_endpoint(self, settings: Settings, name: str, port: int) -> Settings:
         """`settings` for the process `name`, which serves /metrics, /healthz and /readyz on
@@ -285,23 +427,34 @@ class Stack:
 
     def _forget_previous_run(self) -> None:
         """In memory mode the log does not outlive nats-server, so neither may node state."""
-        for index in range(1, self.options.nodes + 1):
-            shutil.rmtree(self.data_dir / node_id(index), ignore_errors=True)
-            shutil.rmtree(self.data_dir / "nats" / node_id(index) / "jetstream", ignore_errors=True)
+        for plan in self.nodes:
+            shutil.rmtree(self.data_dir / plan.node_id, ignore_errors=True)
+            shutil.rmtree(self.data_dir / "nats" / plan.node_id / "jetstream", ignore_errors=True)
+
+    async def _preflight(self) -> None:
+        options = self.options
+        if not options.node_netns:  # those addresses exist inside the namespaces only
+            check_ports_free(self.specs)
+        if options.nats_url is not None:
+            url = self._service_url(self.url)
+            await check_external_nats(url, self.url, tls_context(url, self.tls_ca_file))
+        if options.per_host and not options.auth:
+            node = self.nodes[0]
+            if options.nats_url is not None:
+                await check_node_id_free(node.node_id, (options.nats_url,))
+            elif node.spec is not None:
+                await check_node_id_free(node.node_id, member_urls(node.spec))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start everything, print `ready`, and stop it all cleanly when `stop` is set."""
         lock = lock_data_dir(self.data_dir)
-        if not self.options.node_netns:  # those addresses exist inside the namespaces only
-            check_ports_free(self.specs)
-        if self.options.nats_url is not None:
-            url = self._service_url(self.url)
-            await check_external_nats(url, self.url, tls_context(url, self.tls_ca_file))
-        if self.options.durability == "memory" and self.servers:
-            self._forget_previous_run()
+        ready = False
         stopping = asyncio.Event()
         supervised: list[asyncio.Task[None]] = []
         try:
+            await self._preflight()
+            if self.options.durability == "memory" and self.servers:
+                self._forget_previous_run()
             for server in self.servers:
                 await server.start()
                 supervised.append(asyncio.create_task(server.supervise(stopping)))
@@ -310,30 +463,26 @@ class Stack:
             self._clear_http_urls()
             for child in self.services:
                 await child.start()
-                supervised.append(asyncio.create_task(child.supervise(stopping)))
-            healthy = asyncio.create_task(
-                wait_healthy(
-                    self._service_url(self.url),
-                    timeout=READY_TIMEOUT_S,
-                    nodes=self.options.nodes,
-                    tls_ca_file=self.tls_ca_file,
+                supervised.append(
+                    asyncio.create_task(child.supervise(stopping, on_refused=self._refused.set))
                 )
-            )
-            stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait({healthy, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            stopped.cancel()
-            if healthy.done():
-                healthy.result()  # raises if the stack never became healthy
-                await self._wait_http_urls()
-                print(f"esdb ready on {self.url} (data in {self.data_dir})", flush=True)
+            ready = await self._until_ready(stop)
+            if ready:
+                print(self._ready_line(), flush=True)
                 if self.options.auth:
                     admin = self._registry.dir / f"{ADMIN_USER}.creds"
                     print(f"esdb admin credentials (user:password) in {admin}", flush=True)
-                await stop.wait()
-            else:
-                healthy.cancel()
+                waiters = {asyncio.create_task(e.wait()) for e in (stop, self._refused)}
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+            if self._refused.is_set():
+                refused = ", ".join(c.name for c in self.services if c.refused)
+                raise SystemExit(f"esdb up: {refused} refused to run (its message is above)")
         finally:
             stopping.set()
+            if ready and self.options.per_host and self.options.replica_count > 1:
+                await self._hand_over()
             # The gateway first (no new requests), then the nodes, then NATS.
             for child in reversed(self.services):
                 await child.stop()
@@ -344,6 +493,53 @@ class Stack:
             self._clear_http_urls()
             lock.release()
             print("esdb stopped", file=sys.stderr, flush=True)
+
+    async def _until_ready(self, stop: asyncio.Event) -> bool:
+        """Wait for the stack to be ready; False if `stop` or a refusal came first."""
+        healthy = asyncio.create_task(
+            wait_ready(
+                self._service_url(self.url),
+                tuple(plan.node_id for plan in self.nodes),
+                timeout=None if self.options.per_host else READY_TIMEOUT_S,
+                tls_ca_file=self.tls_ca_file,
+            )
+        )
+        interrupted = {asyncio.create_task(e.wait()) for e in (stop, self._refused)}
+        await asyncio.wait({healthy, *interrupted}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in interrupted:
+            waiter.cancel()
+        if not healthy.done():
+            healthy.cancel()
+            return False
+        healthy.result()  # raises if the stack never became ready
+        await self._wait_http_urls()
+        return True
+
+    def _ready_line(self) -> str:
+        where = f"data in {self.data_dir}"
+        if self.options.per_host:
+            where = f"node {self.nodes[0].node_id}, {where}"
+        return f"esdb ready on {self.url} ({where})"
+
+    async def _hand_over(self) -> None:
+        """If this node's writer leads, have it hand leadership to a caught-up follower
+        before anything stops, so a planned stop costs writes almost nothing."""
+        url = self._service_url(self.nodes[0].url)
+        try:
+            nc = await connect_once(url, timeout=2, tls=tls_context(url, self.tls_ca_file))
+        except (OSError, TimeoutError, nats.errors.Error) as e:
+            log.warning("cannot ask the writer to hand over: %s", e)
+            return
+        try:
+            for plan in self.nodes:
+                reply = await nc.request(
+                    writer_step_down_subject(plan.node_id), b"", timeout=HANDOVER_TIMEOUT_S
+                )
+                log.info("%s: %s", plan.node_id, reply.data.decode())
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as e:
+            log.warning("the writer did not hand over (%s); followers take over on expiry", e)
+        finally:
+            await nc.close()
 
 
 async def run_stack(options: StackOptions, stop: asyncio.Event) -> None:

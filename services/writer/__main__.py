@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+from nats.js import JetStreamContext
 from nats.js.object_store import ObjectStore
 
 from esdb.contracts.subjects import node_applied_subject
@@ -12,11 +14,20 @@ from esdb.services.writer.images import ImageKeeper, open_image_store, prepare_d
 from esdb.services.writer.lease import Lease
 from esdb.services.writer.log import JetStreamLog
 from esdb.services.writer.node import WriterNode
+from esdb.shared.membership import NodeRemoved, open_members, register
 from esdb.shared.nats_connection import connect_service, retry_until_ready
-from esdb.shared.service_runtime import run_service
-from esdb.shared.settings import Settings
+from esdb.shared.service_runtime import EXIT_REFUSED, run_service
+from esdb.shared.settings import Settings, advertised_host
 from esdb.shared.storage.catalog import lmdb_catalog
 from esdb.shared.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+async def join_members(js: JetStreamContext, settings: Settings) -> None:
+    """Register this node in the cluster's members; NodeRemoved if it was removed."""
+    kv = await open_members(js, replicas=settings.replicas, durability=settings.durability)
+    await register(kv, settings.node_id, advertised_host(settings))
 
 
 async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -> None:
@@ -38,6 +49,12 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
 
     # A JetStream cluster needs a few seconds to elect its meta leader after a start.
     lease = await retry_until_ready(open_log_and_lease, what="JetStream", timeout=120)
+    try:
+        await retry_until_ready(lambda: join_members(js, settings), what="the members", timeout=120)
+    except NodeRemoved as e:
+        log.error("%s", e)
+        await nc.close()
+        raise SystemExit(EXIT_REFUSED) from e
 
     async def open_images() -> ObjectStore:
         images = await open_image_store(

@@ -29,8 +29,10 @@ from esdb.contracts.subjects import (
     NODE_STATUS,
     WRITE_OPERATIONS,
     WRITER_COMMANDS,
+    WRITER_HANDOVER,
     WRITER_OPS,
     WRITER_SERVING,
+    writer_step_down_subject,
 )
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.apply import ApplyError
@@ -42,7 +44,7 @@ from esdb.services.writer.monitor import NodeMonitor
 from esdb.services.writer.sequencer import LeadershipLost, OpsRequest, Sequencer
 from esdb.shared.metrics import RequestMetrics, Sampled, WriterMetrics
 from esdb.shared.nats_connection import concurrently
-from esdb.shared.settings import Settings
+from esdb.shared.settings import Settings, advertised_host
 from esdb.shared.telemetry import Telemetry, nats_problem
 from esdb.shared.tracing import child_span, incoming
 
@@ -54,6 +56,10 @@ PIPELINE_DEPTH = 3
 STALL_RETRY_S = 1.0
 READY_LAG_ENTRIES = 1000
 """A follower further behind the log than this is not ready (`/readyz`): it is catching up."""
+HOLD_OFF_LEASE_TTLS = 3
+"""After handing over, a node leaves the lease to the others for this many lease TTLs."""
+HANDOVER_WAIT_S = 5.0
+"""How long a step-down waits to see another node take the lease before it answers."""
 
 _batch_decoder = msgspec.msgpack.Decoder(WriteBatch)
 _ops_decoder = msgspec.msgpack.Decoder(OpsCommand)
@@ -98,6 +104,9 @@ class WriterNode:
         self._following = asyncio.Event()
         self._following.set()
         self._monitor = NodeMonitor(nc, settings.node_id, applier.catalog.applied_sequence)
+        self._handover = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._hold_off_until = 0.0
         self.role = "follower"
         self.stalled: str | None = None
         self._tracer = None if telemetry is None else telemetry.tracer
@@ -153,7 +162,14 @@ class WriterNode:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set or a fatal error (a bad log entry) ends the node."""
         await self._check_log_covers_state()
-        status_sub = await self._nc.subscribe(NODE_STATUS, cb=self._on_status)
+        subs = [
+            await self._nc.subscribe(NODE_STATUS, cb=self._on_status),
+            await self._nc.subscribe(
+                writer_step_down_subject(self._settings.node_id),
+                cb=concurrently(self._on_step_down),
+            ),
+            await self._nc.subscribe(WRITER_HANDOVER, cb=self._on_handover),
+        ]
         tail = asyncio.create_task(self._tail(), name="tail")
         heartbeats = asyncio.create_task(self._monitor.run(), name="heartbeats")
         lead = asyncio.create_task(self._lead(stop), name="lead")
@@ -171,7 +187,8 @@ class WriterNode:
             stopper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await tail
-            await status_sub.unsubscribe()
+            for sub in subs:
+                await sub.unsubscribe()
 
     async def _check_log_covers_state(self) -> None:
         last = await self._log.last_sequence()
@@ -213,9 +230,11 @@ class WriterNode:
 
     async def _lead(self, stop: asyncio.Event) -> None:
         interval = self._settings.lease_ttl_s / 3
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
+            self._wake.clear()
             try:
-                acquired = await self._lease.try_acquire()
+                acquired = loop.time() >= self._hold_off_until and await self._lease.try_acquire()
             except nats.errors.Error as e:
                 log.warning("cannot reach the lease bucket: %s", e)
                 acquired = False
@@ -231,8 +250,10 @@ class WriterNode:
                 finally:
                     self.role = "follower"
                     self._following.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            waiters = {asyncio.create_task(event.wait()) for event in (stop, self._wake)}
+            await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
 
     async def _serve_as_leader(self, stop: asyncio.Event, interval: float) -> None:
         lost = asyncio.Event()
@@ -292,7 +313,8 @@ class WriterNode:
         self.role = "leader"
         # Gateways answer the writes a previous leader took with it (gateway/orphans.py).
         await self._nc.publish(WRITER_SERVING, self._settings.node_id.encode())
-        waiters = [asyncio.create_task(event.wait()) for event in (stop, lost)]
+        self._handover.clear()
+        waiters = [asyncio.create_task(event.wait()) for event in (stop, lost, self._handover)]
         try:
             await asyncio.wait({run, *waiters}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -308,10 +330,47 @@ class WriterNode:
             sequencer.close()
             with contextlib.suppress(asyncio.CancelledError):
                 await run  # finishes the queued batches; raises LeadershipLost if fenced
-            if stop.is_set() and not lost.is_set():
-                await self._lease.release()
+            if (stop.is_set() or self._handover.is_set()) and not lost.is_set():
+                await self._hand_over()
         if lost.is_set():
             raise LeadershipLost("lease lost")
+
+    async def _hand_over(self) -> None:
+        """Give the lease up and tell the followers that have applied what this leader did
+        to take it now, rather than after their next poll."""
+        await self._lease.release()
+        self.role = "follower"
+        loop = asyncio.get_running_loop()
+        self._hold_off_until = loop.time() + HOLD_OFF_LEASE_TTLS * self._settings.lease_ttl_s
+        applied = self._applier.catalog.applied_sequence()
+        with contextlib.suppress(nats.errors.Error):
+            await self._nc.publish(WRITER_HANDOVER, str(applied).encode())
+            await self._nc.flush(timeout=1)
+        log.info("%s handed the writer lease over at sequence %d", self._settings.node_id, applied)
+
+    async def _on_handover(self, msg: Msg) -> None:
+        """A leader handed over: try for the lease at once if this node applied its log."""
+        with contextlib.suppress(ValueError):
+            if self._applier.catalog.applied_sequence() >= int(msg.data):
+                self._wake.set()
+
+    async def _on_step_down(self, msg: Msg) -> None:
+        """`esdb cluster step-down` (or a planned stop of this node): if this writer leads,
+        finish the entry in flight, hand over, and answer with the new leader."""
+        was_leader = self.role == "leader"
+        if was_leader:
+            self._handover.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HANDOVER_WAIT_S
+        holder = self._lease.holder_seen
+        while loop.time() < deadline:
+            with contextlib.suppress(nats.errors.Error):
+                holder = await self._lease.holder()
+            if not was_leader or (holder not in (None, self._settings.node_id)):
+                break
+            await asyncio.sleep(0.02)
+        reply = {"node": self._settings.node_id, "stepped_down": was_leader, "leader": holder}
+        await msg.respond(msgspec.json.encode(reply))
 
     async def _ensure_default_store(self, sequencer: Sequencer) -> None:
         name = self._settings.default_store
@@ -367,6 +426,7 @@ class WriterNode:
         last = max(self._log_last, applied)
         status = NodeStatus(
             node_id=self._settings.node_id,
+            host=advertised_host(self._settings),
             role=self.role,
             applied_sequence=applied,
             log_last_sequence=last,

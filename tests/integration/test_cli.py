@@ -184,6 +184,7 @@ def test_status_shows_the_leader_and_health(stack: Stack) -> None:
     lines = ok(stack, "status").splitlines()
     assert lines[0].split() == [
         "NODE",
+        "HOST",
         "ROLE",
         "STATE",
         "APPLIED",
@@ -197,9 +198,10 @@ def test_status_shows_the_leader_and_health(stack: Stack) -> None:
         "STORES",
     ]
     nodes = lines[1 : lines.index("")]
-    leader_rows = [row.split() for row in nodes if row.split()[1:2] == ["leader"]]
+    leader_rows = [row.split() for row in nodes if row.split()[2:3] == ["leader"]]
     assert len(leader_rows) == 1
-    node, _, state, applied, _, lag, _, _, stores = leader_rows[0]
+    node, host, _, state, applied, _, lag, _, _, stores = leader_rows[0]
+    assert host == stack.url.removeprefix("nats://")
     assert state == "ok"
     assert int(applied) >= 1
     assert int(lag) >= 0

@@ -74,7 +74,12 @@ async def wait_converged(api: Api, nodes: tuple[int, ...] = NODES, timeout: floa
 
 def replica_events(stack: Stack, node: int, store: str = "default") -> list[tuple[Any, ...]]:
     """Every event in one node's LMDB, read directly from its files."""
-    replica = LmdbStore(stack.data_dir / f"node{node}" / store, readonly=True)
+    return events_in(stack.data_dir / f"node{node}" / store)
+
+
+def events_in(store_dir: Path) -> list[tuple[Any, ...]]:
+    """Every event in the LMDB store at `store_dir`, read directly from its files."""
+    replica = LmdbStore(store_dir, readonly=True)
     try:
         events: list[tuple[Any, ...]] = []
         position: int | None = 1
@@ -148,10 +153,15 @@ async def load_with_fault(
 
 def verify_replicas(stack: Stack, history: History, nodes: tuple[int, ...] = NODES) -> None:
     """Every node holds the same `$all`, with every acknowledged event exactly once in place."""
-    replicas = {node: replica_events(stack, node) for node in nodes}
+    verify_replica_events({node: replica_events(stack, node) for node in nodes}, history)
+
+
+def verify_replica_events(replicas: dict[Any, list[tuple[Any, ...]]], history: History) -> None:
+    """Every replica holds the same `$all`, with every acknowledged event exactly once in
+    place, versions gapless and nothing of a failed append."""
     digests = {node: replica_digest(events) for node, events in replicas.items()}
     assert len(set(digests.values())) == 1, f"replicas differ: {digests}"
-    events = replicas[nodes[0]]
+    events = next(iter(replicas.values()))
     assert [e[0] for e in events] == list(range(1, len(events) + 1)), "positions must be dense"
     by_id = {e[1]: e for e in events}
     assert len(by_id) == len(events), "an event is stored twice"

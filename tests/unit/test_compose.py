@@ -292,7 +292,7 @@ def test_nats_configs_match_what_esdb_up_writes(stack: Stack) -> None:
         spec = stack.specs[index]
         ours = nats_config(node)
         theirs = parse_nats_config(
-            server_config(spec, store_dir=Path("/x"), durability="fsync", peers=stack.specs)
+            server_config(spec, store_dir=Path("/x"), durability="fsync")
         )
         assert ours["server_name"] == theirs["server_name"] == f"esdb-{node}"
         assert ours["max_payload"] == theirs["max_payload"]
@@ -394,7 +394,7 @@ def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) ->
             port = env(service)["ESDB_METRICS_PORT"]
             assert f"http://127.0.0.1:{port}/readyz" in test[3], name
     # The gateway's asks `_sys.health` through the supervisor's readiness check.
-    assert "wait_healthy" in services["gateway"]["healthcheck"]["test"][3]
+    assert "wait_ready" in services["gateway"]["healthcheck"]["test"][3]
     assert api_subject(SYSTEM_STORE, Op.HEALTH) == "esdb.api._sys.health"
 
 

@@ -20,6 +20,9 @@ JSON_VALUES = st.recursive(
 )
 
 
+LATEST_CREATED_US = 253_402_300_799_999_999
+
+
 @st.composite
 def records(draw: st.DrawFn) -> EventRecord:
     json_content = draw(st.booleans())
@@ -39,7 +42,8 @@ def records(draw: st.DrawFn) -> EventRecord:
         data=data,
         metadata=metadata,
         content_type=content_type,
-        created_us=draw(st.integers(0, 2**62)),
+        # The leader stamps the time of the append: at most the last microsecond of 9999.
+        created_us=draw(st.integers(0, LATEST_CREATED_US)),
     )
 
 

@@ -19,7 +19,7 @@ def test_servers_listen_on_loopback_by_default() -> None:
         "nats://127.0.0.1:4223",
         "nats://127.0.0.1:4224",
     ]
-    config = server_config(specs[0], store_dir=Path("/js"), durability="fsync", peers=specs)
+    config = server_config(specs[0], store_dir=Path("/js"), durability="fsync")
     assert "listen: 127.0.0.1:4222\n" in config
     assert f"  listen: 127.0.0.1:{specs[0].cluster_port}\n" in config
 
@@ -30,7 +30,7 @@ def test_each_server_listens_and_is_routed_to_on_its_own_host() -> None:
 
     assert [spec.host for spec in specs] == list(hosts)
     assert specs[1].url == "nats://10.213.7.12:4223"
-    config = server_config(specs[1], store_dir=Path("/js"), durability="fsync", peers=specs)
+    config = server_config(specs[1], store_dir=Path("/js"), durability="fsync")
     assert "listen: 10.213.7.12:4223\n" in config
     assert f"  listen: 10.213.7.12:{specs[1].cluster_port}\n" in config
     for spec in specs:

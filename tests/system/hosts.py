@@ -1,0 +1,97 @@
+"""A cluster across "machines" for system tests: each node is its own `esdb up --node-id
+--host --join`, run inside a network namespace of its own on a private bridge
+(`tests/system/netns.py`), exactly as an operator runs one node per host."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.stack import Stack, spawn_stack
+from tests.system.cluster import events_in
+from tests.system.netns import PrivateNetwork
+
+NATS_PORT = 4222
+CLUSTER_PORT = 6222
+
+
+@dataclass
+class HostCluster:
+    """Nodes `node<i>` on host `i` of `network`, each an `esdb up` of its own."""
+
+    network: PrivateNetwork
+    root: Path
+    durability: str = "fsync"
+    env: dict[str, str] = field(default_factory=dict)
+    running: dict[int, Stack] = field(default_factory=dict)
+
+    def address(self, index: int) -> str:
+        """Host `index`'s address on the bridge."""
+        return self.network.node(index).address
+
+    def data_dir(self, index: int) -> Path:
+        """Host `index`'s `--data-dir`."""
+        return self.root / f"host{index}"
+
+    def url(self, *indexes: int) -> str:
+        """Client URLs of the given hosts (default: every running one)."""
+        chosen = indexes or tuple(sorted(self.running))
+        return ",".join(f"nats://{self.address(i)}:{NATS_PORT}" for i in chosen)
+
+    def spawn(self, index: int, join: tuple[int, ...], *extra: str) -> Stack:
+        """Start host `index`'s node, routed to the hosts in `join`; not waiting."""
+        argv = [
+            sys.executable, "-m", "esdb.cli.main", "up",
+            "--node-id", f"node{index}",
+            "--host", self.address(index),
+            "--join", ",".join(self.address(i) for i in join),
+            "--nats-port", str(NATS_PORT),
+            "--cluster-port", str(CLUSTER_PORT),
+            "--data-dir", str(self.data_dir(index)),
+            "--durability", self.durability,
+            *extra,
+        ]  # fmt: skip
+        stack = spawn_stack(
+            self.network.exec_argv(index, argv),
+            url=self.url(index),
+            data_dir=self.data_dir(index),
+            env=self.env,
+        )
+        self.running[index] = stack
+        return stack
+
+    def start(self, index: int, join: tuple[int, ...], *extra: str) -> str:
+        """Start host `index`'s node and wait for its `ready` line, which it returns."""
+        return self.spawn(index, join, *extra).wait_ready(f"node{index}")
+
+    def stop(self, index: int, timeout: float = 60.0) -> int:
+        """SIGTERM host `index`'s `esdb up`, as systemd stops it; its exit code."""
+        stack = self.running.pop(index)
+        stack.process.send_signal(signal.SIGTERM)
+        return stack.process.wait(timeout)
+
+    def kill_host(self, index: int) -> int:
+        """kill -9 every process on host `index` (nats-server included), as a power cut
+        would; how many there were."""
+        pids = self.network.pids(index)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        stack = self.running.pop(index)
+        stack.process.wait(10)
+        return len(pids)
+
+    def replica(self, index: int, store: str = "default") -> list[tuple[Any, ...]]:
+        """Every event in host `index`'s LMDB, read from its files."""
+        return events_in(self.data_dir(index) / f"node{index}" / store)
+
+    def stop_all(self) -> None:
+        """Stop every node still running (SIGTERM, then the namespaces' teardown kills)."""
+        for index in sorted(self.running, reverse=True):
+            with contextlib.suppress(Exception):
+                self.stop(index, timeout=30)
