@@ -2,15 +2,16 @@
 
 Writes go from the servers straight to the writer leader (services/writer/DESIGN.md). If that
 leader dies (kill -9, a lost node) with writes in hand, nobody would ever answer them and each
-client would wait out its own timeout. So the gateways also take a copy of every write (a
-queue group of their own: one gateway per write) and remember where to answer it until its
+client would wait out its own timeout. So the gateways also take a copy of every write (a queue
+group of their own: one gateway per write) and remember where to answer it until its
 `timeout_ms` has passed. A leader announces on `WRITER_SERVING` once its front takes writes;
 then each write that arrived before the announcement, and whose deadline has not passed, gets
 `timeout` (outcome unknown; retry with the same event ids): it went to an earlier leader or to
-none. A write that was answered gets a second reply, which request-reply clients drop (the
-first reply wins). The copy costs the gateway one message per write, but it keeps a leader's
-death from turning into every client's full timeout (`esdb bench --nodes 3 --scenario
-failover`: without it the first ack after a kill came at 4.05 s, the clients' own timeout)."""
+none. Every gateway hears the announcement and answers the copies it holds. A write that was
+answered gets a second reply, which request-reply clients drop (the first reply wins). The copy
+costs the gateway one message per write, but it keeps a leader's death from turning into every
+client's full timeout (`esdb bench --nodes 3 --scenario failover`: without it the first ack
+after a kill came at 4.05 s, the clients' own timeout)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,10 @@ class OrphanWatch:
                 cb=self._on_write,
                 pending_msgs_limit=65536,
             ),
-            await self._nc.subscribe(WRITER_SERVING, queue=ORPHAN_QUEUE, cb=self._on_serving),
+            # Every gateway hears it, not one of the group: each answers the copies it holds.
+            # (With one gateway per host, a queue group left two thirds of the writes of a
+            # handover waiting out their clients' timeouts.)
+            await self._nc.subscribe(WRITER_SERVING, cb=self._on_serving),
         ]
 
     async def _on_serving(self, msg: Msg) -> None:

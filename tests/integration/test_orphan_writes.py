@@ -108,3 +108,31 @@ async def test_waiting_writes_get_timeout_when_a_leader_starts_serving(
     assert json.loads((await later).data)["error"]["code"] == "timeout"
     await client.close()
     await gateway.close()
+
+
+async def test_every_gateway_answers_the_writes_it_holds(plain_nats_url: str) -> None:
+    """One gateway per host: the write copies spread over the gateways' queue group, and the
+    announcement reaches each of them, so none is left to its client's timeout."""
+    gateways = [await nats.connect(plain_nats_url) for _ in range(3)]
+    client = await nats.connect(plain_nats_url)
+    watches = [OrphanWatch(gateway, Settings(timeout_ms=5000)) for gateway in gateways]
+    for watch, gateway in zip(watches, gateways, strict=True):
+        await watch.start()
+        await gateway.flush()
+    subject = write_subject("default", "append")
+    writes = [
+        asyncio.ensure_future(request_heard(client, subject, b"{}", timeout=10)) for _ in range(30)
+    ]
+
+    async def all_held() -> bool:
+        return sum(watch.waiting for watch in watches) == len(writes)
+
+    await wait_until(all_held, timeout=30, what="the gateways to hold every write")
+    assert sum(1 for watch in watches if watch.waiting) > 1, "the copies were not spread"
+    await client.publish(WRITER_SERVING, b"node2")
+
+    replies = await asyncio.wait_for(asyncio.gather(*writes), timeout=5)
+    assert {json.loads(reply.data)["error"]["code"] for reply in replies} == {"timeout"}
+    await client.close()
+    for gateway in gateways:
+        await gateway.close()
