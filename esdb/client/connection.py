@@ -65,10 +65,12 @@ class Connection:
         *,
         retry: RetryPolicy | None = None,
         denials: Denials | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.nc = nc
         self.url = url
         self._denials = denials or Denials(watching=False)
+        self._in_flight = in_flight or InFlight()
         self.timeout = timeout
         self.retry = retry if retry is not None else RetryPolicy()
         self._watchers = watchers if watchers is not None else set()
@@ -121,6 +123,11 @@ class Connection:
             for watcher in list(watchers):
                 watcher.connection_closed()
 
+        in_flight = InFlight()
+
+        async def on_disconnected() -> None:
+            in_flight.connection_lost()
+
         nc = NatsClient()
         connecting = asyncio.ensure_future(
             nc.connect(
@@ -133,6 +140,7 @@ class Connection:
                 inbox_prefix=inbox_prefix_of(servers),
                 error_cb=on_error,
                 reconnected_cb=on_reconnected,
+                disconnected_cb=on_disconnected,
                 closed_cb=on_closed,
             )
         )
@@ -144,7 +152,9 @@ class Connection:
             if error is None:
                 if not all_failed.done():
                     all_failed.set_result(None)  # later errors are logged, not collected
-                return cls(nc, url, timeout, watchers, retry=retry, denials=denials)
+                return cls(
+                    nc, url, timeout, watchers, retry=retry, denials=denials, in_flight=in_flight
+                )
             reason: object = error
         else:
             connecting.cancel()
@@ -207,10 +217,17 @@ class Connection:
             # nats-py would wait out the whole timeout for a reply that cannot come.
             raise Unavailable(f"the connection to {self.url} is closing", delivered=False)
         try:
-            reply = await self._denials.guard(
-                subject,
-                self.nc.request(subject, payload, timeout=self.timeout, headers=_HEADERS),
+            reply = await self._in_flight.run(
+                self._denials.guard(
+                    subject,
+                    self.nc.request(subject, payload, timeout=self.timeout, headers=_HEADERS),
+                )
             )
+        except ConnectionLost as e:
+            landed = "; the write may have landed" if write else ""
+            raise Unavailable(
+                f"the connection to NATS was lost before the reply came{landed}", url=self.url
+            ) from e
         except nats.errors.NoRespondersError as e:
             raise Unavailable(
                 f"no esdb gateway answers on {self.url}", url=self.url, delivered=False
@@ -226,6 +243,43 @@ class Connection:
         if data.startswith(_ERROR_PREFIX):
             raise error_from_body(_error_decoder.decode(data).error)
         return decoder.decode(data)
+
+
+class ConnectionLost(Exception):
+    """The connection dropped while a request waited: its reply cannot come any more."""
+
+
+class InFlight:
+    """The requests waiting for replies. Replies come back on the connection that sent the
+    request, so when it drops (a server stopped for a rolling restart) they fail at once and
+    are retried on the new one, rather than each waiting out its whole timeout. The waiting
+    task itself is interrupted: a task of its own per request cost about 10 µs of CPU."""
+
+    def __init__(self) -> None:
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._lost: set[asyncio.Task[Any]] = set()
+
+    def connection_lost(self) -> None:
+        """Fail every request still waiting with `ConnectionLost`."""
+        for task in self._waiting - self._lost:
+            self._lost.add(task)
+            task.cancel()
+
+    async def run(self, request: Awaitable[T]) -> T:
+        """Await `request` in this task; `ConnectionLost` if the connection drops first."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            return await request
+        except asyncio.CancelledError:
+            # Only our own cancel, not also the caller's, becomes ConnectionLost.
+            if task in self._lost and task.uncancel() == 0:
+                raise ConnectionLost() from None
+            raise
+        finally:
+            self._waiting.discard(task)
+            self._lost.discard(task)
 
 
 def inbox_prefix_of(servers: Sequence[str]) -> str:

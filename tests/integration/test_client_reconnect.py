@@ -87,3 +87,37 @@ async def test_a_request_after_the_server_dies_goes_through_another(
         assert connected_url.port == other
     finally:
         await gateway.close()
+
+
+async def test_a_request_in_flight_when_its_server_stops_is_sent_again_through_another(
+    servers: dict[int, subprocess.Popen[bytes]],
+) -> None:
+    """Its reply could only come back on the dropped connection: it is failed at once and
+    retried on the new one, not left to wait out its timeout (a rolling restart)."""
+    for port in servers:
+        await wait_for_port(port)
+    hosts = ",".join(f"{HOST}:{port}" for port in servers)
+    async with Client.connect(f"esdb://{hosts}?timeout=60&retry_deadline=60") as client:
+        connected_url = client._connection.nc.connected_url
+        assert connected_url is not None
+        mine = connected_url.port
+        assert isinstance(mine, int) and mine in servers
+        other = next(port for port in servers if port != mine)
+        heard = asyncio.Event()
+
+        async def answer_the_second(msg: Msg) -> None:
+            if heard.is_set():
+                await msg.respond(PAGE)
+            heard.set()  # the first request is heard and left unanswered
+
+        gateway = await nats.connect(f"nats://{HOST}:{other}")
+        try:
+            await gateway.subscribe("esdb.api.default.read_stream", cb=answer_the_second)
+            await gateway.flush()
+            reading = asyncio.ensure_future(client.read_stream("any"))
+            await asyncio.wait_for(heard.wait(), 10)
+            servers[mine].send_signal(signal.SIGTERM)
+            # A third of the request's own 60 s timeout: it must not wait that out.
+            assert (await asyncio.wait_for(reading, 20)).last_version == 41
+        finally:
+            await gateway.close()
