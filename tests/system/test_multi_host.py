@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -178,7 +179,10 @@ async def test_nodes_join_and_one_is_removed_under_load(hosts: HostCluster, api:
     hosts.running.pop(5)
 
 
-async def test_a_whole_host_dies_and_comes_back(hosts: HostCluster, api: Api) -> None:
+@pytest.mark.parametrize("disk_lost", [False, True], ids=["disk-kept", "disk-lost"])
+async def test_a_whole_host_dies_and_comes_back(
+    hosts: HostCluster, api: Api, disk_lost: bool
+) -> None:
     leader = int((await cluster_status(api))["leader"].removeprefix("node"))
 
     async def power_cut() -> None:
@@ -188,6 +192,8 @@ async def test_a_whole_host_dies_and_comes_back(hosts: HostCluster, api: Api) ->
     load = await under_load(api, power_cut)
     assert (await cluster_status(api))["leader"] != f"node{leader}"
 
+    if disk_lost:  # LMDB and JetStream both: it comes back with the same id and nothing else
+        shutil.rmtree(hosts.data_dir(leader))
     await asyncio.to_thread(hosts.start, leader, FIRST)
     await verify(api, hosts, load, FIRST)
 
