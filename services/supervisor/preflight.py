@@ -5,6 +5,7 @@ ports are free, and an external NATS answers with JetStream."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from pathlib import Path
 
@@ -20,6 +21,12 @@ from esdb.shared.dir_lock import DirLock, DirLocked
 from esdb.shared.nats_connection import connect_once, gather_replies
 
 STATUS_WINDOW_S = 0.5
+FORMING_S = 60.0
+"""How long `--nats-url` waits for a JetStream cluster to elect its meta leader."""
+JETSTREAM_FORMING = 10008
+"""JetStream's "system temporarily unavailable": a cluster without a meta leader yet."""
+
+log = logging.getLogger(__name__)
 
 STACK_LOCK_FILE = "esdb.lock"
 """Held by the `esdb up` that runs on a data directory (`shared/dir_lock.py`)."""
@@ -52,22 +59,34 @@ def check_ports_free(specs: tuple[ServerSpec, ...]) -> None:
                 )
 
 
-async def check_external_nats(url: str, shown: str, tls: ssl.SSLContext | None) -> None:
+async def check_external_nats(
+    url: str, shown: str, tls: ssl.SSLContext | None, *, forming_s: float = FORMING_S
+) -> None:
     """`--nats-url`: fail at once, not after the ready timeout, on a server that cannot be
-    reached or has no JetStream (the log lives there). `shown` is `url` without credentials."""
+    reached or has no JetStream (the log lives there). A JetStream cluster still electing
+    its meta leader is waited for, up to `forming_s`. `shown` is `url` without credentials."""
     try:
         nc = await connect_once(url, timeout=5, tls=tls)
     except (OSError, TimeoutError, nats.errors.Error) as e:
         raise SystemExit(f"esdb up: cannot connect to {shown}: {e}") from e
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + forming_s
     try:
-        await nc.jetstream(timeout=5).account_info()
-    except nats.js.errors.ServiceUnavailableError as e:
-        raise SystemExit(
-            f"esdb up: {shown} has no JetStream; run nats-server with -js (or a "
-            "`jetstream {}` block in its config)"
-        ) from e
-    except (TimeoutError, nats.errors.Error) as e:
-        raise SystemExit(f"esdb up: JetStream at {shown} does not answer: {e}") from e
+        while True:
+            try:
+                await nc.jetstream(timeout=5).account_info()
+                return
+            except nats.js.errors.ServiceUnavailableError as e:
+                if e.err_code != JETSTREAM_FORMING or loop.time() > deadline:
+                    raise SystemExit(
+                        f"esdb up: {shown} has no JetStream; run nats-server with -js (or a "
+                        "`jetstream {}` block in its config)"
+                    ) from e
+            except (TimeoutError, nats.errors.Error) as e:
+                if loop.time() > deadline:
+                    raise SystemExit(f"esdb up: JetStream at {shown} does not answer: {e}") from e
+            log.info("JetStream at %s is not ready yet (a cluster forming?); waiting", shown)
+            await asyncio.sleep(0.5)
     finally:
         await nc.close()
 
