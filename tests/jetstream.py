@@ -32,10 +32,16 @@ PUBLISH_TIMEOUT_S = 5.0
 JS_TIMEOUT_S = 5.0
 
 
+def _server_log(work_dir: Path, name: str) -> Path:
+    """Where the server `name` logs."""
+    return work_dir / f"{name}.log"
+
+
 @contextmanager
 def jetstream_servers(work_dir: Path, count: int) -> Iterator[list[str]]:
     """Run `count` nats-servers (routed to each other when more than one) with JetStream on
-    file storage, fsync before ack as in production; yields their client URLs."""
+    file storage, fsync before ack as in production, each logging to `<work_dir>/<name>.log`; yields
+    their client URLs."""
     port = free_port_block(count)
     route = free_port_block(count) if count > 1 else None
     specs = [
@@ -55,13 +61,14 @@ def jetstream_servers(work_dir: Path, count: int) -> Iterator[list[str]]:
                 durability="fsync",
                 peers=tuple(s for s in specs if s is not spec),
             )
-            processes.append(
-                subprocess.Popen(
-                    [nats_server_binary(), "-c", str(config)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+            with open(_server_log(work_dir, spec.name), "ab") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [nats_server_binary(), "-c", str(config)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
+                    )
                 )
-            )
         yield [spec.url for spec in specs]
     finally:
         for process in processes:

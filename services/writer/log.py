@@ -124,6 +124,11 @@ class JetStreamLog:
         log._learn(info)
         return log
 
+    @property
+    def stream(self) -> str:
+        """The name of the log's stream."""
+        return self._stream
+
     def _learn(self, info: StreamInfo) -> None:
         # The stream may have been created (or rescaled) with another count than asked for.
         self._replicas = info.config.num_replicas or 1
