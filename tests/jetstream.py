@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nats
 import nats.errors
+import pytest
 from nats.aio.client import Client as NatsClient
 
 from esdb.services.supervisor.nats_server import (
@@ -23,12 +24,10 @@ from esdb.services.supervisor.nats_server import (
 )
 from esdb.services.writer.lease import JetStreamLeaseKey
 from esdb.services.writer.log import JetStreamLog
-from tests.lease_contract import LeaseWorld
+from tests.lease_contract import LeaseContract, LeaseWorld
+from tests.log_contract import LogContract
 from tests.stack import wait_until
 
-# Long enough for an 8 MiB entry on three fsyncing servers; short enough that an append to a
-# stream that stopped taking writes fails quickly.
-PUBLISH_TIMEOUT_S = 5.0
 JS_TIMEOUT_S = 5.0
 
 
@@ -77,11 +76,22 @@ def jetstream_servers(work_dir: Path, count: int) -> Iterator[list[str]]:
 
 
 @asynccontextmanager
-async def connected(url: str) -> AsyncIterator[NatsClient]:
-    """A NATS connection to `url` once its server listens and JetStream answers there (a
+async def connected(urls: Sequence[str]) -> AsyncIterator[list[NatsClient]]:
+    """One NATS connection per URL, once each server listens and JetStream answers there (a
     cluster answers only once it has elected its meta leader)."""
-    await wait_for_port(int(url.rsplit(":", 1)[1]))
-    nc = await nats.connect(url)
+    clients: list[NatsClient] = []
+    try:
+        for url in urls:
+            await wait_for_port(int(url.rsplit(":", 1)[1]))
+            clients.append(await nats.connect(url))
+            await _wait_for_jetstream(clients[-1], url)
+        yield clients
+    finally:
+        for nc in clients:
+            await nc.close()
+
+
+async def _wait_for_jetstream(nc: NatsClient, url: str) -> None:
     js = nc.jetstream(timeout=2)
 
     async def answers() -> bool:
@@ -91,11 +101,7 @@ async def connected(url: str) -> AsyncIterator[NatsClient]:
             return False
         return True
 
-    try:
-        await wait_until(answers, timeout=30, what=f"JetStream at {url}")
-        yield nc
-    finally:
-        await nc.close()
+    await wait_until(answers, timeout=30, what=f"JetStream at {url}")
 
 
 @asynccontextmanager
@@ -110,7 +116,6 @@ async def log_handles(
             nc.jetstream(timeout=JS_TIMEOUT_S),
             replicas=replicas,
             durability="fsync",
-            publish_timeout=PUBLISH_TIMEOUT_S,
             stream=name,
             subject=f"contract.log.{name}",
         )
@@ -145,3 +150,32 @@ async def lease_world(
     finally:
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await clients[0].jetstream(timeout=JS_TIMEOUT_S).delete_key_value(bucket)
+
+
+class JetStreamLogContract(LogContract):
+    """The log contract on log streams of `replicas` on the servers of the module's `clients`
+    fixture (a list of connections, the first two used)."""
+
+    replicas = 1
+
+    @pytest.fixture
+    async def logs(
+        self, clients: list[NatsClient]
+    ) -> AsyncIterator[tuple[JetStreamLog, JetStreamLog]]:
+        """A new stream, through the first two connections."""
+        async with log_handles(clients, replicas=self.replicas) as handles:
+            yield handles
+
+
+class JetStreamLeaseContract(LeaseContract):
+    """The lease contract on KV buckets of `replicas` on the servers of the module's `clients`
+    fixture, one key handle per connection."""
+
+    replicas = 1
+    ttl = 2.0
+
+    @pytest.fixture
+    async def world(self, clients: list[NatsClient]) -> AsyncIterator[LeaseWorld]:
+        """A new bucket with a TTL of `ttl` seconds."""
+        async with lease_world(clients, replicas=self.replicas, ttl=self.ttl) as world:
+            yield world

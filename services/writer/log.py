@@ -78,19 +78,13 @@ class JetStreamLog:
     """The log as a JetStream stream; `Nats-Expected-Last-Sequence` fences stale leaders."""
 
     def __init__(
-        self,
-        js: JetStreamContext,
-        *,
-        replicas: int,
-        publish_timeout: float = 5.0,
-        stream: str = LOG_STREAM,
-        subject: str = LOG_SUBJECT,
+        self, js: JetStreamContext, stream: StreamInfo, *, publish_timeout: float = 5.0
     ) -> None:
         self._js = js
-        self._replicas = replicas
         self._timeout = publish_timeout
-        self._stream = stream
-        self._subject = subject
+        self._stream = stream.config.name or LOG_STREAM
+        self._subject = (stream.config.subjects or [LOG_SUBJECT])[0]
+        self._learn(stream)
 
     @classmethod
     async def open(
@@ -99,7 +93,6 @@ class JetStreamLog:
         *,
         replicas: int,
         durability: str,
-        publish_timeout: float = 5.0,
         stream: str = LOG_STREAM,
         subject: str = LOG_SUBJECT,
     ) -> JetStreamLog:
@@ -120,9 +113,7 @@ class JetStreamLog:
                     duplicate_window=0,
                 )
             )
-        log = cls(js, replicas=1, publish_timeout=publish_timeout, stream=stream, subject=subject)
-        log._learn(info)
-        return log
+        return cls(js, info)
 
     @property
     def stream(self) -> str:

@@ -5,20 +5,23 @@ wrong `Nats-Expected-Last-Msg-Id` is shown on a throwaway stream."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import nats.errors
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from esdb.services.writer.log import FencedOut, JetStreamLog
-from tests.jetstream import JS_TIMEOUT_S, connected, jetstream_servers, lease_world, log_handles
-from tests.lease_contract import LeaseContract, LeaseWorld
-from tests.log_contract import LogContract
+from esdb.services.writer.log import FencedOut
+from tests.jetstream import (
+    JS_TIMEOUT_S,
+    JetStreamLeaseContract,
+    JetStreamLogContract,
+    connected,
+    jetstream_servers,
+    log_handles,
+)
 from tests.stack import wait_until
 
-LEASE_TTL_S = 2.0
 # What nats-server logs when applying an entry whose Nats-Expected-Last-Msg-Id does not match.
 CRITICAL = "critical write error: last msgid mismatch"
 
@@ -39,33 +42,20 @@ def server_urls(work_dir: Path) -> Iterator[list[str]]:
 @pytest.fixture(scope="module")
 async def clients(server_urls: list[str]) -> AsyncIterator[list[NatsClient]]:
     """One connection to each server, as three nodes have."""
-    async with AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(connected(url)) for url in server_urls]
+    async with connected(server_urls) as connections:
+        yield connections
 
 
-class TestReplicatedLog(LogContract):
-    @pytest.fixture
-    async def logs(
-        self, clients: list[NatsClient]
-    ) -> AsyncIterator[tuple[JetStreamLog, JetStreamLog]]:
-        async with log_handles(clients, replicas=3) as handles:
-            yield handles
+class TestReplicatedLog(JetStreamLogContract):
+    replicas = 3
 
 
-class TestOneReplicaLogOnACluster(LogContract):
-    @pytest.fixture
-    async def logs(
-        self, clients: list[NatsClient]
-    ) -> AsyncIterator[tuple[JetStreamLog, JetStreamLog]]:
-        async with log_handles(clients, replicas=1) as handles:
-            yield handles
+class TestOneReplicaLogOnACluster(JetStreamLogContract):
+    replicas = 1
 
 
-class TestReplicatedLease(LeaseContract):
-    @pytest.fixture
-    async def world(self, clients: list[NatsClient]) -> AsyncIterator[LeaseWorld]:
-        async with lease_world(clients, replicas=3, ttl=LEASE_TTL_S) as world:
-            yield world
+class TestReplicatedLease(JetStreamLeaseContract):
+    replicas = 3
 
 
 async def test_a_wrong_predecessor_id_stops_a_replicated_stream(
