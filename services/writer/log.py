@@ -46,10 +46,8 @@ class ReplicatedLog(Protocol):
 
     @property
     def checks_id_on_accept(self) -> bool:
-        """Whether `expected_last_id` is checked when the log accepts an entry, so a mismatch
-        is refused with FencedOut and the log goes on. Only then may a leader pipeline entries
-        fenced on their predecessor's id (a clustered stream checks it later, when it applies
-        the entry, and stops taking writes on a mismatch)."""
+        """Whether a wrong `expected_last_id` is refused on accept and the log goes on: only
+        then may a leader pipeline entries fenced on their predecessor's id."""
         ...
 
     async def append(
@@ -126,10 +124,8 @@ class JetStreamLog:
 
     @property
     def checks_id_on_accept(self) -> bool:
-        """A one-replica stream checks the id when it takes the entry (10070); a replicated
-        one only when it applies it, after the proposal, where a mismatch is a critical write
-        error that stops the stream. As of the stream's replica count last read (on open and
-        on every `last_sequence`)."""
+        """Only with one replica: a replicated stream checks the id when it applies the entry,
+        and a mismatch stops it. As of the replica count last read (open, `last_sequence`)."""
         return self._replicas == 1
 
     async def append(
