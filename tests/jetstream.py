@@ -16,6 +16,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from esdb.services.supervisor.nats_server import (
+    HOST,
     ServerSpec,
     free_port_block,
     nats_server_binary,
@@ -39,8 +40,8 @@ def _server_log(work_dir: Path, name: str) -> Path:
 @contextmanager
 def jetstream_servers(work_dir: Path, count: int) -> Iterator[list[str]]:
     """Run `count` nats-servers (routed to each other when more than one) with JetStream on
-    file storage, fsync before ack as in production, each logging to `<work_dir>/<name>.log`; yields
-    their client URLs."""
+    file storage, fsync before ack as in production, each logging to `<work_dir>/<name>.log`;
+    yields their client URLs."""
     port = free_port_block(count)
     route = free_port_block(count) if count > 1 else None
     specs = [
@@ -48,6 +49,9 @@ def jetstream_servers(work_dir: Path, count: int) -> Iterator[list[str]]:
             name=f"contract-{i}",
             port=port + i,
             cluster_port=None if route is None else route + i,
+            routes=()
+            if route is None
+            else tuple(f"{HOST}:{route + j}" for j in range(count) if j != i),
         )
         for i in range(count)
     ]
@@ -58,7 +62,6 @@ def jetstream_servers(work_dir: Path, count: int) -> Iterator[list[str]]:
                 spec,
                 work_dir=work_dir / spec.name,
                 durability="fsync",
-                peers=tuple(s for s in specs if s is not spec),
             )
             with open(_server_log(work_dir, spec.name), "ab") as log:
                 processes.append(
