@@ -35,20 +35,23 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     nc = await connect_service(settings, f"esdb-writer-{settings.node_id}")
     js = nc.jetstream(timeout=settings.timeout_ms / 1000)
 
-    async def open_log_and_lease() -> Lease:
-        await JetStreamLog.ensure(js, replicas=settings.replicas, durability=settings.durability)
+    async def open_log_and_lease() -> tuple[JetStreamLog, Lease]:
+        log_ = await JetStreamLog.open(
+            js, replicas=settings.replicas, durability=settings.durability
+        )
         # Lease calls time out well inside the TTL, so a cut-off leader notices in time.
         lease_js = nc.jetstream(timeout=settings.lease_ttl_s / 3)
-        return await Lease.open(
+        lease = await Lease.open(
             lease_js,
             settings.node_id,
             ttl=settings.lease_ttl_s,
             replicas=settings.replicas,
             durability=settings.durability,
         )
+        return log_, lease
 
     # A JetStream cluster needs a few seconds to elect its meta leader after a start.
-    lease = await retry_until_ready(open_log_and_lease, what="JetStream", timeout=120)
+    log_, lease = await retry_until_ready(open_log_and_lease, what="JetStream", timeout=120)
     try:
         await retry_until_ready(lambda: join_members(js, settings), what="the members", timeout=120)
     except NodeRemoved as e:
@@ -82,7 +85,7 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
             await nc.publish(applied_subject, str(sequence).encode())
 
         applier.on_applied = announce
-        node = WriterNode(settings, nc, JetStreamLog(js), applier, lease, keeper, telemetry)
+        node = WriterNode(settings, nc, log_, applier, lease, keeper, telemetry)
         telemetry.ready_when(node.not_ready)
         await node.run(stop)
     finally:

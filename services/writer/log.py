@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -15,6 +16,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
 
 from esdb.contracts.subjects import LOG_STREAM, LOG_SUBJECT
@@ -22,18 +24,31 @@ from esdb.contracts.subjects import LOG_STREAM, LOG_SUBJECT
 # JetStream's errors for a failed Nats-Expected-Last-Sequence / -Last-Msg-Id check.
 WRONG_LAST_SEQUENCE = 10071
 WRONG_LAST_MSG_ID = 10070
+# JetStream's error for an entry over the stream's maximum message size.
+ENTRY_EXCEEDS_MAXIMUM = 10054
 EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
 MSG_ID = "Nats-Msg-Id"
 MAX_ENTRY_BYTES = 8 << 20
+"""The largest log message, headers (under 1 KiB) included."""
 
 
 class FencedOut(Exception):
     """The log moved past the sequence this leader expected: another leader appended."""
 
 
+class EntryTooLarge(Exception):
+    """The entry is over `MAX_ENTRY_BYTES`; nothing was written."""
+
+
 class ReplicatedLog(Protocol):
     """An ordered, durable log whose sequence numbers are the log index."""
+
+    @property
+    def checks_id_on_accept(self) -> bool:
+        """Whether a wrong `expected_last_id` is refused on accept and the log goes on: only
+        then may a leader pipeline entries fenced on their predecessor's id."""
+        ...
 
     async def append(
         self,
@@ -44,7 +59,8 @@ class ReplicatedLog(Protocol):
         expected_last_id: str | None = None,
     ) -> int:
         """Append `entry` only if the log ends at `expected_last` (and, when given, with the
-        entry named `expected_last_id`); its sequence, or FencedOut. `entry_id` names it."""
+        entry named `expected_last_id`); its sequence, FencedOut, or EntryTooLarge. `entry_id`
+        names it."""
         ...
 
     async def last_sequence(self) -> int:
@@ -59,28 +75,58 @@ class ReplicatedLog(Protocol):
 class JetStreamLog:
     """The log as a JetStream stream; `Nats-Expected-Last-Sequence` fences stale leaders."""
 
-    def __init__(self, js: JetStreamContext, *, publish_timeout: float = 5.0) -> None:
+    def __init__(
+        self, js: JetStreamContext, stream: StreamInfo, *, publish_timeout: float = 5.0
+    ) -> None:
         self._js = js
         self._timeout = publish_timeout
+        self._stream = stream.config.name or LOG_STREAM
+        self._subject = (stream.config.subjects or [LOG_SUBJECT])[0]
+        self._learn(stream)
 
-    @staticmethod
-    async def ensure(js: JetStreamContext, *, replicas: int, durability: str) -> None:
-        """Create the log stream if it does not exist."""
-        config = StreamConfig(
-            name=LOG_STREAM,
-            subjects=[LOG_SUBJECT],
-            storage=StorageType.MEMORY if durability == "memory" else StorageType.FILE,
-            num_replicas=replicas,
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.NEW,
-            max_msg_size=MAX_ENTRY_BYTES,
-            allow_direct=True,
-            duplicate_window=0,
-        )
+    @classmethod
+    async def open(
+        cls,
+        js: JetStreamContext,
+        *,
+        replicas: int,
+        durability: str,
+        stream: str = LOG_STREAM,
+        subject: str = LOG_SUBJECT,
+    ) -> JetStreamLog:
+        """Create the log stream if it does not exist and bind to it as it is."""
         try:
-            await js.stream_info(LOG_STREAM)
+            info = await js.stream_info(stream)
         except nats.js.errors.NotFoundError:
-            await js.add_stream(config)
+            info = await js.add_stream(
+                StreamConfig(
+                    name=stream,
+                    subjects=[subject],
+                    storage=StorageType.MEMORY if durability == "memory" else StorageType.FILE,
+                    num_replicas=replicas,
+                    retention=RetentionPolicy.LIMITS,
+                    discard=DiscardPolicy.NEW,
+                    max_msg_size=MAX_ENTRY_BYTES,
+                    allow_direct=True,
+                    duplicate_window=0,
+                )
+            )
+        return cls(js, info)
+
+    @property
+    def stream(self) -> str:
+        """The name of the log's stream."""
+        return self._stream
+
+    def _learn(self, info: StreamInfo) -> None:
+        # The stream may have been created (or rescaled) with another count than asked for.
+        self._replicas = info.config.num_replicas or 1
+
+    @property
+    def checks_id_on_accept(self) -> bool:
+        """Only with one replica: a replicated stream checks the id when it applies the entry,
+        and a mismatch stops it. As of the replica count last read (open, `last_sequence`)."""
+        return self._replicas == 1
 
     async def append(
         self,
@@ -90,6 +136,7 @@ class JetStreamLog:
         entry_id: str | None = None,
         expected_last_id: str | None = None,
     ) -> int:
+        """Publish `entry` with the fence headers; its sequence, FencedOut, or EntryTooLarge."""
         headers = {EXPECTED_LAST_SEQUENCE: str(expected_last)}
         if entry_id is not None:
             headers[MSG_ID] = entry_id
@@ -97,22 +144,33 @@ class JetStreamLog:
             headers[EXPECTED_LAST_MSG_ID] = expected_last_id
         try:
             ack = await self._js.publish(
-                LOG_SUBJECT, entry, timeout=self._timeout, stream=LOG_STREAM, headers=headers
+                self._subject,
+                entry,
+                timeout=self._timeout,
+                stream=self._stream,
+                headers=headers,
             )
+        except nats.errors.MaxPayloadError as e:
+            raise EntryTooLarge(f"entry of {len(entry)} bytes is over the server's limit") from e
         except nats.js.errors.APIError as e:
             if e.err_code in (WRONG_LAST_SEQUENCE, WRONG_LAST_MSG_ID):
                 raise FencedOut(f"log is past {expected_last} or ends with another entry") from e
+            if e.err_code == ENTRY_EXCEEDS_MAXIMUM:
+                raise EntryTooLarge(f"entry of {len(entry)} bytes is over the limit") from e
             raise
         return int(ack.seq)
 
     async def last_sequence(self) -> int:
-        info = await self._js.stream_info(LOG_STREAM)
+        """The stream's last sequence (0 when empty)."""
+        info = await self._js.stream_info(self._stream)
+        self._learn(info)
         return int(info.state.last_seq)
 
     async def entries(self, after: int) -> AsyncIterator[tuple[int, bytes]]:
+        """Every entry after `after` through an ordered consumer, then new ones as they come."""
         sub = await self._js.subscribe(
-            LOG_SUBJECT,
-            stream=LOG_STREAM,
+            self._subject,
+            stream=self._stream,
             ordered_consumer=True,
             config=ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
@@ -126,7 +184,10 @@ class JetStreamLog:
 
 
 class MemoryLog:
-    """A log in a list, with the same fence, for unit tests of the core."""
+    """A log in a list, with the same fences, for unit tests of the core."""
+
+    checks_id_on_accept = True
+    """Like a one-server stream: a wrong `expected_last_id` is refused at once."""
 
     def __init__(self) -> None:
         self._entries: list[bytes] = []
@@ -141,6 +202,9 @@ class MemoryLog:
         entry_id: str | None = None,
         expected_last_id: str | None = None,
     ) -> int:
+        """Append `entry` if the fences hold; its sequence, FencedOut, or EntryTooLarge."""
+        if len(entry) > MAX_ENTRY_BYTES:
+            raise EntryTooLarge(f"entry of {len(entry)} bytes is over {MAX_ENTRY_BYTES}")
         if expected_last != len(self._entries):
             raise FencedOut(f"log is at {len(self._entries)}, not {expected_last}")
         if expected_last_id is not None and (not self._ids or self._ids[-1] != expected_last_id):
@@ -152,9 +216,11 @@ class MemoryLog:
         return len(self._entries)
 
     async def last_sequence(self) -> int:
+        """How many entries the list holds."""
         return len(self._entries)
 
     async def entries(self, after: int) -> AsyncIterator[tuple[int, bytes]]:
+        """Every entry after `after`, then new ones as they are appended."""
         sequence = after
         while True:
             async with self._grew:

@@ -265,13 +265,12 @@ class WriterNode:
                 self._applier,
                 node_id=self._settings.node_id,
                 max_batch_events=self._settings.max_batch_events,
-                # Pipelining needs the Nats-Expected-Last-Msg-Id fence. A clustered stream checks
-                # that id only when it applies the entry, and a mismatch there is a "critical
-                # write error" after which the stream took no more writes (a CI run of the
-                # frozen-leader persistent test wedged 60 s). So a cluster sends one entry at a
-                # time, fenced by sequence alone, which is sound when each entry is planned on an
-                # acknowledged prefix; a single server checks the id at once (10070).
-                max_in_flight=PIPELINE_DEPTH if self._settings.replicas == 1 else 1,
+                # Pipelining needs the Nats-Expected-Last-Msg-Id fence checked when the log
+                # accepts an entry. A replicated stream checks it only when it applies the entry,
+                # and a mismatch there stops the stream (tests/system/test_writer_ports_cluster.py)
+                # so such a log gets one entry at a time, fenced by sequence alone, which is sound
+                # when each entry is planned on an acknowledged prefix.
+                max_in_flight=PIPELINE_DEPTH if self._log.checks_id_on_accept else 1,
                 tracer=self._tracer,
                 metrics=self._metrics,
             )
