@@ -71,19 +71,19 @@ class ClusterAdmin:
     async def step_down(self, data: bytes, codec: Codec) -> bytes:
         """Have the leader hand over to a caught-up follower; answers who leads now."""
         request = decode_request(data, StepDownRequest, codec)
+        return encode(await self._hand_over(self._timeout(request.timeout_ms)), codec)
+
+    async def _hand_over(self, timeout: float) -> SteppedDown:
         leader = next((n.node_id for n in await self._nodes() if n.role == "leader"), None)
         if leader is None:
             raise Unavailable("no writer leads now; nothing to step down")
         try:
-            reply = await self._nc.request(
-                writer_step_down_subject(leader), b"", timeout=self._timeout(request.timeout_ms)
-            )
+            reply = await self._nc.request(writer_step_down_subject(leader), b"", timeout=timeout)
         except nats.errors.NoRespondersError as e:
             raise Unavailable(f"the leader {leader} did not answer; retry") from e
         except nats.errors.TimeoutError as e:
             raise Timeout(f"the leader {leader} did not hand over in time") from e
-        answer = json.loads(reply.data)
-        return encode(SteppedDown(previous=leader, leader=answer.get("leader")), codec)
+        return SteppedDown(previous=leader, leader=json.loads(reply.data).get("leader"))
 
     async def replicas(self, data: bytes, codec: Codec) -> bytes:
         """Set the replica count of every stream that holds the cluster's state."""
@@ -95,6 +95,7 @@ class ClusterAdmin:
                 field="replicas",
             )
         changed = []
+        pipelining_changes = False
         for name in ESDB_STREAMS:
             try:
                 info = await self._js.stream_info(name)
@@ -111,6 +112,12 @@ class ClusterAdmin:
                     f"{e.description} (a replica count needs as many servers)"
                 ) from e
             changed.append(name)
+            if name == LOG_STREAM and 1 in (info.config.num_replicas, request.replicas):
+                pipelining_changes = True
+        if pipelining_changes:
+            # The leader decides whether to pipeline from the log's replica count when it
+            # starts leading (writer/DESIGN.md): a new leadership reads the new count.
+            await self._hand_over(self._timeout(request.timeout_ms))
         return encode(ReplicasSet(replicas=request.replicas, streams=changed), codec)
 
     async def remove(self, data: bytes, codec: Codec) -> bytes:
