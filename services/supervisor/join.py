@@ -38,19 +38,16 @@ def _addresses(host: str, port: int) -> list[str]:
     return found
 
 
-def route_addresses(
-    join: tuple[str, ...], default_port: int, own: tuple[str, int] | None = None
-) -> tuple[str, ...]:
-    """The `host:port` route of every member `join` names, resolved, without this node's own
-    (`own`: its listen address and route port); any one reachable member is enough, route
-    gossip finds the rest."""
+def route_addresses(join: tuple[str, ...], default_port: int) -> tuple[str, ...]:
+    """The `host:port` route of every member `join` names, resolved; any one reachable member
+    is enough, route gossip finds the rest. This node's own address may be among them:
+    nats-server ignores a route to itself, and a clustered JetStream will not start without a
+    route, even on the first node of a cluster that waits for the others."""
     routes: list[str] = []
     for member in join:
         host, port = split_member(member, default_port)
         for address in _addresses(host, port):
             route = f"{address}:{port}"
-            if own is not None and (address.strip("[]"), port) == own:
-                continue
             if route not in routes:
                 routes.append(route)
     return tuple(routes)

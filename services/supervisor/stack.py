@@ -306,9 +306,7 @@ class Stack:
                 cluster_port=options.cluster_port,
                 host=options.host,
                 tls=tls,
-                routes=route_addresses(
-                    options.join, options.cluster_port, own=(options.host, options.cluster_port)
-                ),
+                routes=route_addresses(options.join, options.cluster_port),
             )
             specs: tuple[ServerSpec, ...] = (spec,)
         else:

@@ -225,3 +225,34 @@ async def test_a_planned_step_down_hands_over_to_a_follower(hosts: HostCluster, 
     assert answers[0]["leader"] not in (None, before)
     print(f"step-down: longest gap between acks {load.longest_gap(started):.3f} s")
     await verify(api, hosts, load, FIRST)
+
+
+async def test_one_machine_grows_into_a_three_node_cluster(
+    network: PrivateNetwork, tmp_path: Path
+) -> None:
+    """A cluster started with one replica (its first node waits for a second server: a
+    JetStream cluster does not elect a meta leader alone) goes to three replicas while it
+    serves: the leader hands over, since whether it pipelines depends on the count."""
+    hosts = HostCluster(network, tmp_path)
+    try:
+        first = hosts.spawn(1, (1,), "--replicas", "1")
+        await asyncio.to_thread(hosts.start, 2, (1,), "--replicas", "1")
+        await asyncio.to_thread(first.wait_ready, "node1")
+        api = await connect_api(hosts.url(1, 2, 3))
+        try:
+
+            async def grow() -> None:
+                await asyncio.to_thread(hosts.start, 3, (1,))
+                answer = await api.ok("cluster_replicas", {"replicas": 3}, store="_sys")
+                assert "ESDB_LOG" in answer["streams"]
+
+            load = await under_load(api, grow)
+
+            log = (await cluster_status(api))["log"]
+            servers = [log["leader"], *(r["name"] for r in log["replicas"])]
+            assert sorted(servers) == ["esdb-node1", "esdb-node2", "esdb-node3"]
+            await verify(api, hosts, load, FIRST)
+        finally:
+            await api.nc.close()
+    finally:
+        hosts.stop_all()

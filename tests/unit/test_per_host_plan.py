@@ -35,12 +35,10 @@ def test_a_member_is_an_address_with_an_optional_route_port() -> None:
     assert split_member("[fd00::1]", 6222) == ("fd00::1", 6222)
 
 
-def test_routes_leave_out_this_node_and_repeats() -> None:
-    routes = route_addresses(
-        ("10.0.0.1", "10.0.0.2", "10.0.0.1:6222", "10.0.0.3:7000"), 6222, own=("10.0.0.2", 6222)
-    )
+def test_routes_name_each_member_once() -> None:
+    routes = route_addresses(("10.0.0.1", "10.0.0.2", "10.0.0.1:6222", "10.0.0.3:7000"), 6222)
 
-    assert routes == ("10.0.0.1:6222", "10.0.0.3:7000")
+    assert routes == ("10.0.0.1:6222", "10.0.0.2:6222", "10.0.0.3:7000")
 
 
 def test_a_dns_name_stands_for_every_address_it_resolves_to() -> None:
@@ -65,12 +63,16 @@ def test_one_node_with_its_own_server_routed_to_the_members(tmp_path: Path) -> N
         4222,
         6222,
     )
-    assert spec.routes == ("10.0.0.1:6222", "10.0.0.3:7000")
+    assert spec.routes == ("10.0.0.1:6222", "10.0.0.2:6222", "10.0.0.3:7000")
     assert stack.url == "nats://10.0.0.2:4222"
-    assert member_urls(spec) == ("nats://10.0.0.1:4222", "nats://10.0.0.3:4222")
+    assert member_urls(spec) == (
+        "nats://10.0.0.1:4222",
+        "nats://10.0.0.2:4222",
+        "nats://10.0.0.3:4222",
+    )
     config = server_config(spec, store_dir=tmp_path / "js", durability="fsync")
     assert "  advertise: 10.0.0.2:6222\n" in config
-    assert "routes: [nats-route://10.0.0.1:6222, nats-route://10.0.0.3:7000]" in config
+    assert "nats-route://10.0.0.1:6222, nats-route://10.0.0.2:6222, " in config
     names = sorted(child.name for child in stack.services)
     assert names == sorted(
         [f"{s}-node2" for s in ("writer", "reader", "emitter", "subscription", "snapshot")]
