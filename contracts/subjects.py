@@ -58,6 +58,10 @@ def writer_step_down_subject(node_id: str) -> str:
     return f"{INTERNAL_PREFIX}.writer.{node_id}.step_down"
 
 
+HANDOVER_WAIT_S = 5.0
+"""A writer answers a step-down once another node holds the lease, or after this long."""
+
+
 WRITER_HANDOVER = f"{INTERNAL_PREFIX}.writer.handover"
 """A leader stepping down announces here the log sequence it applied last: followers that
 have applied it try for the lease at once."""

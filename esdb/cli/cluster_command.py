@@ -37,31 +37,26 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
     remove.set_defaults(run=_remove)
 
 
+def _show(result: object, args: argparse.Namespace, text: str) -> int:
+    print(json_line(result) if args.json else text)
+    return 0
+
+
 async def _step_down(client: Client, args: argparse.Namespace) -> int:
     result = await client.step_down()
-    if args.json:
-        print(json_line(result))
-    else:
-        print(f"{result.previous} stepped down; leader now {result.leader or 'not yet elected'}")
-    return 0
+    now = result.leader or "not yet elected"
+    return _show(result, args, f"{result.previous} stepped down; leader now {now}")
 
 
 async def _replicas(client: Client, args: argparse.Namespace) -> int:
     result = await client.set_replicas(args.replicas)
-    if args.json:
-        print(json_line(result))
-    else:
-        changed = ", ".join(result.streams) or "nothing to change"
-        print(f"replicas {result.replicas}: {changed}")
-    return 0
+    changed = ", ".join(result.streams) or "nothing to change"
+    return _show(result, args, f"replicas {result.replicas}: {changed}")
 
 
 async def _remove(client: Client, args: argparse.Namespace) -> int:
     result = await client.remove_node(args.node)
-    if args.json:
-        print(json_line(result))
-    else:
-        moved = ", ".join(result.streams) or "no stream had a replica there"
-        server = "left" if result.server_removed else "was not removed from"
-        print(f"{result.node} removed; replicas moved: {moved}; its server {server} JetStream")
-    return 0
+    moved = ", ".join(result.streams) or "no stream had a replica there"
+    server = "left" if result.server_removed else "was not removed from"
+    text = f"{result.node} removed; replicas moved: {moved}; its server {server} JetStream"
+    return _show(result, args, text)

@@ -26,6 +26,7 @@ from esdb.contracts.api import (
 )
 from esdb.contracts.errors import InvalidRequest, NotFound, Timeout, Unavailable
 from esdb.contracts.subjects import (
+    HANDOVER_WAIT_S,
     IMAGE_BUCKET,
     LEASE_BUCKET,
     LOG_STREAM,
@@ -70,20 +71,26 @@ class ClusterAdmin:
 
     async def step_down(self, data: bytes, codec: Codec) -> bytes:
         """Have the leader hand over to a caught-up follower; answers who leads now."""
-        request = decode_request(data, StepDownRequest, codec)
-        return encode(await self._hand_over(self._timeout(request.timeout_ms)), codec)
+        decode_request(data, StepDownRequest, codec)
+        return encode(await self._hand_over(), codec)
 
-    async def _hand_over(self, timeout: float) -> SteppedDown:
+    async def _hand_over(self) -> SteppedDown:
         leader = next((n.node_id for n in await self._nodes() if n.role == "leader"), None)
         if leader is None:
             raise Unavailable("no writer leads now; nothing to step down")
         try:
-            reply = await self._nc.request(writer_step_down_subject(leader), b"", timeout=timeout)
+            # The writer answers within HANDOVER_WAIT_S whatever happens; this waits longer.
+            reply = await self._nc.request(
+                writer_step_down_subject(leader), b"", timeout=HANDOVER_WAIT_S + 2
+            )
         except nats.errors.NoRespondersError as e:
             raise Unavailable(f"the leader {leader} did not answer; retry") from e
         except nats.errors.TimeoutError as e:
             raise Timeout(f"the leader {leader} did not hand over in time") from e
-        return SteppedDown(previous=leader, leader=json.loads(reply.data).get("leader"))
+        answer = json.loads(reply.data)
+        if not answer.get("stepped_down"):
+            raise Unavailable(f"{leader} leads and no other node is up to take over")
+        return SteppedDown(previous=leader, leader=answer.get("leader"))
 
     async def replicas(self, data: bytes, codec: Codec) -> bytes:
         """Set the replica count of every stream that holds the cluster's state."""
@@ -117,7 +124,10 @@ class ClusterAdmin:
         if pipelining_changes:
             # The leader decides whether to pipeline from the log's replica count when it
             # starts leading (writer/DESIGN.md): a new leadership reads the new count.
-            await self._hand_over(self._timeout(request.timeout_ms))
+            try:
+                await self._hand_over()
+            except (Timeout, Unavailable) as e:
+                log.warning("the replica count changed, but the leader did not hand over: %s", e)
         return encode(ReplicasSet(replicas=request.replicas, streams=changed), codec)
 
     async def remove(self, data: bytes, codec: Codec) -> bytes:

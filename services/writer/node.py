@@ -26,6 +26,7 @@ from esdb.contracts.commands import (
 from esdb.contracts.errors import InvalidRequest, Unavailable
 from esdb.contracts.log import CreateStoreOp
 from esdb.contracts.subjects import (
+    HANDOVER_WAIT_S,
     NODE_STATUS,
     WRITE_OPERATIONS,
     WRITER_COMMANDS,
@@ -58,8 +59,6 @@ READY_LAG_ENTRIES = 1000
 """A follower further behind the log than this is not ready (`/readyz`): it is catching up."""
 HOLD_OFF_LEASE_TTLS = 3
 """After handing over, a node leaves the lease to the others for this many lease TTLs."""
-HANDOVER_WAIT_S = 5.0
-"""How long a step-down waits to see another node take the lease before it answers."""
 
 _batch_decoder = msgspec.msgpack.Decoder(WriteBatch)
 _ops_decoder = msgspec.msgpack.Decoder(OpsCommand)
@@ -356,7 +355,12 @@ class WriterNode:
     async def _on_step_down(self, msg: Msg) -> None:
         """`esdb cluster step-down` (or a planned stop of this node): if this writer leads,
         finish the entry in flight, hand over, and answer with the new leader."""
-        was_leader = self.role == "leader"
+        node = self._settings.node_id
+        others = [
+            peer for peer, up in self._monitor.membership.view().items() if up and peer != node
+        ]
+        # Alone, a step-down would only stop writes until this node took the lease back.
+        was_leader = self.role == "leader" and bool(others)
         if was_leader:
             self._handover.set()
         loop = asyncio.get_running_loop()
@@ -365,10 +369,10 @@ class WriterNode:
         while loop.time() < deadline:
             with contextlib.suppress(nats.errors.Error):
                 holder = await self._lease.holder()
-            if not was_leader or (holder not in (None, self._settings.node_id)):
+            if not was_leader or (holder not in (None, node)):
                 break
             await asyncio.sleep(0.02)
-        reply = {"node": self._settings.node_id, "stepped_down": was_leader, "leader": holder}
+        reply = {"node": node, "stepped_down": was_leader, "leader": holder}
         await msg.respond(msgspec.json.encode(reply))
 
     async def _ensure_default_store(self, sequencer: Sequencer) -> None:

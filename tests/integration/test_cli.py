@@ -332,3 +332,24 @@ async def test_up_on_a_nats_url_without_jetstream_or_unreachable_fails_at_once(
     done = esdb(stack, "up", "--data-dir", str(tmp_path / "b"), "--nats-url", dead)
     assert done.returncode != 0
     assert f"cannot connect to {dead}" in done.stderr
+
+
+def test_cluster_commands_say_why_a_single_node_cannot_do_them(stack: Stack) -> None:
+    step_down = esdb(stack, "cluster", "step-down")
+    assert step_down.returncode == 1
+    assert "no other node is up to take over" in step_down.stderr
+    more = esdb(stack, "cluster", "replicas", "3")
+    assert more.returncode == 1
+    assert "error: unavailable: JetStream refused 3 replicas" in more.stderr
+    assert "nothing to change" in ok(stack, "cluster", "replicas", "1")
+    even = esdb(stack, "cluster", "replicas", "2")
+    assert even.returncode == 1
+    assert "error: invalid_request: replicas must be one of 1, 3, 5" in even.stderr
+    unknown = esdb(stack, "cluster", "remove", "node9")
+    assert unknown.returncode == 1
+    assert "error: not_found: the cluster has no member 'node9'" in unknown.stderr
+    itself = esdb(stack, "cluster", "remove", "node1")
+    assert itself.returncode == 1
+    assert "node 'node1' is running" in itself.stderr
+    # The node still serves writes after all of that.
+    ok(stack, "append", _name("after-"), "Happened", "{}")
