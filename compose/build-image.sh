@@ -53,3 +53,6 @@ mv "$WHEELS"/deps/esdb-*.whl "$WHEELS/esdb/"
 
 log "building $IMAGE"
 podman build --quiet --layers --tag "$IMAGE" --file "$COMPOSE_DIR/Containerfile" "$COMPOSE_DIR"
+# Each change of the sources leaves the previous build's untagged layers behind (~60 MB): keep
+# a day's worth as cache, drop the rest.
+podman image prune --force --filter label=io.esdb.build=compose --filter until=24h >/dev/null

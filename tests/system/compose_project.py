@@ -12,6 +12,7 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "compose"
@@ -116,14 +117,27 @@ class ComposeProject:
         """SIGKILL the service's container (every process in it), as a host crash would."""
         run(["podman", "kill", self.container(service)])
 
+    def stop(self, service: str) -> None:
+        """Stop the service as compose does: SIGTERM, then SIGKILL after its
+        `stop_grace_period`."""
+        self.compose("stop", service)
+
     def start(self, service: str) -> None:
         """Start the service's stopped container again, with its volume as it was."""
         run(["podman", "start", self.container(service)])
 
     def running(self, service: str) -> bool:
         """Whether the service's container is running."""
+        return bool(self._state(service)["Running"])
+
+    def exit_code(self, service: str) -> int:
+        """How the service's container last exited (137: SIGKILL)."""
+        return int(self._state(service)["ExitCode"])
+
+    def _state(self, service: str) -> dict[str, Any]:
         result = run(["podman", "inspect", "--format", "{{json .State}}", self.container(service)])
-        return bool(json.loads(result.stdout)["Running"])
+        state: dict[str, Any] = json.loads(result.stdout)
+        return state
 
     def health(self, service: str) -> tuple[bool, str]:
         """Run the service's compose health check now: whether it passed, and what podman said.

@@ -1,7 +1,7 @@
 """compose/docker-compose.yml run for real with podman-compose: three containers, one esdb node
 each, take appends under expected-version load; the writer leader's container is killed and
-started again while appends go on, and every acknowledged event is stored exactly once, on every
-node."""
+started again, then the next leader's is stopped and started again, while appends go on; every
+acknowledged event is stored exactly once, on every node."""
 
 from __future__ import annotations
 
@@ -151,30 +151,46 @@ async def test_a_killed_node_loses_no_acknowledged_event(project: ComposeProject
     history = History()
     timings: dict[str, float] = {}
 
-    async def outage() -> None:
+    async def leader_other_than(node: int) -> None:
+        async def elsewhere() -> bool:
+            leader = (await cluster_status(api)).get("leader")
+            return leader is not None and leader != f"node{node}"
+
+        await wait_until(elsewhere, timeout=FAILOVER_TIMEOUT_S, what=f"a leader other than {node}")
+
+    async def outages() -> None:
         await acked_more(history, APPENDS_PER_PHASE, "before the kill")
+
+        # A crash: SIGKILL to every process of the leader's node, nats-server included.
         victim = await leader_index(api)
         await asyncio.to_thread(project.kill, service(victim))
         timings["killed"] = time.monotonic()
         assert not await asyncio.to_thread(project.running, service(victim))
-
-        async def new_leader() -> bool:
-            leader = (await cluster_status(api)).get("leader")
-            return leader is not None and leader != f"node{victim}"
-
-        await wait_until(new_leader, timeout=FAILOVER_TIMEOUT_S, what="a new writer leader")
+        await leader_other_than(victim)
         timings["new_leader"] = time.monotonic()
-        await acked_more(history, APPENDS_PER_PHASE, f"with node{victim} down")
+        await acked_more(history, APPENDS_PER_PHASE, f"with node{victim} killed")
         assert not await asyncio.to_thread(project.running, service(victim))
-
         await asyncio.to_thread(project.start, service(victim))
         timings["started"] = time.monotonic()
         await wait_healthy(project, (victim,))
         timings["healthy"] = time.monotonic()
         await acked_more(history, APPENDS_PER_PHASE, f"after node{victim} came back")
 
+        # A planned stop: SIGTERM through the init; the leader hands over and exits cleanly
+        # within the stop grace period.
+        leader = await leader_index(api)
+        stopping = time.monotonic()
+        await asyncio.to_thread(project.stop, service(leader))
+        timings["stop"] = time.monotonic() - stopping
+        assert await asyncio.to_thread(project.exit_code, service(leader)) == 0
+        await leader_other_than(leader)
+        await acked_more(history, APPENDS_PER_PHASE, f"with node{leader} stopped")
+        await asyncio.to_thread(project.start, service(leader))
+        await wait_healthy(project, (leader,))
+        await acked_more(history, APPENDS_PER_PHASE, f"after node{leader} came back")
+
     try:
-        await append_while(api, history, outage)
+        await append_while(api, history, outages)
         await wait_converged(api, NODES, timeout=120)
         events = await verify(api, history)
         replicas = {n: events_in(path / "default") for n, path in volume_dirs(project).items()}
@@ -184,5 +200,6 @@ async def test_a_killed_node_loses_no_acknowledged_event(project: ComposeProject
     print(
         f"{len(history.acked)} appends ({len(events)} events, {history.retries} retried); "
         f"new leader {timings['new_leader'] - timings['killed']:.1f} s after the kill; "
-        f"the killed node healthy {timings['healthy'] - timings['started']:.1f} s after start"
+        f"the killed node healthy {timings['healthy'] - timings['started']:.1f} s after start; "
+        f"the leader's planned stop took {timings['stop']:.1f} s"
     )
