@@ -110,6 +110,13 @@ class ServerSpec:
         return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
 
     @property
+    def public_url(self) -> str:
+        """The client URL to tell people: this machine's host name for `0.0.0.0`."""
+        if self.host not in ANY_ADDRESS:
+            return self.url
+        return f"{'tls' if self.tls else 'nats'}://{socket.gethostname()}:{self.port}"
+
+    @property
     def local_url(self) -> str:
         """The client URL a process on this host connects to (loopback for `0.0.0.0`)."""
         host = HOST if self.host in ANY_ADDRESS else self.host

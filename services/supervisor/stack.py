@@ -261,7 +261,7 @@ class Stack:
         self.nodes = self._plan_nodes()
         self.specs = tuple(plan.spec for plan in self.nodes if plan.spec is not None)
         self.servers = [plan.server for plan in self.nodes if plan.server is not None]
-        self.url = ",".join(plan.spec.url if plan.spec else plan.url for plan in self.nodes)
+        self.url = ",".join(plan.spec.public_url if plan.spec else plan.url for plan in self.nodes)
         """The public URL (no credentials)."""
         self.service_credentials = ""
         if options.auth:
@@ -496,7 +496,7 @@ class Stack:
         """Wait for the stack to be ready; False if `stop` or a refusal came first."""
         healthy = asyncio.create_task(
             wait_ready(
-                self._service_url(self.url),
+                self._service_url(",".join(plan.url for plan in self.nodes)),
                 tuple(plan.node_id for plan in self.nodes),
                 timeout=None if self.options.per_host else READY_TIMEOUT_S,
                 tls_ca_file=self.tls_ca_file,

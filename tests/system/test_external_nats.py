@@ -9,6 +9,8 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nats
+import nats.errors
 import pytest
 
 from esdb.services.supervisor.nats_server import (
@@ -18,7 +20,7 @@ from esdb.services.supervisor.nats_server import (
     wait_for_port,
     write_server_config,
 )
-from tests.stack import Api, Stack, connect_api, spawn_stack
+from tests.stack import Api, Stack, connect_api, spawn_stack, wait_until
 from tests.system.cluster import cluster_status
 
 NODES = (1, 2, 3)
@@ -42,12 +44,31 @@ def servers(tmp_path: Path) -> Iterator[list[str]]:
             process.wait()
 
 
+async def _jetstream_answers(servers: list[str]) -> None:
+    """Wait until the operator's cluster has elected its JetStream meta leader: a cluster
+    one runs oneself is up before esdb starts on it (slow on a loaded machine)."""
+    nc = await nats.connect(servers)
+
+    async def answers() -> bool:
+        try:
+            await nc.jetstream(timeout=2).account_info()
+        except (nats.errors.Error, TimeoutError):
+            return False
+        return True
+
+    try:
+        await wait_until(answers, timeout=120, what="JetStream on the operator's cluster")
+    finally:
+        await nc.close()
+
+
 @pytest.fixture
 async def nodes(servers: list[str], tmp_path: Path) -> AsyncIterator[dict[int, Stack]]:
     """node1-3, each `esdb up --nats-url` on its own server."""
     for url in servers:
         port = int(url.rsplit(":", 1)[1])
         await wait_for_port(port)
+    await _jetstream_answers(servers)
     running: dict[int, Stack] = {}
     try:
         for i in NODES:

@@ -4,6 +4,7 @@ same per-node code as `--nodes N`; and where its flags come from."""
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,7 @@ def test_a_node_listening_everywhere_connects_its_services_over_loopback(tmp_pat
     stack = Stack(_per_host(tmp_path, host="0.0.0.0", join=("esdb-node1",)))
 
     assert stack.nodes[0].url == "nats://127.0.0.1:4222"
+    assert stack.url == f"nats://{socket.gethostname()}:4222"
     config = server_config(stack.specs[0], store_dir=tmp_path / "js", durability="fsync")
     assert "advertise" not in config
     assert "listen: 0.0.0.0:6222" in config
