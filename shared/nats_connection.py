@@ -125,9 +125,14 @@ async def retry_until_ready(
 
 
 async def gather_replies(
-    nc: NatsClient, subject: str, payload: bytes, window: float
+    nc: NatsClient,
+    subject: str,
+    payload: bytes,
+    window: float,
+    until: Callable[[bytes], bool] | None = None,
 ) -> list[bytes]:
-    """Publish a request that many may answer and collect every answer for `window` seconds."""
+    """Publish a request that many may answer and collect every answer for `window` seconds,
+    or until an answer satisfies `until`."""
     inbox = nc.new_inbox()
     replies: asyncio.Queue[Msg] = asyncio.Queue()
 
@@ -147,6 +152,8 @@ async def gather_replies(
                 break
             if msg.data:  # an empty message is the server's "no responders" status
                 found.append(bytes(msg.data))
+                if until is not None and until(found[-1]):
+                    break
         return found
     finally:
         await sub.unsubscribe()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -11,6 +13,8 @@ from esdb.contracts.errors import Timeout, Unavailable, error_from_body
 from esdb.contracts.log import LogOp
 from esdb.contracts.subjects import WRITER_OPS
 
+LogOps = Callable[[list[LogOp]], Awaitable[None]]
+"""Logs ops in one entry through the writer leader; raises `EsdbError`."""
 _encoder = msgspec.msgpack.Encoder()
 _outcome = msgspec.msgpack.Decoder(WriteOutcome)
 

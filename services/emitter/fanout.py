@@ -12,7 +12,6 @@ import msgspec
 from esdb.contracts.topics import EVENT_ID_HEADER, POSITION_HEADER, event_subject
 from esdb.shared.storage.port import StoreReader
 from esdb.shared.storage.records import EventRecord
-from esdb.shared.wakeup import Wakeup
 from esdb.shared.wire import Codec, event_out
 
 Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
@@ -35,7 +34,8 @@ def fanout_message(store: str, record: EventRecord) -> tuple[str, bytes, dict[st
 
 
 class StoreFanout:
-    """Publishes one store's events from `after` on, checkpointing what NATS has accepted."""
+    """Publishes one store's events from `after` on, checkpointing what NATS has accepted;
+    `wakeup` returns the event the next applied log entry sets."""
 
     def __init__(
         self,
@@ -46,7 +46,7 @@ class StoreFanout:
         checkpoint: Checkpoint,
         *,
         after: int,
-        wakeup: Wakeup,
+        wakeup: Callable[[], asyncio.Event],
     ) -> None:
         self._store = store
         self._reader = reader
@@ -62,7 +62,7 @@ class StoreFanout:
         last_checkpoint = time.monotonic()
         try:
             while True:
-                ticket = self._wakeup.ticket()  # before reading, so no notice is missed
+                ticket = self._wakeup()  # before reading, so no notice is missed
                 emitted = await self.emit_available()
                 now = time.monotonic()
                 if (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,10 @@ def registered_stores(system: StoreReader) -> list[str]:
     """Names of the stores a system store has registered."""
     found = system.list_streams(_STORE_PREFIX, 1 << 30)
     return [name[len(_STORE_PREFIX) :] for name, _ in found if name.startswith(_STORE_PREFIX)]
+
+
+OpenSystem = Callable[[], AbstractContextManager[StoreReader | None]]
+"""A node's system store, read-only, for the span of a `with` (None before it exists)."""
 
 
 @contextmanager

@@ -30,25 +30,56 @@ async def api(stack: Stack) -> AsyncIterator[Api]:
     await client.nc.close()
 
 
+class NatsServer:
+    """A nats-server of a test's own, on a port it picks and reports itself (a port chosen
+    here and bound later could be taken in between, and the test would talk to someone else's
+    server); `jetstream` keeps its store in `work`, so a restart finds its streams again."""
+
+    def __init__(self, work: Path, *, jetstream: bool = False) -> None:
+        self._work = work
+        self._jetstream = jetstream
+        self._process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        """Start (again, on the port it had, if it ran before); its URL."""
+        port = self.url.rsplit(":", 1)[1] if self.url else "-1"
+        args = [nats_server_binary(), "-a", "127.0.0.1", "-p", port]
+        args += ["--ports_file_dir", str(self._work)]
+        if self._jetstream:
+            args += ["-js", "-sd", str(self._work / "jetstream")]
+        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = await _reported_url(self._process, self._work)
+        await wait_for_port(int(self.url.rsplit(":", 1)[1]))
+        return self.url
+
+    def kill(self) -> None:
+        """Kill the server at once, as a crash would."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
 @pytest.fixture
 async def plain_nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """A bare nats-server of its own (no JetStream, no esdb, no mappings).
-
-    The server picks its own port and reports it in a ports file: a port chosen here and
-    bound later could be taken in between, and the test would talk to someone else's server."""
-    ports_dir = tmp_path_factory.mktemp("plain-nats")
-    server = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", str(ports_dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """A bare nats-server of its own (no JetStream, no esdb, no mappings)."""
+    server = NatsServer(tmp_path_factory.mktemp("plain-nats"))
     try:
-        url = await _reported_url(server, ports_dir)
-        await wait_for_port(int(url.rsplit(":", 1)[1]))
-        yield url
+        yield await server.start()
     finally:
         server.kill()
-        server.wait()
+
+
+@pytest.fixture
+async def jetstream_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsServer]:
+    """A nats-server of its own with JetStream (and no esdb), which a test may restart."""
+    server = NatsServer(tmp_path_factory.mktemp("jetstream-nats"), jetstream=True)
+    try:
+        await server.start()
+        yield server
+    finally:
+        server.kill()
 
 
 async def _reported_url(server: subprocess.Popen[bytes], ports_dir: Path) -> str:
