@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
+import nats.errors
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest
+from esdb.contracts.subjects import service_queue, service_subject
+from esdb.shared.nats_connection import concurrently
 from esdb.shared.wire import Codec, codec_of, decode_request, encode, encode_error
 
 log = logging.getLogger(__name__)
@@ -55,3 +61,59 @@ def api_handler(
             await msg.respond(reply)
 
     return handle
+
+
+Receive = Callable[[str, bytes, Mapping[str, str]], Awaitable[None]]
+"""(subject, body, headers) of a message that is not a request."""
+
+
+class Endpoint(Protocol):
+    """A node-local service's subjects, open while it is active."""
+
+    async def open(
+        self, routes: Mapping[str, Answer], listeners: Mapping[str, Receive] | None = None
+    ) -> None:
+        """Answer `routes` on the service's API subjects, and pass each message on a
+        listener's subject to it."""
+
+    async def close(self) -> None:
+        """Stop taking requests and messages."""
+
+
+class NatsEndpoint:
+    """The service's API on `esdb.internal.<service>.<store>.<operation>` (its queue group,
+    each request in a task of its own), and plain subscriptions for the listeners."""
+
+    def __init__(self, nc: NatsClient, service: str, name: str) -> None:
+        self._nc = nc
+        self._service = service
+        self._name = name
+        self._subs: list[Subscription] = []
+
+    async def open(
+        self, routes: Mapping[str, Answer], listeners: Mapping[str, Receive] | None = None
+    ) -> None:
+        """Subscribe the API and the listeners."""
+        self._subs.append(
+            await self._nc.subscribe(
+                service_subject(self._service, "*", "*"),
+                queue=service_queue(self._service),
+                cb=concurrently(api_handler(self._name, routes)),
+            )
+        )
+        for subject, receive in (listeners or {}).items():
+            self._subs.append(await self._nc.subscribe(subject, cb=_plain(receive)))
+
+    async def close(self) -> None:
+        """Unsubscribe everything."""
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+
+def _plain(receive: Receive) -> Callable[[Msg], Awaitable[None]]:
+    async def callback(msg: Msg) -> None:
+        await receive(msg.subject, msg.data, msg.headers or {})
+
+    return callback
