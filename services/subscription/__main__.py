@@ -3,43 +3,43 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from functools import partial
 
+from esdb.contracts.subjects import SUBSCRIPTIONS_SERVICE
 from esdb.services.subscription.service import SubscriptionService
-from esdb.shared.leadership import leading_ticks, writer_leads
+from esdb.shared.cluster_view import NatsClusterView
 from esdb.shared.metrics import SubscriptionLevels
 from esdb.shared.nats_connection import connect_service
+from esdb.shared.service_api import NatsEndpoint
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import ReadOnlyStores, open_system
 from esdb.shared.telemetry import Telemetry, connected
-from esdb.shared.wakeup import Wakeup
-
-log = logging.getLogger(__name__)
+from esdb.shared.writer_ops import submit_ops
 
 
 async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -> None:
-    """Composition root: follow the lease; serve and deliver while this node leads."""
+    """Composition root: serve and deliver while this node's writer leads."""
     nc = await connect_service(settings, f"esdb-subscription-{settings.node_id}")
     telemetry.ready_when(connected(nc))
     stores = ReadOnlyStores(settings.data_dir)
-    wakeup = Wakeup()
-    service = SubscriptionService(
-        nc, settings.node_id, stores, partial(open_system, settings.data_dir), wakeup
-    )
-    SubscriptionLevels(telemetry.registry, service.levels)
+
+    async def publish(subject: str, payload: bytes, headers: dict[str, str], reply: str) -> None:
+        await nc.publish(subject, payload, reply=reply, headers=headers)
+
     try:
-        async for leading in leading_ticks(nc, settings.node_id, stop):
-            if leading and not service.active and await writer_leads(nc, settings.node_id):
-                log.info("beside the leader: serving subscriptions")
-                await service.activate()
-            elif not leading and service.active:
-                log.info("not beside the leader any more: handing subscriptions over")
-                await service.deactivate()
-            await service.refresh_notices()  # watches expire, groups come and go
+        async with NatsClusterView(nc, settings.node_id) as view:
+            service = SubscriptionService(
+                view,
+                stores.get,
+                partial(open_system, settings.data_dir),
+                NatsEndpoint(nc, SUBSCRIPTIONS_SERVICE, "subscription"),
+                publish,
+                partial(submit_ops, nc),
+            )
+            SubscriptionLevels(telemetry.registry, service.levels)
+            await service.run(stop)
     finally:
-        await service.deactivate()
         await nc.drain()
         stores.close()
 

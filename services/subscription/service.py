@@ -7,25 +7,15 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from esdb.contracts.errors import AlreadyExists, InvalidRequest, NotFound
-from esdb.contracts.log import LogOp, SubscriptionOp
-from esdb.contracts.subjects import (
-    INTERNAL_PREFIX,
-    SUBSCRIPTIONS_SERVICE,
-    Op,
-    node_applied_subject,
-    service_queue,
-    service_subject,
-)
+from esdb.contracts.log import SubscriptionOp
+from esdb.contracts.subjects import INTERNAL_PREFIX, Op
 from esdb.contracts.subscriptions import (
     MAX_POSITION,
     NACK_ACTIONS,
@@ -48,17 +38,16 @@ from esdb.contracts.subscriptions import (
     SubscriptionRequest,
 )
 from esdb.contracts.watches import WatchRequest
-from esdb.services.subscription.group import ConsumerGroup
+from esdb.services.subscription.group import ConsumerGroup, Publish
 from esdb.services.subscription.selection import selection_predicate
 from esdb.services.subscription.watches import Watches
-from esdb.shared.nats_connection import concurrently
-from esdb.shared.service_api import Answer, api_handler
+from esdb.shared.cluster_view import ClusterView, follow_leader
+from esdb.shared.service_api import Answer, Endpoint
 from esdb.shared.storage import item_keys
-from esdb.shared.storage.catalog import ReadOnlyStores, read_checkpoint, registered_stores
+from esdb.shared.storage.catalog import OpenSystem, read_checkpoint, registered_stores
 from esdb.shared.storage.port import StoreReader
-from esdb.shared.wakeup import Wakeup
 from esdb.shared.wire import Codec, decode_request
-from esdb.shared.writer_ops import submit_ops
+from esdb.shared.writer_ops import LogOps
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +58,9 @@ _receipt_decoder = msgspec.json.Decoder(Receipt)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NO_RESPONDERS_STATUS = "503"
 RESTART_DELAY_S = 1.0
+REFRESH_S = 0.25
+"""How often an active service looks whether it still needs applied notices (watches
+expire, groups come and go)."""
 LIMITS = {
     "message_timeout_ms": (100, 3_600_000),
     "max_retries": (0, 1_000),
@@ -82,23 +74,26 @@ class SubscriptionService:
 
     def __init__(
         self,
-        nc: NatsClient,
-        node_id: str,
-        stores: ReadOnlyStores,
-        system: Callable[[], contextlib.AbstractContextManager[StoreReader | None]],
-        wakeup: Wakeup,
+        view: ClusterView,
+        stores: Callable[[str], StoreReader],
+        system: OpenSystem,
+        endpoint: Endpoint,
+        publish: Publish,
+        log_ops: LogOps,
     ) -> None:
-        self._nc = nc
-        self._node_id = node_id
-        self._notices: Subscription | None = None
+        self._view = view
         self._stores = stores
         self._system = system
-        self._wakeup = wakeup
+        self._endpoint = endpoint
+        self._publish = publish
+        self._log_ops = log_ops
+        self._active = False
+        self._hearing = False
+        self._refreshing: asyncio.Task[None] | None = None
         self._groups: dict[tuple[str, str], tuple[ConsumerGroup, asyncio.Task[None]]] = {}
-        self._subs: list[Subscription] = []
         self._lock = asyncio.Lock()
-        self._reply_prefix = f"{INTERNAL_PREFIX}.subs.{node_id}.{uuid.uuid4().hex[:12]}"
-        self._watches = Watches(nc, stores.get)
+        self._reply_prefix = f"{INTERNAL_PREFIX}.subs.{view.node_id}.{uuid.uuid4().hex[:12]}"
+        self._watches = Watches(publish, stores)
         self._handlers: dict[str, Answer] = {
             Op.SUBSCRIPTION_CREATE: self._create,
             Op.SUBSCRIPTION_DELETE: self._delete,
@@ -114,28 +109,31 @@ class SubscriptionService:
     @property
     def active(self) -> bool:
         """Whether this node serves subscriptions now."""
-        return bool(self._subs)
+        return self._active
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`, serve and deliver while this node's writer leads (and has applied
+        the whole log, so every group and checkpoint the log holds is here to load)."""
+        await follow_leader(
+            self._view, stop, start=self.activate, end=self.deactivate, serving=True
+        )
 
     async def activate(self) -> None:
         """Load every group from this node's stores, start delivering, and take requests."""
+        log.info("beside the leader: serving subscriptions")
         with self._system() as system:
             if system is not None:
                 self._load(system)
         log.info("serving %d persistent subscriptions", len(self._groups))
-        api = service_subject(SUBSCRIPTIONS_SERVICE, "*", "*")
-        queue = service_queue(SUBSCRIPTIONS_SERVICE)
-        self._subs = [
-            await self._nc.subscribe(
-                api, queue=queue, cb=concurrently(api_handler("subscription", self._handlers))
-            ),
-            await self._nc.subscribe(f"{self._reply_prefix}.>", cb=self._on_receipt),
-        ]
+        await self._endpoint.open(self._handlers, {f"{self._reply_prefix}.>": self._on_receipt})
+        self._active = True
         await self.refresh_notices()
-        self._watches.start(self._wakeup)
+        self._watches.start(self._view.applied_ticket)
+        self._refreshing = asyncio.create_task(self._refresh_every())
 
     def _load(self, system: StoreReader) -> None:
         for store in registered_stores(system):
-            reader = self._stores.get(store)
+            reader = self._stores(store)
             for _, raw in reader.items(item_keys.SUBSCRIPTIONS, b"", limit=1 << 30):
                 definition = _definition_decoder.decode(raw)
                 checkpoint = read_checkpoint(system, store, definition.checkpoint_name)
@@ -143,13 +141,15 @@ class SubscriptionService:
 
     async def deactivate(self) -> None:
         """Stop delivering and answering (another node's service takes over)."""
-        subs, self._subs = self._subs, []
-        if self._notices is not None:
-            subs.append(self._notices)
-            self._notices = None
-        for sub in subs:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        log.info("not beside the leader any more: handing subscriptions over")
+        self._active = False
+        await self._endpoint.close()
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refreshing
+            self._refreshing = None
+        await self.refresh_notices()
         groups, self._groups = list(self._groups.values()), {}
         for _, task in groups:
             task.cancel()
@@ -163,7 +163,7 @@ class SubscriptionService:
             store,
             definition,
             checkpoint=checkpoint,
-            reader=lambda: self._stores.get(store),
+            reader=lambda: self._stores(store),
             predicate=selection_predicate(store, definition.selector),
             publish=self._publish,
             log_ops=self._log_ops,
@@ -177,7 +177,7 @@ class SubscriptionService:
         """Run a group; if it fails, log it and start over from its recorded checkpoint."""
         while True:
             try:
-                await group.run(self._wakeup.ticket)
+                await group.run(self._view.applied_ticket)
             except NotFound:
                 log.info("store %s is gone; subscription %s with it", *key)
                 self._groups.pop(key, None)
@@ -188,34 +188,26 @@ class SubscriptionService:
             group = group.restarted()
             self._groups[key] = (group, self._groups[key][1])
 
-    async def _publish(
-        self, subject: str, payload: bytes, headers: dict[str, str], reply: str
-    ) -> None:
-        await self._nc.publish(subject, payload, reply=reply, headers=headers)
-
-    async def _log_ops(self, ops: list[LogOp]) -> None:
-        await submit_ops(self._nc, ops)
-
     # -- requests ------------------------------------------------------------------------
 
     async def refresh_notices(self) -> None:
         """Hear the writer's per-entry notices only while something here delivers: an idle
         or follower service would otherwise wake on every append for nothing."""
         wanted = self.active and bool(self._groups or self._watches.open_count)
-        if wanted and self._notices is None:
-            subject = node_applied_subject(self._node_id)
-            self._notices = await self._nc.subscribe(subject, cb=self._on_applied)
-            self._wakeup.notify()  # entries applied while not listening
-        elif not wanted and self._notices is not None:
-            notices, self._notices = self._notices, None
-            with contextlib.suppress(Exception):
-                await notices.unsubscribe()
+        if wanted and not self._hearing:
+            self._hearing = True
+            await self._view.start_hearing()  # wakes everyone: entries applied meanwhile
+        elif not wanted and self._hearing:
+            self._hearing = False
+            await self._view.stop_hearing()
 
-    async def _on_applied(self, msg: Msg) -> None:
-        self._wakeup.notify()
+    async def _refresh_every(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            await self.refresh_notices()
 
-    async def _on_receipt(self, msg: Msg) -> None:
-        tokens = msg.subject.split(".")
+    async def _on_receipt(self, subject: str, data: bytes, headers: Mapping[str, str]) -> None:
+        tokens = subject.split(".")
         try:
             store, name, position = tokens[-3], tokens[-2], int(tokens[-1])
         except (ValueError, IndexError):
@@ -224,11 +216,11 @@ class SubscriptionService:
         if found is None:
             return
         group = found[0]
-        if not msg.data and (msg.headers or {}).get("Status") == NO_RESPONDERS_STATUS:
+        if not data and headers.get("Status") == NO_RESPONDERS_STATUS:
             group.unheard(position)
             return
         try:
-            receipt = _receipt_decoder.decode(msg.data)
+            receipt = _receipt_decoder.decode(data)
         except msgspec.DecodeError:
             return  # not a receipt; the delivery stays in flight until its timeout
         group.receipt(position, receipt.consumer, receipt.accepted)
@@ -251,7 +243,7 @@ class SubscriptionService:
                     f"{field} must be between {low} and {high}, not {value}", field=field
                 )
         selection_predicate(store, request.selector)  # validates it
-        reader = self._stores.get(store)
+        reader = self._stores(store)
         start = _start_position(request.start, reader)
         async with self._lock:
             if (store, request.subscription) in self._groups:
@@ -270,7 +262,7 @@ class SubscriptionService:
                 created_us=time.time_ns() // 1000,
             )
             encoded = _definition_encoder.encode(definition)
-            await submit_ops(self._nc, [SubscriptionOp(store, definition.name, encoded)])
+            await self._log_ops([SubscriptionOp(store, definition.name, encoded)])
             self._start(store, definition, start - 1)
         await self.refresh_notices()
         return self._describe(store, self._group(store, definition.name))
@@ -279,7 +271,7 @@ class SubscriptionService:
         request = decode_request(data, SubscriptionRequest, codec)
         async with self._lock:
             self._group(store, request.subscription)
-            await submit_ops(self._nc, [SubscriptionOp(store, request.subscription, b"")])
+            await self._log_ops([SubscriptionOp(store, request.subscription, b"")])
             _, task = self._groups.pop((store, request.subscription))
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -289,7 +281,7 @@ class SubscriptionService:
 
     async def _list(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
         decode_request(data, SubscriptionListRequest, codec)
-        self._stores.get(store)  # NotFound for a store that does not exist
+        self._stores(store)  # NotFound for a store that does not exist
         groups = sorted((n, g) for (s, n), (g, _) in self._groups.items() if s == store)
         return SubscriptionList(subscriptions=[self._describe(store, g) for _, g in groups])
 
@@ -309,7 +301,7 @@ class SubscriptionService:
 
     def _describe(self, store: str, group: ConsumerGroup) -> SubscriptionInfo:
         definition = group.definition
-        reader = self._stores.get(store)
+        reader = self._stores(store)
         last = reader.last_position()
         parked = reader.count_items(item_keys.PARKED, item_keys.parked_prefix(definition.name))
         return SubscriptionInfo(
@@ -347,7 +339,7 @@ class SubscriptionService:
     async def _replay(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
         request = decode_request(data, SubscriptionRequest, codec)
         group = self._group(store, request.subscription)
-        reader = self._stores.get(store)
+        reader = self._stores(store)
         count = reader.count_items(item_keys.PARKED, item_keys.parked_prefix(request.subscription))
         group.replay_parked()
         return ReplayResult(replaying=count)
@@ -357,7 +349,7 @@ class SubscriptionService:
         if not 1 <= request.limit <= MAX_PARKED_PAGE:
             raise InvalidRequest(f"limit must be 1 to {MAX_PARKED_PAGE}", field="limit")
         self._group(store, request.subscription)
-        reader = self._stores.get(store)
+        reader = self._stores(store)
         name = request.subscription
         page = reader.items(
             item_keys.PARKED,

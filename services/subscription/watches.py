@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
-from nats.aio.client import Client as NatsClient
 
 from esdb.contracts.errors import InvalidRequest
 from esdb.contracts.subscriptions import MAX_POSITION
 from esdb.contracts.topics import EVENT_ID_HEADER, POSITION_HEADER
 from esdb.contracts.watches import WatchRequest, WatchResult, watch_subject
+from esdb.services.subscription.group import Publish
 from esdb.shared.storage.port import Predicate, StoreReader
-from esdb.shared.wakeup import Wakeup
+from esdb.shared.wakeup import wait_any
 from esdb.shared.wire import Codec, event_out
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,8 @@ class _Watch:
 class Watches:
     """Every open watch; one task publishes what each has not yet seen."""
 
-    def __init__(self, nc: NatsClient, reader: Callable[[str], StoreReader]) -> None:
-        self._nc = nc
+    def __init__(self, publish: Publish, reader: Callable[[str], StoreReader]) -> None:
+        self._publish = publish
         self._reader = reader
         self._watches: dict[str, _Watch] = {}
         self._task: asyncio.Task[None] | None = None
@@ -78,8 +78,8 @@ class Watches:
         """How many watches are open."""
         return len(self._watches)
 
-    def start(self, wakeup: Wakeup) -> None:
-        """Publish until `stop`."""
+    def start(self, wakeup: Callable[[], asyncio.Event]) -> None:
+        """Publish until `stop`; `wakeup` returns the event the next applied entry sets."""
         self._task = asyncio.create_task(self._run(wakeup))
 
     async def stop(self) -> None:
@@ -91,9 +91,9 @@ class Watches:
                 await task
         self._watches.clear()
 
-    async def _run(self, wakeup: Wakeup) -> None:
+    async def _run(self, wakeup: Callable[[], asyncio.Event]) -> None:
         while True:
-            ticket = wakeup.ticket()
+            ticket = wakeup()
             self._kick.clear()
             busy = False
             now = time.monotonic()
@@ -106,14 +106,8 @@ class Watches:
                 except Exception:
                     log.exception("watch %s failed; it is dropped", name)
                     self._watches.pop(name, None)
-            if busy:
-                continue
-            waits = [asyncio.ensure_future(e.wait()) for e in (ticket, self._kick)]
-            try:
-                await asyncio.wait(waits, timeout=TICK_S, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waits:
-                    waiter.cancel()
+            if not busy:
+                await wait_any(ticket, self._kick, timeout=TICK_S)
 
     async def _publish_new(self, watch: _Watch) -> bool:
         """Publish a page of new matches; whether there may be more."""
@@ -127,7 +121,7 @@ class Watches:
         for record in records:
             out = event_out(record, Codec.JSON)
             headers = {POSITION_HEADER: str(record.position), EVENT_ID_HEADER: out.event_id}
-            await self._nc.publish(watch.subject, _json.encode(out), headers=headers)
+            await self._publish(watch.subject, _json.encode(out), headers, "")
         if next_position is None:
             watch.after = max(last, records[-1].position if records else 0)
             return False
