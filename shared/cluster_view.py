@@ -437,8 +437,14 @@ class MemoryClusterView(ClusterView):
     """The in-memory twin: the test says who holds the lease, who serves, and how far this
     node and the log are."""
 
-    def __init__(self, node_id: str | None = "node1", *, log_end: int = 0) -> None:
-        super().__init__(node_id, None)
+    def __init__(
+        self,
+        node_id: str | None = "node1",
+        *,
+        log_end: int = 0,
+        applied_on_disk: Callable[[], int] | None = None,
+    ) -> None:
+        super().__init__(node_id, applied_on_disk)
         self.log_end = log_end
         self.statuses: list[NodeStatus] = []
 

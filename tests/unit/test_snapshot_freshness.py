@@ -1,5 +1,5 @@
 """Read-your-writes for snapshots: a request waits until its node applied the log as it stood
-when the request came, woken by the writer's notices, and gives up with `timeout`."""
+when the request came, and gives up with `timeout`."""
 
 from __future__ import annotations
 
@@ -7,82 +7,38 @@ import asyncio
 
 import pytest
 
+from esdb.contracts.api import LogState
 from esdb.contracts.errors import Timeout
-from esdb.services.snapshot.freshness import CatchUp, wait_applied
-from esdb.shared.wakeup import Wakeup
-
-
-class Progress:
-    def __init__(self, applied: int = 0) -> None:
-        self.value = applied
-        self.wakeup = Wakeup()
-        self.looks = 0
-
-    def applied(self) -> int:
-        self.looks += 1
-        return self.value
-
-    def advance(self, to: int) -> None:
-        self.value = to
-        self.wakeup.notify()
-
-    async def wait(self, sequence: int, timeout_s: float) -> None:
-        await wait_applied(self.applied, self.wakeup, sequence, timeout_s)
-
-
-async def test_a_node_that_applied_enough_answers_at_once() -> None:
-    progress = Progress(applied=7)
-    await asyncio.wait_for(progress.wait(7, 5.0), 0.5)
-    assert progress.looks == 1
-
-
-async def test_a_notice_wakes_the_wait() -> None:
-    progress = Progress(applied=3)
-    waiting = asyncio.create_task(progress.wait(5, 5.0))
-    await asyncio.sleep(0)
-    progress.advance(4)
-    await asyncio.sleep(0)
-    assert not waiting.done()
-    progress.advance(5)
-    await asyncio.wait_for(waiting, 0.04)  # well below the poll interval
-
-
-async def test_without_notices_polling_still_finds_progress() -> None:
-    progress = Progress(applied=1)
-    waiting = asyncio.create_task(progress.wait(2, 5.0))
-    await asyncio.sleep(0)
-    progress.value = 2  # applied, but the notice was lost
-    await asyncio.wait_for(waiting, 1.0)
-
-
-async def test_a_node_that_stays_behind_times_out_with_both_sequences() -> None:
-    progress = Progress(applied=1)
-    with pytest.raises(Timeout) as caught:
-        await progress.wait(9, 0.05)
-    assert caught.value.details == {"sequence": 9, "applied_sequence": 1}
+from esdb.services.snapshot.freshness import CatchUp
+from esdb.shared.cluster_view import MemoryClusterView
+from tests.waiting import idle
 
 
 async def test_catch_up_waits_for_the_log_end_it_read() -> None:
-    progress = Progress(applied=4)
-    ends = iter([6])
-
-    async def log_end() -> int:
-        return next(ends)
-
-    catch_up = CatchUp(log_end, progress.wait)
-    waiting = asyncio.create_task(catch_up(5.0))
-    await asyncio.sleep(0.01)
+    view = MemoryClusterView(log_end=6)
+    view.applied_to(4)
+    waiting = asyncio.create_task(CatchUp(view)(5.0))
+    await idle()
     assert not waiting.done()
-    progress.advance(6)
+    view.log_end = 9  # entries committed after the request came need not be waited for
+    view.applied_to(6)
     await asyncio.wait_for(waiting, 1.0)
 
 
-async def test_catch_up_times_out_when_the_log_does_not_answer() -> None:
-    progress = Progress(applied=4)
+async def test_catch_up_of_a_node_that_stays_behind_times_out() -> None:
+    view = MemoryClusterView(log_end=6)
+    view.applied_to(4)
+    with pytest.raises(Timeout) as caught:
+        await CatchUp(view)(0.05)
+    assert caught.value.details == {"sequence": 6, "applied_sequence": 4}
 
-    async def log_end() -> int:
+
+class SilentLog(MemoryClusterView):
+    async def log_state(self, timeout: float = 5.0) -> LogState:
         await asyncio.Event().wait()  # a log that never answers
-        return 0
+        raise AssertionError("unreachable")
 
+
+async def test_catch_up_times_out_when_the_log_does_not_answer() -> None:
     with pytest.raises(Timeout):
-        await CatchUp(log_end, progress.wait)(0.05)
+        await CatchUp(SilentLog())(0.05)
