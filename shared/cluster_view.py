@@ -30,12 +30,14 @@ from esdb.contracts.subjects import (
     LEASE_BUCKET,
     LEASE_KEY,
     LOG_STREAM,
+    MEMBERS_BUCKET,
     NODE_STATUS,
     WRITER_SERVING,
     lease_holder,
     lease_value,
     node_applied_subject,
 )
+from esdb.shared.membership import Member, all_members
 from esdb.shared.nats_connection import gather_replies
 from esdb.shared.wakeup import Wakeup, wait_any
 
@@ -182,6 +184,11 @@ class ClusterView(abc.ABC):
         """Every writer node that answers within `window` seconds."""
 
     @abc.abstractmethod
+    async def members(self) -> list[Member]:
+        """Every node the cluster has registered (`shared/membership.py`), by node id; none
+        while the registry cannot be read."""
+
+    @abc.abstractmethod
     async def _listen_applied(self, on: bool) -> None:
         """Start or stop receiving this node's applied notices."""
 
@@ -324,6 +331,15 @@ class NatsClusterView(ClusterView):
         replies = await gather_replies(self._nc, NODE_STATUS, b"", window)
         return [_status.decode(reply) for reply in replies]
 
+    async def members(self) -> list[Member]:
+        """Every node the cluster has registered (`shared/membership.py`), by node id; none
+        while the registry cannot be read."""
+        try:
+            kv = await self._nc.jetstream(timeout=1.0).key_value(MEMBERS_BUCKET)
+            return await all_members(kv)
+        except (nats.errors.Error, TimeoutError):
+            return []
+
     async def _listen_applied(self, on: bool) -> None:
         if self.node_id is None:
             return
@@ -447,6 +463,7 @@ class MemoryClusterView(ClusterView):
         super().__init__(node_id, applied_on_disk)
         self.log_end = log_end
         self.statuses: list[NodeStatus] = []
+        self.registered: list[Member] = []
 
     def set_lease(self, holder: str | None, run: str = "run1") -> None:
         """`holder`'s writer (its run `run`) took the lease; None: it was released or expired."""
@@ -483,3 +500,7 @@ class MemoryClusterView(ClusterView):
     async def node_statuses(self, window: float = STATUS_WINDOW_S) -> list[NodeStatus]:
         """The statuses the test set."""
         return list(self.statuses)
+
+    async def members(self) -> list[Member]:
+        """The members the test registered."""
+        return list(self.registered)

@@ -8,14 +8,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import msgspec
-from nats.aio.client import Client as NatsClient
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from esdb.contracts.commands import WriteBatch, WriteBatchReply, WriteOutcome, WriteRequest
 from esdb.contracts.errors import EsdbError, InternalError, Timeout, Unavailable
 from esdb.contracts.subjects import WRITER_COMMANDS
+from esdb.services.gateway.ports import Ask, Unanswered, Unheard
 from esdb.shared.tracing import batch_span, outgoing
 
 log = logging.getLogger(__name__)
@@ -33,13 +31,13 @@ class WriteCoalescer:
 
     def __init__(
         self,
-        nc: NatsClient,
+        ask: Ask,
         *,
         max_in_flight: int = 4,
         max_batch: int = 512,
         tracer: Tracer | None = None,
     ) -> None:
-        self._nc = nc
+        self._ask = ask
         self._tracer = tracer
         self._slots = asyncio.Semaphore(max_in_flight)
         self._max_batch = max_batch
@@ -98,9 +96,8 @@ class WriteCoalescer:
             return _all(batch, InternalError(f"the gateway could not encode a write: {e}"))
         timeout = max(t for _, t, _, _ in batch)
         span = None
-        if self._tracer is None:
-            sending = self._nc.request(WRITER_COMMANDS, payload, timeout=timeout)
-        else:
+        headers = None
+        if self._tracer is not None:
             span = batch_span(
                 self._tracer,
                 "gateway write_batch",
@@ -108,18 +105,16 @@ class WriteCoalescer:
                 kind=SpanKind.CLIENT,
                 attributes={"esdb.requests": len(batch)},
             )
-            sending = self._nc.request(
-                WRITER_COMMANDS, payload, timeout=timeout, headers=outgoing(span)
-            )
-        request = asyncio.ensure_future(sending)
+            headers = outgoing(span)
+        request = asyncio.ensure_future(self._ask(WRITER_COMMANDS, payload, timeout, headers))
         self._requests.add(request)
         try:
             reply = await request
-            outcomes = _reply_decoder.decode(reply.data).outcomes
-        except NoRespondersError:
+            outcomes = _reply_decoder.decode(reply).outcomes
+        except Unheard:
             unheard = Unavailable("no writer leader is available; retry", delivered=False)
             return _all(batch, unheard)
-        except NatsTimeout:
+        except Unanswered:
             return _all(batch, Timeout("the writer did not answer in time"))
         except msgspec.DecodeError as e:
             return _all(batch, Unavailable(f"bad reply from the writer: {e}"))

@@ -2,81 +2,47 @@
 
 Writes go from the servers straight to the writer leader (services/writer/DESIGN.md). If that
 leader dies (kill -9, a lost node) with writes in hand, nobody would ever answer them and each
-client would wait out its own timeout. So the gateways also take a copy of every write (a queue
-group of their own: one gateway per write) and remember where to answer it until its
+client would wait out its own timeout. So the gateways also take a copy of every write (a
+queue group of their own: one gateway per write) and remember where to answer it until its
 `timeout_ms` has passed. A leader announces on `WRITER_SERVING` once its front takes writes;
 then each write that arrived before the announcement, and whose deadline has not passed, gets
 `timeout` (outcome unknown; retry with the same event ids): it went to an earlier leader or to
-none. Every gateway hears the announcement and answers the copies it holds. A write that was
-answered gets a second reply, which request-reply clients drop (the first reply wins). The copy
-costs the gateway one message per write, but it keeps a leader's death from turning into every
-client's full timeout (`esdb bench --nodes 3 --scenario failover`: without it the first ack
-after a kill came at 4.05 s, the clients' own timeout)."""
+none. Every gateway's cluster view hears the announcement, and each gateway answers the copies
+it holds. A write that was answered gets a second reply, which request-reply clients drop (the
+first reply wins). The copy costs the gateway one message per write, but it keeps a leader's
+death from turning into every client's full timeout (`esdb bench --nodes 3 --scenario
+failover`: without it the first ack after a kill came at 4.05 s, the clients' own timeout)."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import deque
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-
 from esdb.contracts.errors import Timeout
-from esdb.contracts.subjects import WRITE_PREFIX, WRITER_SERVING
+from esdb.services.gateway.ports import Publish
 from esdb.shared.settings import Settings
 from esdb.shared.validation import timeout_ms_of
-from esdb.shared.wire import Codec, codec_of, encode_error
+from esdb.shared.wire import Codec, encode_error
 
-log = logging.getLogger(__name__)
 ORPHAN_QUEUE = "esdb-gateway-orphans"
 
 
 class OrphanWatch:
-    """Remembers the reply subject of each write until its deadline; `leader_changed`
+    """Remembers the reply subject of each write until its deadline; `leader_serving`
     answers every one still waiting `timeout`."""
 
-    def __init__(self, nc: NatsClient, settings: Settings) -> None:
-        self._nc = nc
+    def __init__(self, publish: Publish, settings: Settings) -> None:
+        self._publish = publish
         self._default_s = settings.timeout_ms / 1000
         self._longest_s = settings.max_timeout_ms / 1000
         self._waiting: deque[tuple[float, str, Codec]] = deque()  # deadline, reply, codec
-        self._subs: list[Subscription] = []
 
-    async def start(self) -> None:
-        """Take a copy of every write the servers route to the leader, and hear leaders
-        announce that they serve."""
-        self._subs = [
-            await self._nc.subscribe(
-                f"{WRITE_PREFIX}.>",
-                queue=ORPHAN_QUEUE,
-                cb=self._on_write,
-                pending_msgs_limit=65536,
-            ),
-            # Every gateway hears it, not one of the group: each answers the copies it holds.
-            # (With one gateway per host, a queue group left two thirds of the writes of a
-            # handover waiting out their clients' timeouts.)
-            await self._nc.subscribe(WRITER_SERVING, cb=self._on_serving),
-        ]
-
-    async def _on_serving(self, msg: Msg) -> None:
-        answered = await self.leader_serving()
-        if answered:
-            log.info(
-                "%s now leads; answered %d writes an earlier leader may have lost",
-                msg.data.decode(errors="replace"),
-                answered,
-            )
-
-    async def _on_write(self, msg: Msg) -> None:
-        if not msg.reply:
-            return
+    def remember(self, reply: str, data: bytes, codec: Codec) -> None:
+        """A copy of a write the servers routed to the leader, to be answered at `reply`."""
         now = time.monotonic()
-        codec = codec_of(msg.headers)
-        timeout_ms = timeout_ms_of(msg.data, codec)
+        timeout_ms = timeout_ms_of(data, codec)
         wait_s = self._default_s if timeout_ms is None else min(timeout_ms / 1000, self._longest_s)
-        self._waiting.append((now + wait_s, msg.reply, codec))
+        self._waiting.append((now + wait_s, reply, codec))
         # Oldest first; a long deadline at the head holds the rest for at most its own wait.
         while self._waiting and self._waiting[0][0] < now:
             self._waiting.popleft()
@@ -98,6 +64,6 @@ class OrphanWatch:
         answered = 0
         for deadline, reply, codec in waiting:
             if deadline > now:
-                await self._nc.publish(reply, encoded[codec])
+                await self._publish(reply, encoded[codec])
                 answered += 1
         return answered

@@ -1,11 +1,14 @@
 """Writes that no leader answered (it died with them, or none led) get `timeout` from the
-gateway's orphan watch as soon as a leader announces that it serves; on a real nats-server."""
+gateway's orphan watch as soon as a leader announces that it serves; a gateway wired as
+`esdb up` wires it, on a real nats-server."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 
 import msgspec
 import nats
@@ -16,8 +19,11 @@ from nats.aio.msg import Msg
 
 from esdb.contracts.api import MSGPACK_CONTENT_TYPE
 from esdb.contracts.subjects import WRITER_SERVING, write_subject
+from esdb.services.gateway.__main__ import Gateway, start_gateway
 from esdb.services.gateway.orphans import OrphanWatch
+from esdb.shared.cluster_view import NatsClusterView
 from esdb.shared.settings import Settings
+from esdb.shared.telemetry import Telemetry
 from tests.stack import wait_until
 
 
@@ -47,14 +53,35 @@ async def request_heard(
             await client.flush()
 
 
+@contextlib.asynccontextmanager
+async def wired_gateway(url: str) -> AsyncIterator[Gateway]:
+    """A gateway wired as `esdb up` wires it; its view only hears announcements (this server
+    has no JetStream)."""
+    nc = await nats.connect(url)
+    view = NatsClusterView(nc, None)
+    await view.start()
+    gateway = await start_gateway(
+        nc, Settings(timeout_ms=5000), Telemetry.create("gateway", "test"), view
+    )
+    await nc.flush()
+    try:
+        yield gateway
+    finally:
+        gateway.following.cancel()
+        await view.close()
+        await nc.close()
+
+
 async def test_waiting_writes_get_timeout_when_a_leader_starts_serving(
     plain_nats_url: str,
 ) -> None:
-    gateway = await nats.connect(plain_nats_url)
-    client = await nats.connect(plain_nats_url)
-    watch = OrphanWatch(gateway, Settings(timeout_ms=5000))
-    await watch.start()
-    await gateway.flush()
+    async with wired_gateway(plain_nats_url) as gateway:
+        client = await nats.connect(plain_nats_url)
+        await check_answers(client, gateway.orphans)
+        await client.close()
+
+
+async def check_answers(client: NatsClient, watch: OrphanWatch) -> None:
     subject = write_subject("default", "append")
 
     lost = asyncio.ensure_future(request_heard(client, subject, b'{"stream": "a-1"}', timeout=10))
@@ -106,19 +133,19 @@ async def test_waiting_writes_get_timeout_when_a_leader_starts_serving(
     assert not later.done()
     await client.publish(WRITER_SERVING, b"node10")
     assert json.loads((await later).data)["error"]["code"] == "timeout"
-    await client.close()
-    await gateway.close()
 
 
 async def test_every_gateway_answers_the_writes_it_holds(plain_nats_url: str) -> None:
     """One gateway per host: the write copies spread over the gateways' queue group, and the
     announcement reaches each of them, so none is left to its client's timeout."""
-    gateways = [await nats.connect(plain_nats_url) for _ in range(3)]
-    client = await nats.connect(plain_nats_url)
-    watches = [OrphanWatch(gateway, Settings(timeout_ms=5000)) for gateway in gateways]
-    for watch, gateway in zip(watches, gateways, strict=True):
-        await watch.start()
-        await gateway.flush()
+    async with contextlib.AsyncExitStack() as gateways:
+        wired = [await gateways.enter_async_context(wired_gateway(plain_nats_url)) for _ in "abc"]
+        client = await nats.connect(plain_nats_url)
+        await check_spread_answers(client, [gateway.orphans for gateway in wired])
+        await client.close()
+
+
+async def check_spread_answers(client: NatsClient, watches: list[OrphanWatch]) -> None:
     subject = write_subject("default", "append")
     writes = [
         asyncio.ensure_future(request_heard(client, subject, b"{}", timeout=10)) for _ in range(30)
@@ -133,6 +160,3 @@ async def test_every_gateway_answers_the_writes_it_holds(plain_nats_url: str) ->
 
     replies = await asyncio.wait_for(asyncio.gather(*writes), timeout=5)
     assert {json.loads(reply.data)["error"]["code"] for reply in replies} == {"timeout"}
-    await client.close()
-    for gateway in gateways:
-        await gateway.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
 
 from esdb.contracts.commands import WriteOutcome, WriteRequest
 from esdb.services.gateway.coalescer import WriteCoalescer
@@ -11,19 +10,22 @@ from tests.builders import append, write
 
 
 class _SilentWriter:
-    """A NATS client whose writer never answers (it was killed mid-batch)."""
+    """A writer leader that never answers (it was killed mid-batch)."""
 
     def __init__(self) -> None:
         self.batches = 0
 
-    async def request(self, subject: str, payload: bytes, timeout: float) -> Any:
+    async def ask(
+        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None
+    ) -> bytes:
         self.batches += 1
         await asyncio.Event().wait()  # no reply, ever
+        raise AssertionError("unreachable")
 
 
 async def test_a_leader_change_answers_batches_in_flight_with_timeout() -> None:
     nc = _SilentWriter()
-    coalescer = WriteCoalescer(cast(Any, nc))
+    coalescer = WriteCoalescer(nc.ask)
     outcomes: list[WriteOutcome] = []
     done = asyncio.Event()
 
