@@ -38,7 +38,8 @@ from esdb.contracts.subjects import (
     node_applied_subject,
 )
 from esdb.shared.membership import Member, all_members
-from esdb.shared.nats_connection import gather_replies
+from esdb.shared.nats_connection import gather_replies, unsubscribe
+from esdb.shared.tasks import cancel_and_wait
 from esdb.shared.wakeup import Wakeup, wait_any
 
 log = logging.getLogger(__name__)
@@ -275,18 +276,10 @@ class NatsClusterView(ClusterView):
     async def close(self) -> None:
         """Stop watching and listening."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         subs, self._subs = self._subs, []
-        if self._notice_sub is not None:
-            subs.append(self._notice_sub)
-            self._notice_sub = None
-        for sub in subs:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+        notices, self._notice_sub = self._notice_sub, None
+        await unsubscribe(*subs, notices)
 
     async def __aenter__(self) -> NatsClusterView:
         await self.start()
@@ -348,8 +341,7 @@ class NatsClusterView(ClusterView):
             self._notice_sub = await self._nc.subscribe(subject, cb=self._on_applied)
         elif not on and self._notice_sub is not None:
             sub, self._notice_sub = self._notice_sub, None
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+            await unsubscribe(sub)
 
     async def _on_applied(self, msg: Msg) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
@@ -12,6 +13,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from esdb.shared.settings import Settings
 
@@ -89,6 +91,15 @@ async def connect_once(
         tls=tls,
     )
     return await asyncio.wait_for(connecting, timeout * 2)
+
+
+async def unsubscribe(*subs: Subscription | None) -> None:
+    """End every subscription given (None: none); one the connection already lost is gone
+    anyway."""
+    for sub in subs:
+        if sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
 
 
 def concurrently(

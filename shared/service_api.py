@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 import msgspec
-import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest
 from esdb.contracts.subjects import service_queue, service_subject
-from esdb.shared.nats_connection import concurrently
+from esdb.shared.nats_connection import concurrently, unsubscribe
 from esdb.shared.wire import Codec, codec_of, decode_request, encode, encode_error
 
 log = logging.getLogger(__name__)
@@ -107,9 +105,7 @@ class NatsEndpoint:
     async def close(self) -> None:
         """Unsubscribe everything."""
         subs, self._subs = self._subs, []
-        for sub in subs:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+        await unsubscribe(*subs)
 
 
 def _plain(receive: Receive) -> Callable[[Msg], Awaitable[None]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -14,6 +13,7 @@ from esdb.services.emitter.fanout import Publish, StoreFanout
 from esdb.shared.cluster_view import ClusterView, follow_leader
 from esdb.shared.storage.catalog import OpenSystem, read_checkpoint, registered_stores
 from esdb.shared.storage.port import StoreReader
+from esdb.shared.tasks import cancel_and_wait
 from esdb.shared.writer_ops import LogOps
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,8 @@ class Emitter:
 
     async def _end(self) -> None:
         log.info("not beside the leader any more; stopping fan-out")
-        if self._scanning is not None:
-            self._scanning.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scanning
-            self._scanning = None
+        scanning, self._scanning = self._scanning, None
+        await cancel_and_wait(scanning)
         await self._stop_all()
         await self._view.stop_hearing()
 
@@ -110,8 +107,4 @@ class Emitter:
 
     async def _stop_all(self) -> None:
         tasks, self._running = list(self._running.values()), {}
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*tasks)

@@ -4,7 +4,6 @@ writer, beside the writer leader only."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from esdb.shared.cluster_view import ClusterView, follow_leader
 from esdb.shared.service_api import Endpoint, typed
 from esdb.shared.storage.catalog import OpenSystem, read_checkpoint, registered_stores
 from esdb.shared.storage.port import StoreReader
+from esdb.shared.tasks import cancel_and_wait
 from esdb.shared.wire import Codec
 from esdb.shared.writer_ops import LogOps
 
@@ -118,11 +118,8 @@ class ScavengerService:
     async def _end(self) -> None:
         self.active = False
         await self._endpoint.close()
-        if self._background is not None:
-            self._background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._background
-            self._background = None
+        background, self._background = self._background, None
+        await cancel_and_wait(background)
 
     async def _every(self) -> None:
         while True:

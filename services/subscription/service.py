@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -46,6 +45,7 @@ from esdb.shared.service_api import Answer, Endpoint
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.catalog import OpenSystem, read_checkpoint, registered_stores
 from esdb.shared.storage.port import StoreReader
+from esdb.shared.tasks import cancel_and_wait
 from esdb.shared.wire import Codec, decode_request
 from esdb.shared.writer_ops import LogOps
 
@@ -144,18 +144,11 @@ class SubscriptionService:
         log.info("not beside the leader any more: handing subscriptions over")
         self._active = False
         await self._endpoint.close()
-        if self._refreshing is not None:
-            self._refreshing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refreshing
-            self._refreshing = None
+        refreshing, self._refreshing = self._refreshing, None
+        await cancel_and_wait(refreshing)
         await self.refresh_notices()
         groups, self._groups = list(self._groups.values()), {}
-        for _, task in groups:
-            task.cancel()
-        for _, task in groups:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*(task for _, task in groups))
         await self._watches.stop()
 
     def _start(self, store: str, definition: SubscriptionDefinition, checkpoint: int) -> None:
@@ -273,9 +266,7 @@ class SubscriptionService:
             self._group(store, request.subscription)
             await self._log_ops([SubscriptionOp(store, request.subscription, b"")])
             _, task = self._groups.pop((store, request.subscription))
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task)
         await self.refresh_notices()
         return SubscriptionDeleted(subscription=request.subscription)
 

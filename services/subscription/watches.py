@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -19,6 +18,7 @@ from esdb.contracts.topics import EVENT_ID_HEADER, POSITION_HEADER
 from esdb.contracts.watches import WatchRequest, WatchResult, watch_subject
 from esdb.services.subscription.group import Publish
 from esdb.shared.storage.port import Predicate, StoreReader
+from esdb.shared.tasks import cancel_and_wait
 from esdb.shared.wakeup import wait_any
 from esdb.shared.wire import Codec, event_out
 
@@ -85,10 +85,7 @@ class Watches:
     async def stop(self) -> None:
         """Stop publishing and forget every watch (their clients renew elsewhere)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._watches.clear()
 
     async def _run(self, wakeup: Callable[[], asyncio.Event]) -> None:
