@@ -29,6 +29,7 @@ from esdb.services.gateway.orphans import OrphanWatch
 from esdb.services.gateway.ports import Unheard
 from esdb.services.gateway.service import GatewayService, is_write
 from esdb.shared.cluster_view import MemoryClusterView
+from esdb.shared.membership import Member
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.wire import Codec, encode
@@ -267,11 +268,12 @@ def node(name: str, role: str = "follower", **fields: Any) -> NodeStatus:
     )
 
 
-async def test_cluster_status_names_the_leader_the_log_and_any_disagreement(
+async def test_cluster_status_names_the_leader_the_log_the_members_and_any_disagreement(
     gateway: GatewayService, view: MemoryClusterView
 ) -> None:
     view.log_end = 5
     view.statuses = [node("node2", lease_holder="node1"), node("node1", "leader")]
+    view.registered = [Member(node_id=n, host=f"10.0.0.{n[-1]}") for n in ("node1", "node3")]
     status = msgspec.json.decode(
         await gateway.answer(SYSTEM_STORE, Op.CLUSTER_STATUS, b"", Codec.JSON)
     )
@@ -280,6 +282,10 @@ async def test_cluster_status_names_the_leader_the_log_and_any_disagreement(
     assert status["log"]["last_sequence"] == 5
     assert not status["consistent"]
     assert status["problems"] == ["nodes disagree on the lease holder: node1→None, node2→node1"]
+    assert [(m["node_id"], m["host"], m["answered"]) for m in status["members"]] == [
+        ("node1", "10.0.0.1", True),
+        ("node3", "10.0.0.3", False),
+    ]
 
 
 async def test_health_and_readiness_need_a_leader_and_a_reader(
