@@ -373,6 +373,7 @@ class NatsClusterView(ClusterView):
     async def _follow(self, kv: KeyValue, ttl: float) -> None:
         """Apply the watch's updates until it proves stale."""
         watcher = await kv.watch(LEASE_KEY)
+        self._revision = 0  # a bucket made again starts its revisions over
         heard = False
         try:
             silence = ttl
@@ -391,7 +392,7 @@ class NatsClusterView(ClusterView):
                     continue
                 heard = True
                 silence = ttl
-                self._revision = max(self._revision, entry.revision or 0)
+                self._revision = entry.revision or self._revision
                 deleted = entry.operation in (KV_DEL, KV_PURGE)
                 self._lease_seen(None if deleted else entry.value)
         finally:
