@@ -176,9 +176,10 @@ class ClusterView(abc.ABC):
                 await wait_any(ticket, timeout=min(left, APPLIED_POLL_S))
 
     @abc.abstractmethod
-    async def log_state(self, timeout: float = 5.0) -> LogState:
+    async def log_state(self, timeout: float = 5.0) -> LogState | None:
         """The replicated log as its JetStream leader reports it (every entry a writer
-        acknowledged is at or below its last sequence); `Unavailable` if it cannot say."""
+        acknowledged is at or below its last sequence), None before the first writer made
+        it; `Unavailable` if JetStream cannot say."""
 
     @abc.abstractmethod
     async def node_statuses(self, window: float = STATUS_WINDOW_S) -> list[NodeStatus]:
@@ -293,13 +294,14 @@ class NatsClusterView(ClusterView):
     ) -> None:
         await self.close()
 
-    async def log_state(self, timeout: float = 5.0) -> LogState:
+    async def log_state(self, timeout: float = 5.0) -> LogState | None:
         """The replicated log as its JetStream leader reports it (every entry a writer
-        acknowledged is at or below its last sequence); `Unavailable` if it cannot say."""
+        acknowledged is at or below its last sequence), None before the first writer made
+        it; `Unavailable` if JetStream cannot say."""
         try:
             info = await self._nc.jetstream(timeout=timeout).stream_info(LOG_STREAM)
-        except nats.js.errors.NotFoundError as e:
-            raise Unavailable("the replicated log does not exist yet; retry") from e
+        except nats.js.errors.NotFoundError:
+            return None
         except (nats.errors.Error, TimeoutError) as e:
             raise Unavailable(f"cannot read the replicated log's state ({e!r}); retry") from e
         cluster = info.cluster
@@ -450,7 +452,7 @@ class MemoryClusterView(ClusterView):
         self,
         node_id: str | None = "node1",
         *,
-        log_end: int = 0,
+        log_end: int | None = 0,
         applied_on_disk: Callable[[], int] | None = None,
     ) -> None:
         super().__init__(node_id, applied_on_disk)
@@ -481,8 +483,10 @@ class MemoryClusterView(ClusterView):
     async def _listen_applied(self, on: bool) -> None:
         pass  # notices come whenever the test applies
 
-    async def log_state(self, timeout: float = 5.0) -> LogState:
-        """The log as the test set it (`log_end`)."""
+    async def log_state(self, timeout: float = 5.0) -> LogState | None:
+        """The log as the test set it (`log_end`; None: there is no log yet)."""
+        if self.log_end is None:
+            return None
         return LogState(
             first_sequence=1 if self.log_end else 0,
             last_sequence=self.log_end,

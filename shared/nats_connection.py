@@ -118,16 +118,22 @@ def concurrently(
 
 
 async def retry_until_ready(
-    attempt: Callable[[], Coroutine[Any, Any, T]], *, what: str, timeout: float
+    attempt: Callable[[], Coroutine[Any, Any, T]],
+    *,
+    what: str,
+    timeout: float,
+    retry_on: tuple[type[Exception], ...] = (),
 ) -> T:
-    """Run `attempt` until it stops failing with NATS errors, or `timeout` passes."""
+    """Run `attempt` until it stops failing with NATS errors (or `retry_on`'s), or `timeout`
+    passes."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     delay = 0.1
+    retryable: tuple[type[Exception], ...] = (nats.errors.Error, TimeoutError, *retry_on)
     while True:
         try:
             return await attempt()
-        except (nats.errors.Error, TimeoutError) as e:
+        except retryable as e:
             if loop.time() > deadline:
                 raise
             log.info("%s not ready yet (%s); retrying in %.1f s", what, e, delay)

@@ -245,7 +245,7 @@ class GatewayService:
         try:
             return await self._view.log_state(LOG_STATE_TIMEOUT_S)
         except Unavailable:
-            return None
+            return None  # the status says what it knows
 
     async def health(self) -> Health:
         """`ok` when a leader takes writes and a reader answers, else `unavailable`."""

@@ -19,11 +19,12 @@ from esdb.services.reader import queries
 from esdb.services.reader import stores as store_queries
 from esdb.services.reader.catch_up import log_end, wait_caught_up
 from esdb.services.reader.reply_size import HEADROOM
+from esdb.shared.cluster_view import NatsClusterView
 from esdb.shared.metrics import ReaderMetrics
 from esdb.shared.nats_connection import concurrently, connect_service, retry_until_ready
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
-from esdb.shared.storage.catalog import ReadOnlyStores, applied_on_disk, open_system
+from esdb.shared.storage.catalog import NodeProgress, ReadOnlyStores, open_system
 from esdb.shared.telemetry import Telemetry, nats_problem
 from esdb.shared.tracing import child_span, end_span, incoming
 from esdb.shared.wire import Codec, encode, encode_error
@@ -141,19 +142,23 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     async def ping(msg: Msg) -> None:
         await msg.respond(b"pong")
 
-    js = nc.jetstream(timeout=2)
+    progress = NodeProgress(settings.data_dir)
     try:
-        end = partial(retry_until_ready, partial(log_end, js), what="the log", timeout=300)
-        if await wait_caught_up(end, partial(applied_on_disk, settings.data_dir), stop):
-            for operation, handle in routes.items():
-                await nc.subscribe(
-                    reader_subject(operation), queue=READER_QUEUE, cb=concurrently(handle)
-                )
-            await nc.subscribe(reader_subject("ping"), queue=READER_QUEUE, cb=ping)
-            await stop.wait()
-        await nc.drain()
+        async with NatsClusterView(nc, settings.node_id, applied_on_disk=progress.applied) as view:
+            target = await retry_until_ready(
+                partial(log_end, view), what="the log", timeout=300, retry_on=(Unavailable,)
+            )
+            if await wait_caught_up(view, target, stop):
+                for operation, handle in routes.items():
+                    await nc.subscribe(
+                        reader_subject(operation), queue=READER_QUEUE, cb=concurrently(handle)
+                    )
+                await nc.subscribe(reader_subject("ping"), queue=READER_QUEUE, cb=ping)
+                await stop.wait()
+            await nc.drain()
     finally:
         stores.close()
+        progress.close()
 
 
 def main() -> None:

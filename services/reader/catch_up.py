@@ -5,44 +5,33 @@ that reads without `min_position` cannot tell."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import math
 
-import nats.js.errors
-from nats.js import JetStreamContext
-
-from esdb.contracts.subjects import LOG_STREAM
+from esdb.shared.cluster_view import ClusterView
 
 log = logging.getLogger(__name__)
 
-CHECK_EVERY_S = 0.1
+
+async def log_end(view: ClusterView) -> int:
+    """The log's last sequence (0 before the first writer created it); `Unavailable` while
+    JetStream cannot say."""
+    state = await view.log_state(timeout=2.0)
+    return 0 if state is None else state.last_sequence
 
 
-async def log_end(js: JetStreamContext) -> int:
-    """The log's last sequence (0 before the first writer created it)."""
-    try:
-        info = await js.stream_info(LOG_STREAM)
-    except nats.js.errors.NotFoundError:
-        return 0
-    return int(info.state.last_seq)
-
-
-async def wait_caught_up(
-    last_sequence: Callable[[], Awaitable[int]],
-    applied: Callable[[], int],
-    stop: asyncio.Event,
-    *,
-    every: float = CHECK_EVERY_S,
-) -> bool:
-    """Wait until `applied()` reaches the log's end as it stands now; False if `stop` came
-    first."""
-    target = await last_sequence()
-    if applied() < target:
+async def wait_caught_up(view: ClusterView, target: int, stop: asyncio.Event) -> bool:
+    """Wait until this node has applied the log up to `target`; False if `stop` came first."""
+    if view.applied < target:
         log.info("catching up to log sequence %d before serving reads", target)
-    while applied() < target:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-        if stop.is_set():
-            return False
+    waiting = asyncio.ensure_future(view.wait_applied(target, math.inf))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not waiting.done():
+        waiting.cancel()
+        return False
+    waiting.result()
     return True

@@ -6,14 +6,14 @@ import asyncio
 
 from esdb.contracts.log import LogOp
 from esdb.contracts.subjects import SNAPSHOTS_SERVICE
-from esdb.services.snapshot.freshness import CatchUp, NodeProgress
+from esdb.services.snapshot.freshness import CatchUp
 from esdb.services.snapshot.service import SnapshotService
 from esdb.shared.cluster_view import NatsClusterView
 from esdb.shared.nats_connection import connect_service
 from esdb.shared.service_api import NatsEndpoint, typed
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
-from esdb.shared.storage.catalog import ReadOnlyStores
+from esdb.shared.storage.catalog import NodeProgress, ReadOnlyStores
 from esdb.shared.telemetry import Telemetry, connected
 from esdb.shared.writer_ops import submit_ops
 

@@ -70,6 +70,33 @@ def applied_on_disk(data_dir: Path) -> int:
         return 0 if system is None else system.applied_sequence()
 
 
+class NodeProgress:
+    """The log sequence a node has applied, read from its system store (kept open, and
+    reopened when a restored image replaced its files): for node-local services that ask
+    often."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._path = data_dir / SYSTEM_STORE_DIR
+        self._opened: tuple[int, LmdbStore] | None = None
+
+    def applied(self) -> int:
+        """The applied sequence (0 before the writer created the system store)."""
+        try:
+            inode = (self._path / "data.mdb").stat().st_ino
+        except FileNotFoundError:
+            return 0
+        if self._opened is None or self._opened[0] != inode:
+            self.close()
+            self._opened = (inode, LmdbStore(self._path, readonly=True))
+        return self._opened[1].applied_sequence()
+
+    def close(self) -> None:
+        """Close the system store."""
+        if self._opened is not None:
+            self._opened[1].close()
+            self._opened = None
+
+
 class Catalog:
     """Opens stores by name; the system store records which stores exist and the sequence
     up to which every store has applied the log."""

@@ -164,13 +164,22 @@ async def test_applied_notices_are_heard_only_while_waiting(nc: NatsClient) -> N
         assert behind.value.details == {"sequence": 6, "applied_sequence": 5}
 
 
-async def test_log_state_is_unavailable_until_the_log_exists(nc: NatsClient) -> None:
+async def test_the_log_state_is_none_until_the_log_exists(nc: NatsClient) -> None:
     view = NatsClusterView(nc, None)
-    with pytest.raises(Unavailable):
-        await view.log_state(timeout=2)
+    assert await view.log_state(timeout=2) is None
     js = nc.jetstream()
     await js.add_stream(name=LOG_STREAM, subjects=[LOG_SUBJECT])
     for n in range(3):
         await js.publish(LOG_SUBJECT, str(n).encode())
     state = await view.log_state(timeout=2)
+    assert state is not None
     assert (state.first_sequence, state.last_sequence) == (1, 3)
+
+
+async def test_the_log_state_is_unavailable_without_jetstream(plain_nats_url: str) -> None:
+    nc = await connect(plain_nats_url, "cluster-view-test")
+    try:
+        with pytest.raises(Unavailable):
+            await NatsClusterView(nc, None).log_state(timeout=0.5)
+    finally:
+        await nc.close()

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from esdb.contracts.api import LogState
-from esdb.contracts.errors import Timeout
+from esdb.contracts.errors import Timeout, Unavailable
 from esdb.services.snapshot.freshness import CatchUp
 from esdb.shared.cluster_view import MemoryClusterView
 from tests.waiting import idle
@@ -42,3 +42,8 @@ class SilentLog(MemoryClusterView):
 async def test_catch_up_times_out_when_the_log_does_not_answer() -> None:
     with pytest.raises(Timeout):
         await CatchUp(SilentLog())(0.05)
+
+
+async def test_catch_up_before_any_writer_made_the_log_is_unavailable() -> None:
+    with pytest.raises(Unavailable):
+        await CatchUp(MemoryClusterView(log_end=None))(1.0)
