@@ -157,23 +157,33 @@ class ClusterView(abc.ABC):
 
     async def wait_applied(self, sequence: int, timeout_s: float) -> None:
         """Return once this node has applied `sequence`; `Timeout` after `timeout_s`."""
-        if self.applied >= sequence:
+        current = self.applied
+        if current >= sequence:
             return
         async with self.hearing_applied():
             deadline = time.monotonic() + timeout_s
+            look_at = time.monotonic() + APPLIED_POLL_S
+            looked_past = 0
             while True:
                 ticket = self._notices.ticket()
-                current = self.applied
-                if current >= sequence:
-                    return
-                left = deadline - time.monotonic()
+                now = time.monotonic()
+                # Notices come with every entry applied; the store is read only when one
+                # reaches `sequence`, or once a poll interval (a notice may be lost).
+                heard = self._applied_heard
+                if now >= look_at or (heard >= sequence and heard > looked_past):
+                    looked_past = heard
+                    look_at = now + APPLIED_POLL_S
+                    current = self.applied
+                    if current >= sequence:
+                        return
+                left = deadline - now
                 if left <= 0:
                     raise Timeout(
                         f"this node has applied the log to {current}, not yet to {sequence}",
                         sequence=sequence,
                         applied_sequence=current,
                     )
-                await wait_any(ticket, timeout=min(left, APPLIED_POLL_S))
+                await wait_any(ticket, timeout=min(left, look_at - now))
 
     @abc.abstractmethod
     async def log_state(self, timeout: float = 5.0) -> LogState | None:

@@ -24,7 +24,7 @@ from esdb.shared.metrics import ReaderMetrics
 from esdb.shared.nats_connection import concurrently, connect_service, retry_until_ready
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
-from esdb.shared.storage.catalog import NodeProgress, ReadOnlyStores, open_system
+from esdb.shared.storage.catalog import ReadOnlyStores, applied_on_disk, open_system
 from esdb.shared.telemetry import Telemetry, nats_problem
 from esdb.shared.tracing import child_span, end_span, incoming
 from esdb.shared.wire import Codec, encode, encode_error
@@ -142,9 +142,11 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     async def ping(msg: Msg) -> None:
         await msg.respond(b"pong")
 
-    progress = NodeProgress(settings.data_dir)
+    # Not NodeProgress: the reader opens the system store per request (`open_system`), and
+    # LMDB forbids a second environment on it in the same process.
+    applied = partial(applied_on_disk, settings.data_dir)
     try:
-        async with NatsClusterView(nc, settings.node_id, applied_on_disk=progress.applied) as view:
+        async with NatsClusterView(nc, settings.node_id, applied_on_disk=applied) as view:
             target = await retry_until_ready(
                 partial(log_end, view), what="the log", timeout=300, retry_on=(Unavailable,)
             )
@@ -158,7 +160,6 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
             await nc.drain()
     finally:
         stores.close()
-        progress.close()
 
 
 def main() -> None:

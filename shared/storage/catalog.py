@@ -73,7 +73,8 @@ def applied_on_disk(data_dir: Path) -> int:
 class NodeProgress:
     """The log sequence a node has applied, read from its system store (kept open, and
     reopened when a restored image replaced its files): for node-local services that ask
-    often."""
+    often, and never open the system store otherwise. (LMDB forbids two environments on one
+    file in a process: closing one drops the other's locks.)"""
 
     def __init__(self, data_dir: Path) -> None:
         self._path = data_dir / SYSTEM_STORE_DIR
