@@ -308,10 +308,12 @@ class WriterNode:
         ]
         front = WriteFront(self._nc, self._settings, sequencer, self._requests, self._tracer)
         await front.start()
+        # Cleared as the role changes, with no await between: a step-down asked for from
+        # here on ends this leadership, however soon it comes.
+        self._handover.clear()
         self.role = "leader"
         # Gateways answer the writes a previous leader took with it (gateway/orphans.py).
         await self._nc.publish(WRITER_SERVING, self._settings.node_id.encode())
-        self._handover.clear()
         waiters = [asyncio.create_task(event.wait()) for event in (stop, lost, self._handover)]
         try:
             await asyncio.wait({run, *waiters}, return_when=asyncio.FIRST_COMPLETED)
