@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,13 +96,19 @@ class HostCluster:
     def kill_host(self, index: int) -> int:
         """kill -9 every process on host `index` (nats-server included), as a power cut
         would; how many there were."""
+        return self.cut_power(index)[0]
+
+    def cut_power(self, index: int) -> tuple[int, float]:
+        """`kill_host`, also saying when (`time.monotonic()`) the last process was signalled:
+        listing the host's processes first takes a while on a busy machine."""
         pids = self.network.pids(index)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
         stack = self.running.pop(index)
         stack.process.wait(10)
-        return len(pids)
+        return len(pids), killed_at
 
     def replica(self, index: int, store: str = "default") -> list[tuple[Any, ...]]:
         """Every event in host `index`'s LMDB, read from its files."""

@@ -52,6 +52,7 @@ from pathlib import Path
 
 from esdb.contracts.subjects import IMAGE_BUCKET, IMAGE_NAME
 from esdb.services.gateway.cluster_admin import ESDB_STREAMS
+from esdb.services.writer.images import latest_image
 from tests.stack import Api, connect_api, wait_until
 from tests.system.cluster import cluster_status, leader_index, verify_replica_events
 from tests.system.cluster import wait_converged as wait_applied
@@ -64,8 +65,11 @@ HOSTS = 5
 WHAT = ("failover", "join", "gaps", "throughput")
 SETTLE_TIMEOUT_S = 120.0
 JOIN_READY_TIMEOUT_S = 900.0
+IMAGE_TIMEOUT_S = 600.0
 RESTORED = re.compile(r"^(\S+ \S+) WARNING writer \S+: restored image of log sequence (\d+)")
 TOOK_IMAGE = re.compile(r"took image at log sequence (\d+)")
+LEASE_TAKEN = re.compile(r"^(\S+ \S+) INFO writer \S+: (\S+) acquired the writer lease")
+SERVING = re.compile(r"^(\S+ \S+) INFO gateway \S+: (\S+) now leads")
 
 
 @dataclass
@@ -284,8 +288,8 @@ async def failover(
                 await load.wait_acked(
                     args.clients * 5, time.monotonic(), timeout=60, what="acks before the kill"
                 )
-                killed_at = time.monotonic()
-                processes = await asyncio.to_thread(hosts.kill_host, leader)
+                processes, killed_at = await asyncio.to_thread(hosts.cut_power, leader)
+                killed_wall = time.time() - (time.monotonic() - killed_at)
 
                 async def recovered(killed_at: float = killed_at) -> bool:
                     return any(a.sent_at > killed_at for a in history.acked)
@@ -296,11 +300,12 @@ async def failover(
                 await load.wait_acked(
                     args.clients * 5, first, timeout=60, what="acks after failover"
                 )
-            now = (await cluster_status(admin)).get("leader")
+            lease = first_logged(hosts, LEASE_TAKEN, killed_wall)
+            serving = first_logged(hosts, SERVING, killed_wall)
             note(
                 f"failover run {run}: killed host{leader} (the writer leader, leading the "
-                f"streams {', '.join(led) or 'none'}; {processes} processes); "
-                f"first ack {values[-1]:.3f} s after the kill; {now} leads"
+                f"streams {', '.join(led) or 'none'}; {processes} processes); lease taken "
+                f"{lease}, leader serving {serving}, first ack {values[-1]:.3f} s after the kill"
             )
             started = time.monotonic()
             await asyncio.to_thread(hosts.start, leader, FIRST)
@@ -313,6 +318,20 @@ async def failover(
         f"3 nodes, {args.clients} clients spread over them, 1 event per append, "
         f"{args.failover_runs} runs",
     )
+
+
+def first_logged(hosts: HostCluster, pattern: re.Pattern[str], after: float) -> str:
+    """The first line of any running node's log matching `pattern` (its groups: the time and
+    a node id) after the wall-clock time `after`: `+S s by NODE`, or `never`."""
+    found: list[tuple[float, str]] = []
+    for stack in hosts.running.values():
+        for line in stack.log_path.read_text(errors="replace").splitlines():
+            if (match := pattern.match(line)) and (at := log_time(match.group(1))) > after:
+                found.append((at, match.group(2)))
+    if not found:
+        return "never"
+    at, node = min(found)
+    return f"+{at - after:.2f} s by {node}"
 
 
 async def fill(apis: list[Api], events: int, batch: int, in_flight: int) -> tuple[int, float]:
@@ -339,6 +358,21 @@ async def fill(apis: list[Api], events: int, batch: int, in_flight: int) -> tupl
 def log_time(stamp: str) -> float:
     """A Python log line's `asctime` as seconds since the epoch."""
     return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+async def wait_imaged(api: Api, sequence: int) -> None:
+    """Wait until the latest image reflects at least log sequence `sequence`: the leader takes
+    one every ESDB_IMAGE_EVERY_ENTRIES entries, and copying and uploading it takes a while."""
+    js = api.nc.jetstream(timeout=10)
+
+    async def imaged() -> bool:
+        try:
+            image = await latest_image(await js.object_store(IMAGE_BUCKET))
+        except Exception:
+            return False
+        return image is not None and image.sequence >= sequence
+
+    await wait_until(imaged, timeout=IMAGE_TIMEOUT_S, what=f"an image of sequence {sequence}")
 
 
 async def image_size(api: Api) -> int:
@@ -383,11 +417,18 @@ async def join_once(
             f"{total / seconds:,.0f} ev/s"
         )
         sequence = await settle(admin, FIRST)
-        leader = await leader_index(admin)
-        images = TOOK_IMAGE.findall(hosts.running[leader].log_path.read_text(errors="replace"))
+        if image_every:
+            waited = time.monotonic()
+            await wait_imaged(admin, sequence - image_every + 1)
+            note(f"waited {time.monotonic() - waited:.1f} s for the image keeper to catch up")
+        images = [
+            int(seq)
+            for stack in hosts.running.values()
+            for seq in TOOK_IMAGE.findall(stack.log_path.read_text(errors="replace"))
+        ]
         size = await image_size(admin)
         note(
-            f"log at sequence {sequence}; images taken on the leader at {images or 'none'}; "
+            f"log at sequence {sequence}; images taken at {sorted(images) or 'none'}; "
             f"latest {size / 1e6:.1f} MB"
         )
 
