@@ -42,7 +42,7 @@ from typing import Any, Protocol
 
 import nats.errors
 
-from tests.stack import Api, Stack, connect_api, start_stack, wait_until
+from tests.stack import Api, Stack, StackFailed, connect_api, start_stack, wait_until
 from tests.system.cluster import (
     NODES,
     cluster_status,
@@ -452,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except AssertionError as e:
         print(f"chaos: VIOLATION (replay with --seed {seed}): {e}", file=sys.stderr)
+        return 1
+    except StackFailed as e:
+        print(f"chaos: a node did not start (replay with --seed {seed}): {e}", file=sys.stderr)
         return 1
     print("chaos: every round verified", flush=True)
     return 0
