@@ -70,6 +70,8 @@ RESTORED = re.compile(r"^(\S+ \S+) WARNING writer \S+: restored image of log seq
 TOOK_IMAGE = re.compile(r"took image at log sequence (\d+)")
 LEASE_TAKEN = re.compile(r"^(\S+ \S+) INFO writer \S+: (\S+) acquired the writer lease")
 SERVING = re.compile(r"^(\S+ \S+) INFO gateway \S+: (\S+) now leads")
+"""A gateway heard the new leader announce it serves (logged only when it had writes that an
+earlier leader took with it to answer)."""
 
 
 @dataclass
@@ -322,14 +324,14 @@ async def failover(
 
 def first_logged(hosts: HostCluster, pattern: re.Pattern[str], after: float) -> str:
     """The first line of any running node's log matching `pattern` (its groups: the time and
-    a node id) after the wall-clock time `after`: `+S s by NODE`, or `never`."""
+    a node id) after the wall-clock time `after`: `+S s by NODE`, or `not logged`."""
     found: list[tuple[float, str]] = []
     for stack in hosts.running.values():
         for line in stack.log_path.read_text(errors="replace").splitlines():
             if (match := pattern.match(line)) and (at := log_time(match.group(1))) > after:
                 found.append((at, match.group(2)))
     if not found:
-        return "never"
+        return "not logged"
     at, node = min(found)
     return f"+{at - after:.2f} s by {node}"
 
