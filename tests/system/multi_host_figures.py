@@ -67,7 +67,6 @@ SETTLE_TIMEOUT_S = 120.0
 JOIN_READY_TIMEOUT_S = 900.0
 IMAGE_TIMEOUT_S = 600.0
 RESTORED = re.compile(r"^(\S+ \S+) WARNING writer \S+: restored image of log sequence (\d+)")
-TOOK_IMAGE = re.compile(r"took image at log sequence (\d+)")
 LEASE_TAKEN = re.compile(r"^(\S+ \S+) INFO writer \S+: (\S+) acquired the writer lease")
 SERVING = re.compile(r"^(\S+ \S+) INFO gateway \S+: (\S+) now leads")
 """A gateway heard the new leader announce it serves (logged only when it had writes that an
@@ -377,15 +376,16 @@ async def wait_imaged(api: Api, sequence: int) -> None:
     await wait_until(imaged, timeout=IMAGE_TIMEOUT_S, what=f"an image of sequence {sequence}")
 
 
-async def image_size(api: Api) -> int:
-    """The bytes of the latest image in the object store (0 if there is none)."""
+async def latest_image_info(api: Api) -> tuple[int, int]:
+    """The log sequence and the bytes of the latest image (0, 0 if there is none)."""
     js = api.nc.jetstream(timeout=10)
     try:
         store = await js.object_store(IMAGE_BUCKET)
+        image = await latest_image(store)
         info = await store.get_info(IMAGE_NAME)
     except Exception:
-        return 0
-    return int(info.size or 0)
+        return 0, 0
+    return (image.sequence if image else 0), int(info.size or 0)
 
 
 async def join(
@@ -423,15 +423,10 @@ async def join_once(
             waited = time.monotonic()
             await wait_imaged(admin, sequence - image_every + 1)
             note(f"waited {time.monotonic() - waited:.1f} s for the image keeper to catch up")
-        images = [
-            int(seq)
-            for stack in hosts.running.values()
-            for seq in TOOK_IMAGE.findall(stack.log_path.read_text(errors="replace"))
-        ]
-        size = await image_size(admin)
+        image, size = await latest_image_info(admin)
         note(
-            f"log at sequence {sequence}; images taken at {sorted(images) or 'none'}; "
-            f"latest {size / 1e6:.1f} MB"
+            f"log at sequence {sequence}; latest image: "
+            + (f"log sequence {image}, {size / 1e6:.1f} MB" if image else "none")
         )
 
         spawned_wall, spawned = time.time(), time.monotonic()
@@ -450,8 +445,10 @@ async def join_once(
         if restored:
             at = log_time(restored[-1].group(1)) - spawned_wall
             image_seq = int(restored[-1].group(2))
+            latest, size = await latest_image_info(admin)
+            of_size = f"{size / 1e6:.0f} MB" if latest == image_seq else "size not known"
             how = (
-                f"restored the image of log sequence {image_seq} ({size / 1e6:.0f} MB) "
+                f"restored the image of log sequence {image_seq} ({of_size}) "
                 f"{at:.1f} s after start, then replayed {(applied or sequence) - image_seq} log "
                 f"entries to {applied}"
             )
