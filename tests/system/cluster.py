@@ -126,26 +126,39 @@ async def crash(stack: Stack, service: str, node: int) -> None:
 
 
 async def load_with_fault(
-    api: Api, fault: Callable[[], Awaitable[None]], *, workers: int = 12, appends: int = 30
+    api: Api,
+    fault: Callable[[], Awaitable[None]],
+    *,
+    workers: int = 12,
+    appends: int = 30,
+    through_fault: bool = False,
 ) -> History:
-    """Concurrent appends with expected versions; `fault` runs once a third have landed."""
+    """Concurrent appends with expected versions; `fault` runs once a third have landed. With
+    `through_fault`, each worker also goes on appending until the fault is over, however long
+    it lasts (a node joining), so the load never ends before the fault does."""
     history = History()
     third = asyncio.Event()
+    over = asyncio.Event()
     done = 0
 
     async def worker(n: int) -> None:
         nonlocal done
         stream = f"fault{n}-{uuid.uuid4().hex[:6]}"
         version: int | str = "no_stream"
-        for i in range(appends):
+        i = 0
+        while i < appends or (through_fault and not over.is_set()):
             version = await append_until_acked(api, history, stream, version, 1 + i % 2)
             done += 1
             if done >= workers * appends // 3:
                 third.set()
+            i += 1
 
     async def inject() -> None:
         await third.wait()
-        await fault()
+        try:
+            await fault()
+        finally:
+            over.set()
 
     await asyncio.gather(inject(), *(worker(n) for n in range(workers)))
     return history

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,10 @@ class Acked:
     event_ids: list[str]
     first_version: int
     first_position: int
+    sent_at: float = 0.0
+    """When the attempt that was acknowledged was sent (`time.monotonic()`)."""
+    acked_at: float = 0.0
+    """When its acknowledgement arrived."""
 
 
 @dataclass
@@ -51,6 +56,7 @@ async def append_until_acked(
     loop = asyncio.get_running_loop()
     give_up = loop.time() + deadline_s
     while True:
+        sent_at = time.monotonic()
         try:
             reply = await api.call("append", body, timeout=3)
         except Exception:  # a NATS-level timeout or disconnect: outcome unknown, retry
@@ -58,7 +64,14 @@ async def append_until_acked(
         error = reply.get("error")
         if error is None:
             history.acked.append(
-                Acked(stream, ids, reply["first_version"], reply["first_position"])
+                Acked(
+                    stream,
+                    ids,
+                    reply["first_version"],
+                    reply["first_position"],
+                    sent_at=sent_at,
+                    acked_at=time.monotonic(),
+                )
             )
             return int(reply["last_version"])
         if error["code"] not in RETRYABLE or loop.time() > give_up:
