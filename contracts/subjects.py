@@ -45,6 +45,9 @@ IMAGE_BUCKET = "esdb_images"
 IMAGE_NAME = "latest"
 MEMBERS_BUCKET = "esdb_members"
 """The cluster's members by node id: each node's host, and whether it was removed."""
+CLUSTER_STREAMS = (LOG_STREAM, f"KV_{LEASE_BUCKET}", f"KV_{MEMBERS_BUCKET}", f"OBJ_{IMAGE_BUCKET}")
+"""The JetStream streams that hold the cluster's state: the log, the lease, the members and
+the images."""
 
 
 def server_name(node_id: str) -> str:

@@ -72,8 +72,11 @@ class StoreFanout:
                     await self.save_checkpoint()
                     last_checkpoint = now
                 if not emitted:
+                    # Not wait_for: on 3.11 it can swallow a cancel that lands as the wait
+                    # ends, and stopping the fan-out then waited for this task for good.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(ticket.wait(), FALLBACK_POLL_S)
+                        async with asyncio.timeout(FALLBACK_POLL_S):
+                            await ticket.wait()
         finally:
             if self.emitted > self._checkpointed:
                 await asyncio.shield(self.save_checkpoint())

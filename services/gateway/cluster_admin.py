@@ -26,9 +26,8 @@ from esdb.contracts.api import (
 )
 from esdb.contracts.errors import InvalidRequest, NotFound, Timeout, Unavailable
 from esdb.contracts.subjects import (
+    CLUSTER_STREAMS,
     HANDOVER_WAIT_S,
-    IMAGE_BUCKET,
-    LEASE_BUCKET,
     LOG_STREAM,
     MEMBERS_BUCKET,
     Op,
@@ -42,9 +41,6 @@ from esdb.shared.wire import Codec, decode_request, encode
 
 log = logging.getLogger(__name__)
 
-ESDB_STREAMS = (LOG_STREAM, f"KV_{LEASE_BUCKET}", f"KV_{MEMBERS_BUCKET}", f"OBJ_{IMAGE_BUCKET}")
-"""The JetStream streams that hold the cluster's state: the log, the lease, the members and
-the images."""
 SERVER_REMOVE = "$JS.API.SERVER.REMOVE"
 """A system-account request: drop a server from the JetStream meta group."""
 PEER_REMOVE = "$JS.API.STREAM.PEER.REMOVE.{}"
@@ -103,7 +99,7 @@ class ClusterAdmin:
             )
         changed = []
         pipelining_changes = False
-        for name in ESDB_STREAMS:
+        for name in CLUSTER_STREAMS:
             try:
                 info = await self._js.stream_info(name)
             except nats.js.errors.NotFoundError:
@@ -148,7 +144,7 @@ class ClusterAdmin:
         if known.state != REMOVED:
             await mark_removed(kv, node, known.host)
         peer = server_name(node)
-        moved = [name for name in ESDB_STREAMS if await self._remove_peer(name, peer)]
+        moved = [name for name in CLUSTER_STREAMS if await self._remove_peer(name, peer)]
         removed = await self._remove_server(peer)
         return encode(NodeRemovedResult(node=node, streams=moved, server_removed=removed), codec)
 

@@ -18,9 +18,11 @@ from urllib.parse import urlsplit
 
 import msgspec
 import nats
+from nats.aio.client import Client as NatsClient
 
 from esdb.contracts.api import ClusterStatus, Health
 from esdb.contracts.subjects import (
+    CLUSTER_STREAMS,
     SYSTEM_STORE,
     Op,
     api_subject,
@@ -66,6 +68,7 @@ DEFAULT_CLUSTER_PORT = 6222
 CLUSTER_REPLICAS = 3
 """The replica count of a node started with `--node-id` when none is given."""
 HANDOVER_TIMEOUT_S = 10.0
+STREAM_LEADER_STEP_DOWN = "$JS.API.STREAM.LEADER.STEPDOWN.{}"
 WAITING_NOTE_EVERY_S = 30.0
 
 
@@ -534,10 +537,26 @@ class Stack:
                     writer_step_down_subject(plan.node_id), b"", timeout=HANDOVER_TIMEOUT_S
                 )
                 log.info("%s: %s", plan.node_id, reply.data.decode())
+                await _move_stream_leaders(nc, server_name(plan.node_id))
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as e:
             log.warning("the writer did not hand over (%s); followers take over on expiry", e)
         finally:
             await nc.close()
+
+
+async def _move_stream_leaders(nc: NatsClient, server: str) -> None:
+    """Have JetStream elect other leaders for the cluster's streams `server` leads: stopped
+    while leading the log, it left the writer's append in flight to its 5 s timeout (5.6 s
+    without acknowledged writes in a rolling restart)."""
+    js = nc.jetstream(timeout=HANDOVER_TIMEOUT_S)
+    for stream in CLUSTER_STREAMS:
+        try:
+            info = await js.stream_info(stream)
+            if info.cluster is not None and info.cluster.leader == server:
+                await nc.request(STREAM_LEADER_STEP_DOWN.format(stream), b"", timeout=5)
+                log.info("%s no longer leads %s", server, stream)
+        except (nats.errors.Error, TimeoutError) as e:
+            log.warning("%s still leads %s: %s", server, stream, e)
 
 
 async def run_stack(options: StackOptions, stop: asyncio.Event) -> None:

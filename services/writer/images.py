@@ -4,11 +4,13 @@ new or wiped node starts from it instead of the whole log, and old log entries c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 import nats.errors
@@ -25,6 +27,9 @@ from esdb.shared.storage.catalog import (
     registered_stores,
 )
 from esdb.shared.storage.lmdb_store import LmdbStore
+
+DOWNLOAD_STALL_S = 30.0
+"""An image download that writes nothing for this long is given up and tried again."""
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +109,25 @@ async def take_image(catalog: Catalog, images: ObjectStore, node: str) -> ImageI
     return image
 
 
+async def _download(images: ObjectStore, out: BinaryIO) -> None:
+    """Fetch the image into `out`; TimeoutError (the caller retries) if it stops growing for
+    `DOWNLOAD_STALL_S`: a chaos run saw nats-py's object store read hang mid-image, for good,
+    and the joining node never became ready."""
+    fetching = asyncio.ensure_future(images.get(IMAGE_NAME, writeinto=out))  # type: ignore[arg-type]
+    written = -1
+    while True:
+        done, _ = await asyncio.wait({fetching}, timeout=DOWNLOAD_STALL_S)
+        if done:
+            fetching.result()
+            return
+        if out.tell() == written:
+            fetching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetching
+            raise TimeoutError(f"the image download stalled at {written} bytes")
+        written = out.tell()
+
+
 async def restore_image(images: ObjectStore, data_dir: Path) -> ImageInfo:
     """Replace `data_dir` with the latest image; the caller then replays the log after it."""
     image = await latest_image(images)
@@ -114,7 +138,7 @@ async def restore_image(images: ObjectStore, data_dir: Path) -> ImageInfo:
     staging.mkdir(parents=True)
     archive = staging / "image.tar"
     with open(archive, "wb") as out:
-        await images.get(IMAGE_NAME, writeinto=out)  # type: ignore[arg-type]
+        await _download(images, out)
     with tarfile.open(archive) as tar:
         tar.extractall(staging / "stores", filter="data")
     shutil.rmtree(data_dir, ignore_errors=True)

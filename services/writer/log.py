@@ -31,6 +31,8 @@ EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
 MSG_ID = "Nats-Msg-Id"
 MAX_ENTRY_BYTES = 8 << 20
 """The largest log message, headers (under 1 KiB) included."""
+TAIL_HEARTBEAT_S = 0.5
+"""How often an idle log tail hears from its consumer's server."""
 
 
 class FencedOut(Exception):
@@ -172,6 +174,10 @@ class JetStreamLog:
             self._subject,
             stream=self._stream,
             ordered_consumer=True,
+            # The consumer lives on one server; when that server's host dies the client only
+            # notices by missed heartbeats (two). At nats-py's default 5 s a new leader waited
+            # 5-15 s to catch up after a whole-host kill; at this, about a second.
+            idle_heartbeat=TAIL_HEARTBEAT_S,
             config=ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
             ),
