@@ -50,8 +50,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from esdb.contracts.subjects import IMAGE_BUCKET, IMAGE_NAME
-from esdb.services.gateway.cluster_admin import ESDB_STREAMS
+from esdb.contracts.subjects import CLUSTER_STREAMS, IMAGE_BUCKET, IMAGE_NAME
 from esdb.services.writer.images import latest_image
 from tests.stack import Api, connect_api, wait_until
 from tests.system.cluster import cluster_status, leader_index, verify_replica_events
@@ -263,7 +262,7 @@ async def stream_leaders(api: Api) -> dict[str, str]:
     members, images)."""
     js = api.nc.jetstream(timeout=5)
     leaders = {}
-    for name in ESDB_STREAMS:
+    for name in CLUSTER_STREAMS:
         with contextlib.suppress(Exception):
             info = await js.stream_info(name)
             if info.cluster is not None and info.cluster.leader:
