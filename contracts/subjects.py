@@ -63,6 +63,8 @@ def writer_step_down_subject(node_id: str) -> str:
 
 HANDOVER_WAIT_S = 5.0
 """A writer answers a step-down once another node holds the lease, or after this long."""
+STEP_DOWN_TIMEOUT_S = HANDOVER_WAIT_S + 2.0
+"""How long whoever asks for a step-down waits for the writer's answer."""
 
 
 WRITER_HANDOVER = f"{INTERNAL_PREFIX}.writer.handover"

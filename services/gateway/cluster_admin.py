@@ -27,9 +27,9 @@ from esdb.contracts.api import (
 from esdb.contracts.errors import InvalidRequest, NotFound, Timeout, Unavailable
 from esdb.contracts.subjects import (
     CLUSTER_STREAMS,
-    HANDOVER_WAIT_S,
     LOG_STREAM,
     MEMBERS_BUCKET,
+    STEP_DOWN_TIMEOUT_S,
     Op,
     server_name,
     writer_step_down_subject,
@@ -75,9 +75,8 @@ class ClusterAdmin:
         if leader is None:
             raise Unavailable("no writer leads now; nothing to step down")
         try:
-            # The writer answers within HANDOVER_WAIT_S whatever happens; this waits longer.
             reply = await self._nc.request(
-                writer_step_down_subject(leader), b"", timeout=HANDOVER_WAIT_S + 2
+                writer_step_down_subject(leader), b"", timeout=STEP_DOWN_TIMEOUT_S
             )
         except nats.errors.NoRespondersError as e:
             raise Unavailable(f"the leader {leader} did not answer; retry") from e

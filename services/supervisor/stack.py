@@ -23,6 +23,7 @@ from nats.aio.client import Client as NatsClient
 from esdb.contracts.api import ClusterStatus, Health
 from esdb.contracts.subjects import (
     CLUSTER_STREAMS,
+    STEP_DOWN_TIMEOUT_S,
     SYSTEM_STORE,
     Op,
     api_subject,
@@ -67,7 +68,6 @@ READY_TIMEOUT_S = 120.0
 DEFAULT_CLUSTER_PORT = 6222
 CLUSTER_REPLICAS = 3
 """The replica count of a node started with `--node-id` when none is given."""
-HANDOVER_TIMEOUT_S = 10.0
 STREAM_LEADER_STEP_DOWN = "$JS.API.STREAM.LEADER.STEPDOWN.{}"
 WAITING_NOTE_EVERY_S = 30.0
 
@@ -534,7 +534,7 @@ class Stack:
         try:
             for plan in self.nodes:
                 reply = await nc.request(
-                    writer_step_down_subject(plan.node_id), b"", timeout=HANDOVER_TIMEOUT_S
+                    writer_step_down_subject(plan.node_id), b"", timeout=STEP_DOWN_TIMEOUT_S
                 )
                 log.info("%s: %s", plan.node_id, reply.data.decode())
                 await _move_stream_leaders(nc, server_name(plan.node_id))
@@ -548,7 +548,7 @@ async def _move_stream_leaders(nc: NatsClient, server: str) -> None:
     """Have JetStream elect other leaders for the cluster's streams `server` leads: stopped
     while leading the log, it left the writer's append in flight to its 5 s timeout (5.6 s
     without acknowledged writes in a rolling restart)."""
-    js = nc.jetstream(timeout=HANDOVER_TIMEOUT_S)
+    js = nc.jetstream(timeout=STEP_DOWN_TIMEOUT_S)
     for stream in CLUSTER_STREAMS:
         try:
             info = await js.stream_info(stream)
