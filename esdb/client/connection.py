@@ -116,6 +116,7 @@ class Connection:
         watchers: set[ConnectionWatcher] = set()
 
         async def on_reconnected() -> None:
+            in_flight.connection_back()
             for watcher in list(watchers):
                 watcher.reconnected()
 
@@ -216,6 +217,12 @@ class Connection:
         if self.nc.is_closed or self.nc.is_draining:
             # nats-py would wait out the whole timeout for a reply that cannot come.
             raise Unavailable(f"the connection to {self.url} is closing", delivered=False)
+        if not await self._in_flight.connected(self.timeout):
+            raise Unavailable(
+                f"no NATS server of {self.url} took the connection back within {self.timeout:g} s",
+                url=self.url,
+                delivered=False,
+            )
         try:
             reply = await self._in_flight.run(
                 self._denials.guard(
@@ -258,9 +265,27 @@ class InFlight:
     def __init__(self) -> None:
         self._waiting: set[asyncio.Task[Any]] = set()
         self._lost: set[asyncio.Task[Any]] = set()
+        self._up = asyncio.Event()
+        self._up.set()
+
+    async def connected(self, timeout: float) -> bool:
+        """Whether the connection is up, waiting up to `timeout` s for it to come back."""
+        if self._up.is_set():
+            return True
+        # A request sent meanwhile would sit in nats-py's buffer, and be lost with it if the
+        # next server tried fails too: each such loss used up a retry within milliseconds.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._up.wait(), timeout)
+        return self._up.is_set()
+
+    def connection_back(self) -> None:
+        """The connection is up again: requests may be sent."""
+        self._up.set()
 
     def connection_lost(self) -> None:
-        """Fail every request still waiting with `ConnectionLost`."""
+        """Fail every request still waiting with `ConnectionLost`; hold new ones until the
+        connection is back."""
+        self._up.clear()
         for task in self._waiting - self._lost:
             self._lost.add(task)
             task.cancel()

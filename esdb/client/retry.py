@@ -32,7 +32,9 @@ class RetryPolicy:
     of up to `jitter`, so clients that failed together do not all come back together.
     `max_retries=0` turns retries off."""
 
-    max_retries: int = 5
+    # Ten backoffs span 3-6.5 s: a stopping nats-server answers `no responders` for about a
+    # second before it drops its clients, and a leader failover takes 1-7 s.
+    max_retries: int = 10
     deadline: float = 10.0
     initial_backoff: float = 0.05
     max_backoff: float = 1.0

@@ -56,3 +56,16 @@ async def test_a_caller_cancelled_as_the_connection_drops_stays_cancelled() -> N
 
     with pytest.raises(asyncio.CancelledError):
         await waiting
+
+
+async def test_new_requests_wait_for_the_connection_to_come_back() -> None:
+    in_flight = InFlight()
+    assert await in_flight.connected(0)
+    in_flight.connection_lost()
+    assert not await in_flight.connected(0.01)  # still down: the caller gives up
+
+    waiting = asyncio.create_task(in_flight.connected(30))
+    await _wait_started(waiting)
+    assert not waiting.done()
+    in_flight.connection_back()
+    assert await asyncio.wait_for(waiting, 5)
