@@ -341,7 +341,7 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
     if options.nodes > 1:
         # Appends right after `ready` could race the cluster's first leader changes.
         await wait_settled(nc, options.nodes, timeout=60)
-    report.resources.append(stack.sample("start", 0, 0))
+    report.resources.append(await stack.sample("start", 0, 0))
     if failover:
         plan = FailoverPlan(
             run_id=run_id,

@@ -11,8 +11,9 @@ import msgspec
 
 APPEND_TARGET = 2.0
 """esdb appends must reach at least this multiple of JetStream's events/s (one node)."""
-APPEND_TARGET_R3 = 1.5
-"""The same on three nodes, against an R3 JetStream stream (the cluster issue's target)."""
+APPEND_TARGET_R3 = 0.8
+"""The same on three nodes, against an R3 JetStream stream (the per-event cost issue's goal;
+the longer-term aim is parity and beyond)."""
 FAILOVER_TARGET_S = 3.0
 """The median time from killing the leader's writer to the first append acknowledged after."""
 READ_TARGET = 1.0
@@ -58,6 +59,10 @@ class Ratio(msgspec.Struct, kw_only=True):
     met: bool
 
 
+CLIENT_ROW = "bench client"
+"""The benchmark's own process in the memory and CPU tables."""
+
+
 class ProcessUsage(msgspec.Struct, kw_only=True):
     """One process at one moment: resident memory in KiB (anonymous = heap and stacks) and
     the CPU time (user + system) it has used since it started."""
@@ -67,6 +72,8 @@ class ProcessUsage(msgspec.Struct, kw_only=True):
     rss_kib: int
     anon_kib: int
     cpu_s: float
+    messages: int | None = None
+    """A nats-server's messages in plus out since it started (`varz`); None for the rest."""
 
 
 class ResourceSample(msgspec.Struct, kw_only=True):

@@ -86,7 +86,7 @@ async def run_live(
     events = plan.events if plan.events is not None else max(1, round(offered.rate * plan.seconds))
     sender, arrivals = await _open_loop(nc, stack, plan, offered.rate, events, payload, say)
     appended = sum(1 for _ in sender.landed())
-    report.resources.append(stack.sample("live", appended, offered.stored + appended))
+    report.resources.append(await stack.sample("live", appended, offered.stored + appended))
     report.live = _report(plan, offered, sender, arrivals)
 
 

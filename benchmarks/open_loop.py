@@ -104,7 +104,7 @@ async def offered_rate(
     if plan.rate is not None:
         return OfferedRate(plan.rate, "--rate", None, None, 0)
     probe_run, stored = await _probe(nc, plan, payload, say, with_progress)
-    report.resources.append(stack.sample("probe", stored, stored))
+    report.resources.append(await stack.sample("probe", stored, stored))
     probe = probe_run.log.figures("esdb append (closed loop)", probe_run.seconds)
     rate = probe.events_per_s * LIVE_LOAD
     if rate <= 0:

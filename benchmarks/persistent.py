@@ -156,7 +156,7 @@ async def run_persistent(
         sides.append(side)
         if isinstance(group, EsdbGroup):
             stored += side.appended
-        report.resources.append(stack.sample(label, side.appended, stored))
+        report.resources.append(await stack.sample(label, side.appended, stored))
         say(
             f"persistent: {group.path}: {side.deliveries_per_s:,.0f} deliveries/s, p99 "
             f"{side.latencies[0].p99_ms:.1f} ms, max lag {side.lag.max:,}, missing {side.missing}"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import pairwise
 
 from esdb.benchmarks.figures import (
+    CLIENT_ROW,
     AppendFigures,
     BenchReport,
     DeliveryFigures,
@@ -54,6 +56,12 @@ def format_report(report: BenchReport) -> str:
         lines += ["", *_persistent(report.persistent)]
     if len(report.resources) > 1 and any(sample.processes for sample in report.resources):
         lines += ["", *_memory_table(report.resources), "", *_cpu_table(report.resources)]
+        messages = _messages_table(report.resources)
+        if messages:
+            lines += ["", *messages]
+        budget = _budget_table(report)
+        if budget:
+            lines += ["", *budget]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -369,6 +377,43 @@ def _memory_table(samples: list[ResourceSample]) -> list[str]:
 def _cpu_table(samples: list[ResourceSample]) -> list[str]:
     """CPU time per event of each phase, summed over the rounds (a process that restarted
     during a phase is left out of that phase)."""
+    phases, events, spent = _per_event(samples, lambda usage: usage.cpu_s * 1e6)
+    rows = [("events", [f"{events[phase]:,}" for phase in phases])]
+    rows += [
+        (name, [f"{by_phase[phase]:,.0f}" if phase in by_phase else "-" for phase in phases])
+        for name, by_phase in spent.items()
+    ]
+    rounds = len(samples[1:]) // max(1, len(phases))
+    over = f", over {rounds} rounds" if rounds > 1 else ""
+    return _table(f"cpu per event in each phase{over}: µs (user + system)", phases, rows)
+
+
+def _messages_table(samples: list[ResourceSample]) -> list[str]:
+    """NATS messages (in plus out) per event of each phase, on each server."""
+    phases, _, counted = _per_event(samples, lambda usage: usage.messages)
+    if not counted:
+        return []
+    rows = [
+        (name, [f"{by_phase[phase]:.2f}" if phase in by_phase else "-" for phase in phases])
+        for name, by_phase in counted.items()
+    ]
+    rows.append(
+        (
+            "all servers",
+            [f"{sum(c.get(phase, 0) for c in counted.values()):.2f}" for phase in phases],
+        )
+    )
+    return _table(
+        "nats messages per event in each phase (in + out, from each server's varz)", phases, rows
+    )
+
+
+def _per_event(
+    samples: list[ResourceSample], value: Callable[[ProcessUsage], float | None]
+) -> tuple[list[str], dict[str, int], dict[str, dict[str, float]]]:
+    """The phases, the events of each, and per process and phase how much `value` grew per
+    event (summed over rounds; a process that restarted in a phase, or has no value, is
+    left out of it)."""
     phases: list[str] = []
     events: dict[str, int] = {}
     for after in samples[1:]:
@@ -376,23 +421,72 @@ def _cpu_table(samples: list[ResourceSample]) -> list[str]:
         if phase not in phases:
             phases.append(phase)
         events[phase] = events.get(phase, 0) + after.phase_events
-    rows = [("events", [f"{events[phase]:,}" for phase in phases])]
+    grown: dict[str, dict[str, float]] = {}
     for name in _process_names(samples):
-        spent: dict[str, tuple[float, int]] = {}
+        totals: dict[str, tuple[float, int]] = {}
         for before, after in pairwise(samples):
             start, end = _find(before, name), _find(after, name)
             if start is None or end is None or start.pid != end.pid or not after.phase_events:
                 continue
-            cpu, count = spent.get(_phase(after.label), (0.0, 0))
-            spent[_phase(after.label)] = (cpu + end.cpu_s - start.cpu_s, count + after.phase_events)
-        cells = [
-            f"{spent[phase][0] / spent[phase][1] * 1e6:,.0f}" if phase in spent else "-"
-            for phase in phases
-        ]
-        rows.append((name, cells))
-    rounds = len(samples[1:]) // max(1, len(phases))
-    over = f", over {rounds} rounds" if rounds > 1 else ""
-    return _table(f"cpu per event in each phase{over}: µs (user + system)", phases, rows)
+            first, last = value(start), value(end)
+            if first is None or last is None:
+                continue
+            total, count = totals.get(_phase(after.label), (0.0, 0))
+            totals[_phase(after.label)] = (total + last - first, count + after.phase_events)
+        if totals:
+            grown[name] = {phase: total / count for phase, (total, count) in totals.items()}
+    return phases, events, grown
+
+
+APPEND_PHASE = "esdb appends"
+# CPU per appended event each process may spend (µs, user + system): what it takes for a
+# three-node cluster to keep up with the JetStream R3 it is built on on two cores.
+BUDGET_US = {
+    "bench client": 44.0,
+    "writer leader": 40.0,
+    "each follower writer": 15.0,
+    "leader emitter": 12.0,
+    "gateway": 0.0,
+    "nats-servers, summed": 70.0,
+}
+
+
+def _budget_table(report: BenchReport) -> list[str]:
+    """CPU per event of the esdb appends phase against `BUDGET_US`, marked within or over."""
+    phases, _, spent = _per_event(report.resources, lambda usage: usage.cpu_s * 1e6)
+    if APPEND_PHASE not in phases:
+        return []
+    at = {
+        name: by_phase[APPEND_PHASE] for name, by_phase in spent.items() if APPEND_PHASE in by_phase
+    }
+    leader = report.config.placement.get("esdb writer leader", "node1")
+    measured: list[tuple[str, str, float]] = []  # budget row, process, µs
+    for name, cpu in at.items():
+        if name == CLIENT_ROW or name == "gateway":
+            measured.append((name, name, cpu))
+        elif name == f"writer-{leader}":
+            measured.append(("writer leader", name, cpu))
+        elif name.startswith("writer-"):
+            measured.append(("each follower writer", name, cpu))
+        elif name == f"emitter-{leader}":
+            measured.append(("leader emitter", name, cpu))
+    servers = [cpu for name, cpu in at.items() if name.startswith("nats-server")]
+    if servers:
+        measured.append(("nats-servers, summed", f"{len(servers)} servers", sum(servers)))
+    rows = [
+        (
+            f"{row} ({process})",
+            [
+                f"{cpu:,.0f}",
+                f"{BUDGET_US[row]:,.0f}",
+                "within" if cpu <= BUDGET_US[row] else "OVER",
+            ],
+        )
+        for row, process, cpu in measured
+    ]
+    return _table(
+        f"cpu per event against the budget, {APPEND_PHASE}: µs", ["measured", "budget", ""], rows
+    )
 
 
 def _find(sample: ResourceSample, name: str) -> ProcessUsage | None:

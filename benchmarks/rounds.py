@@ -91,14 +91,14 @@ async def run_rounds(
         )
         esdb_round = esdb_warm.log.events + esdb_run.log.events
         stored += esdb_round
-        report.resources.append(stack.sample(_label(tag, "esdb appends"), esdb_round, stored))
+        report.resources.append(await stack.sample(_label(tag, "esdb appends"), esdb_round, stored))
 
         say(f"{prefix}jetstream: {plan.events:,} publishes from {plan.clients} clients...")
         js_warm = await jetstream_appends(js, warmup, payload, Progress("", 0))
         progress = Progress("jetstream publish", plan.events)
         js_run = await with_progress(progress, jetstream_appends(js, timed, payload, progress))
         js_round = js_warm.log.events + js_run.log.events
-        report.resources.append(stack.sample(_label(tag, "js appends"), js_round, stored))
+        report.resources.append(await stack.sample(_label(tag, "js appends"), js_round, stored))
 
         figures = RoundFigures(round=number)
         if plan.report_appends:
@@ -126,7 +126,7 @@ async def run_rounds(
                 min_position=_last(esdb_warm, esdb_run),
             )
             report.resources.append(
-                stack.sample(_label(tag, "esdb read"), esdb_read.events, stored)
+                await stack.sample(_label(tag, "esdb read"), esdb_read.events, stored)
             )
             say(f"{prefix}jetstream: ordered consumer over {js_round:,} messages...")
             js_read = await jetstream_ordered_read(
@@ -136,7 +136,9 @@ async def run_rounds(
                 events=js_round,
                 timeout=read_timeout,
             )
-            report.resources.append(stack.sample(_label(tag, "js read"), js_read.events, stored))
+            report.resources.append(
+                await stack.sample(_label(tag, "js read"), js_read.events, stored)
+            )
             figures.reads = [esdb_read, js_read]
             figures.read_ratio = ratio(
                 esdb_read.events_per_s, js_read.events_per_s, plan.read_target

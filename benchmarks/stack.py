@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from esdb.benchmarks.figures import ProcessUsage, ResourceSample
-from esdb.services.supervisor.nats_server import free_port_block
+import msgspec
+import nats
 
-CLIENT_PROCESS = "bench client"
+from esdb.benchmarks.figures import CLIENT_ROW, ProcessUsage, ResourceSample
+from esdb.contracts.subjects import server_name
+from esdb.services.supervisor.nats_server import free_port_block, system_user_file
+
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _ORDER = (
     "gateway",
@@ -30,6 +33,7 @@ _ORDER = (
 )
 
 _READY_TIMEOUT_S = 120.0
+_VARZ_WAIT_S = 1.0
 _STOP_GRACE_S = 30.0
 
 
@@ -144,22 +148,58 @@ class BenchStack:
             return None
         return _read_pid(self.data_dir / "run" / f"{name}.pid")
 
-    def sample(self, label: str, phase_events: int, events_stored: int) -> ResourceSample:
+    async def sample(self, label: str, phase_events: int, events_stored: int) -> ResourceSample:
         """Memory and CPU time of this benchmark process and of every process with a pid file
-        under `<data_dir>/run/` (the services and, when `esdb up` runs it, nats-server)."""
+        under `<data_dir>/run/` (the services and, when `esdb up` runs it, nats-server), and
+        each nats-server's message count."""
         processes: list[ProcessUsage] = []
-        own = process_usage(CLIENT_PROCESS, os.getpid())
+        own = process_usage(CLIENT_ROW, os.getpid())
         if own is not None:
             processes.append(own)
         if self.data_dir is not None:
+            messages = await self._server_messages()
             for pid_file in sorted((self.data_dir / "run").glob("*.pid"), key=_process_order):
                 pid = _read_pid(pid_file)
                 found = None if pid is None else process_usage(pid_file.stem, pid)
                 if found is not None:
+                    found.messages = messages.get(pid_file.stem)
                     processes.append(found)
         return ResourceSample(
             label=label, phase_events=phase_events, events_stored=events_stored, processes=processes
         )
+
+    async def _server_messages(self) -> dict[str, int]:
+        """Messages in plus out of each of the stack's nats-servers, by process name, asked of
+        every server at once as the system account; empty without its user file."""
+        assert self.data_dir is not None
+        try:
+            user, _, password = system_user_file(self.data_dir).read_text().strip().partition(":")
+        except OSError:
+            return {}
+        names = {
+            server_name(pid.stem.removeprefix("nats-server-")): pid.stem
+            for pid in (self.data_dir / "run").glob("nats-server-*.pid")
+        }
+        counts: dict[str, int] = {}
+        try:
+            nc = await nats.connect(
+                servers=self.urls, user=user, password=password, allow_reconnect=False
+            )
+        except Exception:
+            return {}
+        try:
+            replies = await nc.subscribe(nc.new_inbox())
+            await nc.publish("$SYS.REQ.SERVER.PING.VARZ", b"", reply=replies.subject)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_VARZ_WAIT_S):
+                    while len(counts) < len(names):
+                        varz = msgspec.json.decode((await replies.next_msg(_VARZ_WAIT_S)).data)
+                        name = names.get(varz["server"]["name"])
+                        if name is not None:
+                            counts[name] = varz["data"]["in_msgs"] + varz["data"]["out_msgs"]
+        finally:
+            await nc.close()
+        return counts
 
 
 def _process_order(pid_file: Path) -> tuple[int, str]:
