@@ -85,6 +85,11 @@ class JetStreamLeaseKey:
             return await self._kv.create(self._key, value)
         except nats.js.errors.KeyWrongLastSequenceError as e:
             raise KeyChanged(f"{self._key} is held") from e
+        except nats.js.errors.KeyNotFoundError as e:
+            # nats-py's create, refused because the key exists, reads the key to see whether
+            # it is a delete marker; if the key expired in between, that read raises this
+            # (seen once in CI). The key was held a moment ago and is free now: try again.
+            raise KeyChanged(f"{self._key} expired while it was being created") from e
 
     async def update(self, value: bytes, *, revision: int) -> int:
         """`KeyValue.update` on `revision`, its wrong-sequence error translated."""
