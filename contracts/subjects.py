@@ -7,6 +7,7 @@ SYSTEM_STORE = "_sys"
 INTERNAL_PREFIX = "esdb.internal"
 
 WRITE_PREFIX = "esdb.write"
+READ_PREFIX = "esdb.read"
 
 GATEWAY_QUEUE = "esdb-gateway"
 READER_QUEUE = "esdb-reader"
@@ -82,19 +83,31 @@ def write_subject(store: str, operation: str) -> str:
     return f"{WRITE_PREFIX}.{store}.{operation}"
 
 
-def write_mappings() -> dict[str, str]:
+def read_subject(store: str, operation: str) -> str:
+    """The subject the servers map a public read to; the readers serve it (a queue group)."""
+    return f"{READ_PREFIX}.{store}.{operation}"
+
+
+def api_mappings() -> dict[str, str]:
     """nats-server subject mappings that send every public write straight to the writer
-    leader, so it never passes through the gateway (services/writer/DESIGN.md)."""
-    return {
+    leader and every public read straight to a reader, so neither passes through the gateway
+    (services/writer/DESIGN.md, services/reader/DESIGN.md)."""
+    writes = {
         api_subject("*", operation): write_subject("{{wildcard(1)}}", operation)
         for operation in sorted(WRITE_OPERATIONS)
     }
+    reads = {
+        api_subject("*", operation): read_subject("{{wildcard(1)}}", operation)
+        for operation in sorted(READ_OPERATIONS)
+    }
+    return writes | reads
 
 
 def public_subject(subject: str) -> str:
     """The public subject a client used, given the one the servers mapped it to."""
-    if subject.startswith(f"{WRITE_PREFIX}."):
-        return API_PREFIX + subject[len(WRITE_PREFIX) :]
+    for prefix in (WRITE_PREFIX, READ_PREFIX):
+        if subject.startswith(f"{prefix}."):
+            return API_PREFIX + subject[len(prefix) :]
     return subject
 
 
@@ -159,6 +172,8 @@ class Op:
 READ_OPERATIONS = frozenset({Op.READ_STREAM, Op.READ_ALL, Op.LIST_STREAMS, Op.STREAM_INFO})
 LIFECYCLE_OPERATIONS = frozenset({Op.SET_STREAM_METADATA, Op.DELETE_STREAM, Op.TOMBSTONE_STREAM})
 WRITE_OPERATIONS = frozenset({Op.APPEND, Op.APPEND_MULTI}) | LIFECYCLE_OPERATIONS
+READ_OPERATIONS = frozenset({Op.READ_STREAM, Op.READ_ALL, Op.LIST_STREAMS, Op.STREAM_INFO})
+"""The reads the servers send straight to a reader (`api_mappings`)."""
 # Operations the gateway forwards, as they came, to the node-local service that owns them.
 FORWARDED_OPERATIONS = {
     **dict.fromkeys(

@@ -149,31 +149,6 @@ class WriterMetrics:
         self.commit_seconds.observe(seconds)
 
 
-class ReaderMetrics:
-    """Queries a reader answered, by operation."""
-
-    def __init__(self, registry: CollectorRegistry, operations: Iterable[str]) -> None:
-        requests = Counter(
-            "esdb_reader_requests",
-            "Queries answered by this reader, by operation",
-            ["operation"],
-            registry=registry,
-        )
-        self._errors = Counter(
-            "esdb_reader_errors",
-            "Error replies of this reader, by operation and error code",
-            ["operation", "code"],
-            registry=registry,
-        )
-        self._requests = {op: requests.labels(op) for op in operations}
-
-    def answered(self, operation: str, error_code: str | None = None) -> None:
-        """Count one answer to `operation`, with its error code if any."""
-        self._requests[operation].inc()
-        if error_code is not None:
-            self._errors.labels(operation, error_code).inc()
-
-
 SUBSCRIPTION_LEVELS = (
     ("esdb_subscription_lag", "Events of the store after the subscription's checkpoint", "lag"),
     ("esdb_subscription_parked", "Events parked by the subscription", "parked"),

@@ -7,16 +7,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 
 import msgspec
 from opentelemetry.trace import Span
 
-from esdb.contracts import api
 from esdb.contracts.api import ClusterStatus, Health, LogState, MemberState
 from esdb.contracts.commands import WriteBatch, WriteOutcome, WriteRequest
 from esdb.contracts.errors import InvalidRequest, Timeout, Unavailable
 from esdb.contracts.subjects import (
     FORWARDED_OPERATIONS,
+    READ_OPERATIONS,
     SYSTEM_STORE,
     WRITE_OPERATIONS,
     WRITER_COMMANDS,
@@ -31,9 +32,10 @@ from esdb.services.gateway.ports import Ask, Unanswered, Unheard
 from esdb.services.gateway.store_admin import StoreAdmin
 from esdb.shared import validation
 from esdb.shared.cluster_view import ClusterView
+from esdb.shared.reads import read_query
 from esdb.shared.settings import Settings
 from esdb.shared.tracing import outgoing
-from esdb.shared.wire import Codec, content_type_of, decode_request, encode
+from esdb.shared.wire import Codec, content_type_of, encode
 from esdb.shared.writes import check_request, write_command
 
 log = logging.getLogger(__name__)
@@ -72,16 +74,7 @@ class GatewayService:
         self._orphans = orphans
         self._cluster_ops = cluster_ops
         self._store_ops: dict[str, Handler] = {
-            Op.READ_STREAM: self._reader(
-                api.ReadStreamRequest, validation.stream_query, Op.READ_STREAM
-            ),
-            Op.READ_ALL: self._reader(api.ReadAllRequest, validation.all_query, Op.READ_ALL),
-            Op.LIST_STREAMS: self._reader(
-                api.ListStreamsRequest, validation.list_query, Op.LIST_STREAMS
-            ),
-            Op.STREAM_INFO: self._reader(
-                api.StreamInfoRequest, validation.info_query, Op.STREAM_INFO
-            ),
+            operation: partial(self._read, operation) for operation in READ_OPERATIONS
         }
         self._stores = StoreAdmin(self._write, self._ask_reader, settings)
         self._system_ops: dict[str, Callable[[], Awaitable[msgspec.Struct]]] = {
@@ -167,20 +160,15 @@ class GatewayService:
         self._writes.submit(command, timeout, reply)
         return await done
 
-    def _reader(
-        self,
-        request_type: type[msgspec.Struct],
-        to_query: Callable[..., msgspec.Struct],
-        operation: str,
-    ) -> Handler:
-        async def handler(store: str, data: bytes, codec: Codec, span: Span | None) -> bytes:
-            request = decode_request(data, request_type, codec)
-            query = to_query(store, request, codec, self._settings)
-            # A min_position wait happens in the reader; give it time to answer after it.
-            timeout = self._timeout(getattr(request, "timeout_ms", None)) + 1.0
-            return await self._ask_reader(operation, _internal.encode(query), timeout, span)
-
-        return handler
+    async def _read(
+        self, operation: str, store: str, data: bytes, codec: Codec, span: Span | None
+    ) -> bytes:
+        """A read the servers did not route straight to a reader: validated here, answered
+        by one."""
+        query, timeout_ms = read_query(store, operation, data, codec, self._settings)
+        # A min_position wait happens in the reader; give it time to answer after it.
+        timeout = self._timeout(timeout_ms) + 1.0
+        return await self._ask_reader(operation, _internal.encode(query), timeout, span)
 
     async def _ask_reader(
         self, operation: str, payload: bytes, timeout: float, span: Span | None = None

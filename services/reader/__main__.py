@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
@@ -13,21 +14,30 @@ from nats.aio.msg import Msg
 from opentelemetry.trace import SpanKind, Tracer
 
 from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StoreQuery, StreamQuery
-from esdb.contracts.errors import EsdbError, InternalError, Unavailable
-from esdb.contracts.subjects import READER_QUEUE, Op, reader_subject
+from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest, Unavailable
+from esdb.contracts.subjects import (
+    READ_OPERATIONS,
+    READ_PREFIX,
+    READER_QUEUE,
+    SYSTEM_STORE,
+    Op,
+    reader_subject,
+)
 from esdb.services.reader import queries
 from esdb.services.reader import stores as store_queries
 from esdb.services.reader.catch_up import log_end, wait_caught_up
 from esdb.services.reader.reply_size import HEADROOM
 from esdb.shared.cluster_view import NatsClusterView
-from esdb.shared.metrics import ReaderMetrics
+from esdb.shared.metrics import RequestMetrics
 from esdb.shared.nats_connection import concurrently, connect_service, retry_until_ready
+from esdb.shared.reads import read_query
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import ReadOnlyStores, applied_on_disk, open_system
 from esdb.shared.telemetry import Telemetry, nats_problem
 from esdb.shared.tracing import child_span, end_span, incoming
-from esdb.shared.wire import Codec, encode, encode_error
+from esdb.shared.wire import Codec, codec_of, encode, encode_error
+from esdb.shared.writes import check_request, target
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Msg], Coroutine[Any, Any, None]]
@@ -36,25 +46,29 @@ Handler = Callable[[Msg], Coroutine[Any, Any, None]]
 Query = StreamQuery | AllQuery | ListQuery | InfoQuery | StoreQuery
 
 
+Decode = Callable[[Msg], tuple[Any, Codec]]
+"""A request's query and the codec its reply takes; raises `EsdbError` for a bad request."""
+
+
 def _handler(
     operation: str,
-    query_type: type[Query],
+    decode: Decode,
     answer: Callable[[Any], Awaitable[msgspec.Struct]],
-    metrics: ReaderMetrics,
+    metrics: RequestMetrics,
     tracer: Tracer | None,
+    codec_before_decode: Callable[[Msg], Codec],
 ) -> Handler:
-    """Decode a query, answer it, reply in the codec the query names; errors typed."""
-    decoder = msgspec.msgpack.Decoder(query_type)
+    """Decode a query, answer it, reply in the codec the request names; errors typed."""
 
     async def handle(msg: Msg) -> None:
+        started = time.perf_counter()
         span = None
         if tracer is not None and (context := incoming(msg.headers)) is not None:
             span = child_span(tracer, f"reader {operation}", context, kind=SpanKind.SERVER)
-        codec = Codec.MSGPACK
+        codec = codec_before_decode(msg)
         error: EsdbError | None = None
         try:
-            query = decoder.decode(msg.data)
-            codec = Codec(query.codec)
+            query, codec = decode(msg)
             reply = encode(await answer(query), codec)
         except EsdbError as e:
             error = e
@@ -65,8 +79,47 @@ def _handler(
             reply = encode_error(error, codec)
         await msg.respond(reply)
         code = None if error is None else error.code.value
-        metrics.answered(operation, code)
+        metrics.answered(operation, time.perf_counter() - started, code)
         end_span(span, code)
+
+    return handle
+
+
+def _internal_query(query_type: type[Query]) -> Decode:
+    """A query the gateway validated and sent on `esdb.internal.reader.<operation>`."""
+    decoder = msgspec.msgpack.Decoder(query_type)
+
+    def decode(msg: Msg) -> tuple[Any, Codec]:
+        query = decoder.decode(msg.data)
+        return query, Codec(query.codec)
+
+    return decode
+
+
+def _public_read(settings: Settings) -> Decode:
+    """A client's own read, routed here by the servers' mapping (`esdb.read.<s>.<op>`)."""
+
+    def decode(msg: Msg) -> tuple[Any, Codec]:
+        codec = codec_of(msg.headers)
+        store, operation = target(msg.subject)
+        if store == SYSTEM_STORE:
+            raise InvalidRequest(f"unknown system operation {operation!r}", field="operation")
+        check_request(store, msg.data, settings)
+        query, _ = read_query(store, operation, msg.data, codec, settings)
+        return query, codec
+
+    return decode
+
+
+def _msgpack(msg: Msg) -> Codec:
+    return Codec.MSGPACK
+
+
+def _handler_by_operation(handlers: dict[str, Handler]) -> Handler:
+    """One handler for `esdb.read.>`: the one of the subject's operation."""
+
+    async def handle(msg: Msg) -> None:
+        await handlers[msg.subject.rpartition(".")[2]](msg)
 
     return handle
 
@@ -124,11 +177,26 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
             )
         },
     }
-    metrics = ReaderMetrics(telemetry.registry, answers)
+    metrics = RequestMetrics(telemetry.registry, answers, service="reader")
     routes: dict[str, Handler] = {
-        operation: _handler(operation, query_type, answer, metrics, telemetry.tracer)
+        operation: _handler(
+            operation, _internal_query(query_type), answer, metrics, telemetry.tracer, _msgpack
+        )
         for operation, (query_type, answer) in answers.items()
     }
+    public = _handler_by_operation(
+        {
+            operation: _handler(
+                operation,
+                _public_read(settings),
+                answers[operation][1],
+                metrics,
+                telemetry.tracer,
+                lambda msg: codec_of(msg.headers),
+            )
+            for operation in READ_OPERATIONS
+        }
+    )
 
     async def not_ready() -> str | None:
         problem = nats_problem(nc)
@@ -156,6 +224,8 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
                         reader_subject(operation), queue=READER_QUEUE, cb=concurrently(handle)
                     )
                 await nc.subscribe(reader_subject("ping"), queue=READER_QUEUE, cb=ping)
+                # Reads the servers route straight here, skipping the gateway.
+                await nc.subscribe(f"{READ_PREFIX}.>", queue=READER_QUEUE, cb=concurrently(public))
                 await stop.wait()
             await nc.drain()
     finally:

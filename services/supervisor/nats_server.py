@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from esdb.contracts.subjects import write_mappings
+from esdb.contracts.subjects import api_mappings
 from esdb.shared.files import write_atomically
 
 HOST = "127.0.0.1"
@@ -195,8 +195,9 @@ def system_password(data_dir: Path) -> str:
 
 
 def mappings_block() -> str:
-    """The subject mappings that route public writes straight to the writer leader."""
-    lines = "".join(f'  "{source}": "{dest}"\n' for source, dest in write_mappings().items())
+    """The subject mappings that route public writes straight to the writer leader and
+    public reads straight to a reader."""
+    lines = "".join(f'  "{source}": "{dest}"\n' for source, dest in api_mappings().items())
     return f"mappings {{\n{lines}}}\n"
 
 

@@ -1,5 +1,6 @@
-"""Writes on a NATS that `esdb up` did not configure: without the servers' subject mapping
-they reach the gateway, which still serves them (in coalesced batches to the leader)."""
+"""Writes and reads on a NATS that `esdb up` did not configure: without the servers' subject
+mapping they reach the gateway, which still serves them (writes in coalesced batches to the
+leader, reads through a reader)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ async def test_without_the_mapping_the_gateway_serves_writes(tmp_path: Path) -> 
             assert status == 200
             answered = "esdb_gateway_request_seconds_count"
             assert sample(metrics, answered, operation="append") == 2
+            assert sample(metrics, answered, operation="read_stream") == 1
             await api.nc.close()
         finally:
             stack.stop()

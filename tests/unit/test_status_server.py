@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from esdb.shared.metrics import ReaderMetrics
+from esdb.shared.metrics import RequestMetrics
 from esdb.shared.status_server import bound_port, start_status_server
 from esdb.shared.telemetry import Telemetry
 from tests.stack import http_get
@@ -66,14 +66,14 @@ async def test_a_failing_or_hanging_check_is_not_ready(
 
 async def test_metrics_are_prometheus_text(served: tuple[Telemetry, str]) -> None:
     telemetry, url = served
-    metrics = ReaderMetrics(telemetry.registry, ["read_stream"])
-    metrics.answered("read_stream")
-    metrics.answered("read_stream", "stream_not_found")
+    metrics = RequestMetrics(telemetry.registry, ["read_stream"], service="reader")
+    metrics.answered("read_stream", 0.001)
+    metrics.answered("read_stream", 0.002, "stream_not_found")
 
     status, text = await http_get(url + "/metrics")
 
     assert status == 200
-    assert 'esdb_reader_requests_total{operation="read_stream"} 2.0' in text
+    assert 'esdb_reader_request_seconds_count{operation="read_stream"} 2.0' in text
     assert 'esdb_reader_errors_total{code="stream_not_found",operation="read_stream"} 1.0' in text
     assert 'esdb_service_info{node="node1",service="reader"} 1.0' in text
     assert "_created" not in text
