@@ -36,7 +36,7 @@ from esdb.client import Client, EsdbError
 
 ESDB_BACKEND = "esdb"
 POSTGRES_BACKEND = "postgresql"
-NOTIFICATION_PASSES = 5
+NOTIFICATION_PASSES = 10
 """Whole passes over the application sequence per notification phase: one pass of the
 default size takes a fraction of a second, too short for a steady figure."""
 

@@ -66,7 +66,10 @@ async def test_eventsourcing_scenario_reads_back_what_it_saved_on_both_backends(
 
     text = format_report(report)
     assert "esdb / postgresql notifications/s:" in text
-    assert msgspec.json.decode(msgspec.json.encode(report))["eventsourcing"]["passes"] == 5
+    assert (
+        msgspec.json.decode(msgspec.json.encode(report))["eventsourcing"]["passes"]
+        == NOTIFICATION_PASSES
+    )
     # PostgreSQL's processes were sampled with the stack's.
     assert any(
         p.process == PROCESS_ROW and p.cpu_s > 0 for s in report.resources for p in s.processes
