@@ -2,7 +2,8 @@
 alternating rounds; or the failover of the writer leader under load (`--scenario failover`);
 or append-to-live-subscriber latency at half the maximum append rate (`--scenario live`); or
 persistent delivery with acks at that rate, against a JetStream durable consumer
-(`--scenario persistent`).
+(`--scenario persistent`); or the same eventsourcing application on esdb and on PostgreSQL
+(`--scenario eventsourcing`).
 
 `add_bench_arguments` and `run_bench` are what the `esdb` CLI wires in; `main` runs the same
 thing standalone (`python -m esdb.benchmarks`, `python benchmarks/run.py`).
@@ -41,6 +42,7 @@ from esdb.benchmarks.failover import (
 from esdb.benchmarks.figures import (
     APPEND_TARGET,
     APPEND_TARGET_R3,
+    EVENTSOURCING_TARGET,
     READ_TARGET,
     BenchConfig,
     BenchReport,
@@ -48,6 +50,7 @@ from esdb.benchmarks.figures import (
 from esdb.benchmarks.live import LivePlan, run_live
 from esdb.benchmarks.open_loop import LoadError
 from esdb.benchmarks.persistent import PersistentPlan, run_persistent
+from esdb.benchmarks.pg_server import PostgresError
 from esdb.benchmarks.reads import ReadFailed
 from esdb.benchmarks.report import format_report
 from esdb.benchmarks.rounds import RoundsPlan, run_rounds
@@ -58,8 +61,10 @@ from esdb.contracts.subscriptions import DEFAULT_MAX_IN_FLIGHT
 from esdb.shared.allocator import tune_malloc
 
 T = TypeVar("T")
-SCENARIOS = ("append", "read", "all", "failover", "live", "persistent")
+SCENARIOS = ("append", "read", "all", "failover", "live", "persistent", "eventsourcing")
 DEFAULT_EVENTS = 20_000
+DEFAULT_AGGREGATES = 1_000
+"""eventsourcing: aggregates saved (and got) per backend and round."""
 DEFAULT_SECONDS = {"live": 10.0, "persistent": 20.0}
 NODE_COUNTS = (1, 3)
 _PROGRESS_EVERY_S = 10.0
@@ -86,7 +91,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive,
         default=None,
         help="events appended per path (20000); live, persistent: appends of the open-loop "
-        "phase (default: --duration seconds' worth)",
+        "phase (default: --duration seconds' worth); eventsourcing: aggregates saved and got "
+        "per backend and round (1000)",
     )
     parser.add_argument(
         "--clients", type=_positive, default=64, help="concurrent appending clients (64)"
@@ -127,7 +133,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="append, read (appends first, reports reads only), all, failover (kill -9 the "
         "leader's writer under load; needs --nodes 3), live (append to live-subscriber "
         "latency at half the maximum append rate), or persistent (a consumer group that acks "
-        "every delivery at that rate, against a JetStream durable consumer)",
+        "every delivery at that rate, against a JetStream durable consumer), or eventsourcing "
+        "(an eventsourcing application's saves, gets and notification reads on esdb and on "
+        "PostgreSQL)",
     )
     parser.add_argument(
         "--rounds",
@@ -194,6 +202,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         f"is this times --consumers ({DEFAULT_MAX_IN_FLIGHT})",
     )
     parser.add_argument(
+        "--threads",
+        type=_positive,
+        default=8,
+        help="eventsourcing: application threads that save and get (PostgreSQL's connection "
+        "pool gets as many connections) (8)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds one request may take (30)"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -227,12 +242,19 @@ class BenchOptions:
     probe_events: int = 5000
     consumers: int = 2
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    threads: int = 8
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BenchOptions:
         """The options of a parsed command line."""
         return cls(
-            events=DEFAULT_EVENTS if args.events is None else args.events,
+            events=(
+                args.events
+                if args.events is not None
+                else DEFAULT_AGGREGATES
+                if args.scenario == "eventsourcing"
+                else DEFAULT_EVENTS
+            ),
             clients=args.clients,
             durability=args.durability,
             url=args.url,
@@ -257,6 +279,7 @@ class BenchOptions:
             probe_events=args.probe_events,
             consumers=args.consumers,
             max_in_flight=args.max_in_flight,
+            threads=args.threads,
         )
 
 
@@ -274,6 +297,7 @@ def run_bench(args: argparse.Namespace) -> int:
         ReadFailed,
         FailoverError,
         LoadError,
+        PostgresError,
         EsdbError,
         OSError,
         nats.errors.Error,
@@ -295,6 +319,12 @@ def run_bench(args: argparse.Namespace) -> int:
         failed = failed or bool(report.live.errors or report.live.missing)
     if report.persistent is not None:
         failed = failed or any(side.errors or side.missing for side in report.persistent.sides)
+    if report.eventsourcing is not None:
+        failed = failed or any(
+            phase.errors
+            for backend in report.eventsourcing.backends
+            for phase in (backend.saves, backend.gets, backend.notifications)
+        )
     return 1 if failed else 0
 
 
@@ -320,10 +350,17 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
     payload = event_payload(options.event_bytes)
     failover = options.scenario == "failover"
     open_loop = options.scenario in ("live", "persistent")
+    eventsourcing = options.scenario == "eventsourcing"
     report = BenchReport(
         config=BenchConfig(
             events=options.events,
-            clients=options.failover_clients if failover else options.clients,
+            clients=(
+                options.failover_clients
+                if failover
+                else options.threads
+                if eventsourcing
+                else options.clients
+            ),
             durability=options.durability,
             stream_length=options.stream_length,
             read_page=options.read_page,
@@ -334,7 +371,9 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
             nats_server_version=_server_version(nc),
             rounds=0 if failover or open_loop else options.rounds,
             nodes=options.nodes,
-            jetstream_replicas=0 if failover or options.scenario == "live" else options.nodes,
+            jetstream_replicas=(
+                0 if failover or eventsourcing or options.scenario == "live" else options.nodes
+            ),
         )
     )
     run_id = secrets.token_hex(3)
@@ -368,6 +407,28 @@ async def _scenario(options: BenchOptions, stack: BenchStack, nc: NatsClient) ->
         await run_live(nc, stack, live_plan, payload, report, _say, _with_progress)
         if report.live is not None:
             report.config.events = report.live.planned
+        return report
+    if eventsourcing:
+        try:
+            # eventsourcing and psycopg come with the `bench` extra; no other scenario needs them.
+            from esdb.benchmarks.es_rounds import (
+                NOTIFICATION_PASSES,
+                EventsourcingPlan,
+                run_eventsourcing,
+            )
+        except ImportError as e:
+            raise PostgresError(f"{e}: pip install 'esdb[bench]'") from e
+        es_plan = EventsourcingPlan(
+            run_id=run_id,
+            rounds=options.rounds,
+            aggregates=options.events,
+            gets=options.events,
+            threads=options.threads,
+            page=options.read_page,
+            passes=NOTIFICATION_PASSES,
+            target=EVENTSOURCING_TARGET,
+        )
+        await run_eventsourcing(stack, es_plan, report, _say)
         return report
     if options.scenario == "persistent":
         await ensure_jetstream_stream(js, options.durability, options.nodes)
@@ -465,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="esdb bench",
         description="Append and read throughput of esdb against JetStream as an event store, "
-        "failover time, live-subscriber latency, persistent delivery with acks.",
+        "failover time, live-subscriber latency, persistent delivery with acks, an "
+        "eventsourcing application on esdb against PostgreSQL.",
     )
     add_bench_arguments(parser)
     return run_bench(parser.parse_args(argv))

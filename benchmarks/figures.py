@@ -23,6 +23,9 @@ LIVE_TARGET_P99_MS = 10.0
 LIVE_LOAD = 0.5
 """The live and persistent scenarios' offered rate as a share of the measured maximum append
 rate."""
+EVENTSOURCING_TARGET = 1.0
+"""eventsourcing on esdb must reach at least this multiple of the same application on
+PostgreSQL, in each phase (saves, gets, notification reads)."""
 LAG_GROWTH_ALLOWANCE_S = 0.5
 """persistent: the lag counts as bounded when the mean of the last third of its samples exceeds
 the middle third's by less than this many seconds' worth of offered appends."""
@@ -341,6 +344,89 @@ class PersistentReport(msgspec.Struct, kw_only=True):
     ratios: PersistentRatios
 
 
+class PhaseFigures(msgspec.Struct, kw_only=True):
+    """One timed phase of the eventsourcing application on one backend."""
+
+    count: int
+    """Aggregates saved, aggregates got, or notifications read."""
+    seconds: float
+    per_s: float
+    errors: int
+    """Saves or gets that raised, gets that returned an aggregate unlike the one saved, and
+    notification passes that did not read exactly the events saved."""
+    error_kinds: dict[str, int] = {}
+    """The exception classes (or `mismatch`) behind `errors`."""
+
+
+class BackendRound(msgspec.Struct, kw_only=True):
+    """The eventsourcing application on one backend in one round: its three phases."""
+
+    backend: str
+    saves: PhaseFigures
+    gets: PhaseFigures
+    notifications: PhaseFigures
+
+
+class PhaseSummary(msgspec.Struct, kw_only=True):
+    """One phase of one backend over every round: the median rate and its spread."""
+
+    count: int
+    """Total over the rounds."""
+    per_s: float
+    """Median over the rounds."""
+    min_per_s: float
+    max_per_s: float
+    errors: int
+
+
+class BackendSummary(msgspec.Struct, kw_only=True):
+    """One backend over every round."""
+
+    backend: str
+    saves: PhaseSummary
+    gets: PhaseSummary
+    notifications: PhaseSummary
+
+
+class PhaseRatios(msgspec.Struct, kw_only=True):
+    """esdb's rate over PostgreSQL's in each phase, with the verdict against the target."""
+
+    saves: Ratio
+    gets: Ratio
+    notifications: Ratio
+
+
+class EventsourcingRound(msgspec.Struct, kw_only=True):
+    """One round: esdb's then PostgreSQL's phases, each on a fresh store or database."""
+
+    round: int
+    backends: list[BackendRound]
+    ratios: PhaseRatios
+
+
+class EventsourcingReport(msgspec.Struct, kw_only=True):
+    """The same eventsourcing application on esdb and on PostgreSQL, round by round, the
+    medians per backend, and the ratios of the medians."""
+
+    aggregates: int
+    """Aggregates saved per backend and round (timed; warm-up saves come first)."""
+    events_per_aggregate: int
+    warmup: int
+    gets: int
+    threads: int
+    """Application threads of the saves and gets phases (PostgreSQL's pool has as many
+    connections)."""
+    page: int
+    passes: int
+    """Notification reads: whole passes over the application sequence in pages of `page`."""
+    postgres_version: str
+    rounds: list[EventsourcingRound]
+    backends: list[BackendSummary]
+    """esdb, then PostgreSQL: medians over the rounds."""
+    ratios: PhaseRatios
+    """Ratios of the medians: the figures to quote."""
+
+
 class BenchReport(msgspec.Struct, kw_only=True):
     """Everything one `esdb bench` run printed, as machine-readable data.
 
@@ -359,6 +445,7 @@ class BenchReport(msgspec.Struct, kw_only=True):
     failover: FailoverReport | None = None
     live: LiveReport | None = None
     persistent: PersistentReport | None = None
+    eventsourcing: EventsourcingReport | None = None
     resources: list[ResourceSample] = msgspec.field(default_factory=list)
 
 
@@ -501,3 +588,50 @@ def lag_figures(
 def quotient(esdb: float, jetstream: float) -> float | None:
     """esdb / JetStream, rounded (None when JetStream's is 0)."""
     return round(esdb / jetstream, 2) if jetstream else None
+
+
+def phase_figures(
+    count: int, seconds: float, error_kinds: Counter[str] | None = None
+) -> PhaseFigures:
+    """The rate of one eventsourcing phase and what went wrong in it."""
+    kinds = error_kinds or Counter()
+    return PhaseFigures(
+        count=count,
+        seconds=round(seconds, 3),
+        per_s=round(count / seconds, 1) if seconds > 0 else 0.0,
+        errors=sum(kinds.values()),
+        error_kinds=dict(kinds),
+    )
+
+
+def summarize_phase(rounds: list[PhaseFigures]) -> PhaseSummary:
+    """One eventsourcing phase over its rounds: the median rate, spread and totals."""
+    rates = [f.per_s for f in rounds]
+    return PhaseSummary(
+        count=sum(f.count for f in rounds),
+        per_s=round(median(rates), 1),
+        min_per_s=min(rates, default=0.0),
+        max_per_s=max(rates, default=0.0),
+        errors=sum(f.errors for f in rounds),
+    )
+
+
+def summarize_backend(backend: str, rounds: list[BackendRound]) -> BackendSummary:
+    """One backend of the eventsourcing scenario over its rounds."""
+    return BackendSummary(
+        backend=backend,
+        saves=summarize_phase([r.saves for r in rounds]),
+        gets=summarize_phase([r.gets for r in rounds]),
+        notifications=summarize_phase([r.notifications for r in rounds]),
+    )
+
+
+def phase_ratios(
+    esdb: BackendRound | BackendSummary, postgres: BackendRound | BackendSummary, target: float
+) -> PhaseRatios:
+    """esdb / PostgreSQL in each phase, against `target`."""
+    return PhaseRatios(
+        saves=ratio(esdb.saves.per_s, postgres.saves.per_s, target),
+        gets=ratio(esdb.gets.per_s, postgres.gets.per_s, target),
+        notifications=ratio(esdb.notifications.per_s, postgres.notifications.per_s, target),
+    )

@@ -10,10 +10,13 @@ from esdb.benchmarks.figures import (
     AppendFigures,
     BenchReport,
     DeliveryFigures,
+    EventsourcingReport,
     FailoverReport,
     LiveReport,
     OpenLoopFigures,
     PersistentReport,
+    PhaseFigures,
+    PhaseRatios,
     ProcessUsage,
     Ratio,
     ResourceSample,
@@ -28,6 +31,12 @@ def format_report(report: BenchReport) -> str:
         head = (
             f"esdb bench {config.scenario}: {config.nodes} node(s), durability "
             f"{config.durability}, {config.event_bytes}-byte event bodies, one event per append"
+        )
+    elif config.scenario == "eventsourcing":
+        head = (
+            f"esdb bench eventsourcing: {config.events:,} aggregates x {config.rounds} rounds, "
+            f"{config.clients} threads, esdb durability {config.durability}, {config.nodes} "
+            "node(s), against PostgreSQL (fsync on)"
         )
     elif config.scenario == "failover":
         head = (
@@ -54,6 +63,8 @@ def format_report(report: BenchReport) -> str:
         lines += ["", *_live(report.live)]
     if report.persistent is not None:
         lines += ["", *_persistent(report.persistent)]
+    if report.eventsourcing is not None:
+        lines += ["", *format_eventsourcing(report.eventsourcing)]
     if len(report.resources) > 1 and any(sample.processes for sample in report.resources):
         lines += ["", *_memory_table(report.resources), "", *_cpu_table(report.resources)]
         messages = _messages_table(report.resources)
@@ -282,6 +293,70 @@ def _persistent(persistent: PersistentReport) -> list[str]:
     )
     lines += ["", *_lag_table(sides)]
     return lines
+
+
+ES_PHASES = ("saves", "gets", "notifications")
+ES_UNITS = {"saves": "aggregates/s", "gets": "gets/s", "notifications": "notifications/s"}
+
+
+def format_eventsourcing(es: EventsourcingReport) -> list[str]:
+    """Every round's rates and ratios, then the medians per backend and their ratios."""
+    lines = [
+        f"eventsourcing: a dog school on esdb and on PostgreSQL {es.postgres_version}; saves: "
+        f"{es.aggregates:,} aggregates of {es.events_per_aggregate} events, one save each, "
+        f"from {es.threads} threads (after {es.warmup} untimed); gets: {es.gets:,} "
+        f"repository.get from {es.threads} threads; notifications: {es.passes} passes over "
+        f"the application sequence in pages of {es.page:,}, one thread",
+    ]
+    if len(es.rounds) > 1:
+        lines.append(
+            f"{'round':<6}{'backend':<12}"
+            + "".join(f"{ES_UNITS[p]:>17}" for p in ES_PHASES)
+            + f"{'errors':>8}"
+        )
+        for r in es.rounds:
+            for i, b in enumerate(r.backends):
+                phases = [getattr(b, p) for p in ES_PHASES]
+                lines.append(
+                    f"{r.round if i == 0 else '':<6}{b.backend:<12}"
+                    + "".join(f"{f.per_s:>17,.0f}" for f in phases)
+                    + f"{sum(f.errors for f in phases):>8}"
+                )
+                lines += _phase_errors(b.backend, phases)
+            lines.append(f"{'':<6}{'ratio':<12}{_ratio_cells(r.ratios)}")
+        lines += ["", f"eventsourcing, median of {len(es.rounds)} rounds (min-max)"]
+    lines.append(f"{'backend':<12}" + "".join(f"{ES_UNITS[p]:>28}" for p in ES_PHASES))
+    for s in es.backends:
+        cells = []
+        for phase in ES_PHASES:
+            f = getattr(s, phase)
+            spread = f"({f.min_per_s:,.0f}-{f.max_per_s:,.0f})"
+            cells.append(f"{f.per_s:,.0f} {spread}")
+        lines.append(f"{s.backend:<12}" + "".join(f"{c:>28}" for c in cells))
+    lines.append(
+        f"{'esdb / pg':<12}" + "".join(f"{_x(getattr(es.ratios, p).value):>28}" for p in ES_PHASES)
+    )
+    for phase in ES_PHASES:
+        lines.append(_ratio_line(f"esdb / postgresql {ES_UNITS[phase]}", getattr(es.ratios, phase)))
+    errors = sum(getattr(s, p).errors for s in es.backends for p in ES_PHASES)
+    lines.append(
+        f"errors (failed saves or gets, aggregates got back unlike the saved ones, notification "
+        f"passes short of the events saved): {errors}"
+    )
+    return lines
+
+
+def _ratio_cells(ratios: PhaseRatios) -> str:
+    return "".join(f"{getattr(ratios, p).value:>16.2f}x" for p in ES_PHASES)
+
+
+def _phase_errors(backend: str, phases: list[PhaseFigures]) -> list[str]:
+    kinds = [
+        f"{phase} {kind} x{n}"
+        for phase, f in zip(ES_PHASES, phases, strict=True)
+        for kind, n in sorted(f.error_kinds.items())
+    ]
+    return [f"  {backend} errors: {', '.join(kinds)}"] if kinds else []
 
 
 def _bounded(side: DeliveryFigures) -> str:
