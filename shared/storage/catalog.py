@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -208,13 +209,17 @@ class ReadOnlyStores:
         self._data_dir = data_dir
         self._map_size = map_size
         self._open: dict[str, tuple[int, LmdbStore]] = {}
+        # Each data file's path as text: every request checks the file's inode, and a
+        # pathlib stat cost it 2-3 µs of the reader's ~150 per small read.
+        self._data_files: dict[str, str] = {}
 
     def get(self, name: str) -> StoreReader:
         """The named store; `NotFound` until the writer has created it. A store whose files
         were replaced (an image restored under us) is reopened."""
-        path = self._data_dir / name
+        data_file = self._data_files.get(name) or str(self._data_dir / name / "data.mdb")
         try:
-            inode = (path / "data.mdb").stat().st_ino
+            inode = os.stat(data_file).st_ino
+            self._data_files[name] = data_file  # only stores that exist: names are the client's
         except FileNotFoundError:
             inode = None
         opened = self._open.get(name)
@@ -225,7 +230,7 @@ class ReadOnlyStores:
             del self._open[name]
         if name.startswith("_") or inode is None:
             raise NotFound(f"store {name!r} does not exist", field="store", store=name)
-        store = LmdbStore(path, readonly=True, map_size=self._map_size)
+        store = LmdbStore(self._data_dir / name, readonly=True, map_size=self._map_size)
         self._open[name] = (inode, store)
         return store
 
