@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from esdb.contracts.filter_regexes import not_starting_with
+from esdb.contracts.filter_regexes import exactly, excluded_prefix, not_starting_with
 from esdb.eventsourcing.mapping import NOT_TRACKING, TRACKING_PREFIX
-from esdb.shared.read_filters import regex_matcher
+from esdb.shared.read_filters import regex_matcher, value_matcher
 
 # Prefixes and ids drawn from few characters, so ids often share part of a prefix.
 CHARACTERS = st.sampled_from(list("_-tr]^\\[.*é中a"))
@@ -39,3 +39,29 @@ def test_tracking_streams_are_the_ones_left_out(stream: str, tracking: bool) -> 
 def test_an_empty_prefix_is_refused() -> None:
     with pytest.raises(ValueError, match="empty prefix"):
         not_starting_with("")
+
+
+@given(prefix=st.text(CHARACTERS, min_size=1, max_size=6))
+def test_the_prefix_is_found_again_in_its_regex(prefix: str) -> None:
+    assert excluded_prefix(not_starting_with(prefix)) == prefix
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "^abc",
+        exactly("_tracking-"),
+        not_starting_with("ab") + "x",
+        not_starting_with("ab").removeprefix("^"),  # anywhere, not at the start
+        "^(?:$|[^a]|a(?:$|[^b]))|x",
+        "",
+    ],
+)
+def test_other_regexes_are_not_taken_for_a_prefix(pattern: str) -> None:
+    assert excluded_prefix(pattern) is None
+
+
+@given(prefix=st.text(CHARACTERS, min_size=1, max_size=6), value=st.text(CHARACTERS, max_size=9))
+def test_the_prefix_test_answers_as_the_regex(prefix: str, value: str) -> None:
+    pattern = not_starting_with(prefix)
+    assert value_matcher(pattern)(value) == regex_matcher(pattern)(value)
