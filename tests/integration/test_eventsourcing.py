@@ -36,6 +36,7 @@ from eventsourcing.tests import persistence as cases
 from eventsourcing.tests import projection as projection_cases
 from eventsourcing.utils import Environment, get_topic
 
+from esdb.benchmarks.es_app import Dog
 from esdb.client import NewEvent, NotFoundError, SyncClient
 from esdb.eventsourcing import EsdbFactory
 from esdb.eventsourcing.recorders import (
@@ -312,18 +313,8 @@ class TestEventSourcedProjection(OnEsdb, projection_cases.EventSourcedProjection
         monkeypatch.setattr(type(self), "env", env)
 
 
-# The dog school of the eventsourcing library's docs, and a process application following it.
-
-
-class Dog(Aggregate):
-    @event("Registered")
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.tricks: list[str] = []
-
-    @event("TrickAdded")
-    def add_trick(self, trick: str) -> None:
-        self.tricks.append(trick)
+# The dog school of the eventsourcing library's docs (its `Dog` is the bench's), and a process
+# application following it.
 
 
 class DogSchool(Application[UUID]):
