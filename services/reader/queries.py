@@ -24,12 +24,17 @@ from esdb.shared.wire import Codec, event_out
 _POLL_S = 0.002
 
 
+def has_applied(store: StoreReader, position: int | None) -> bool:
+    """Whether this node's store has applied `position` (None: nothing to wait for)."""
+    return position is None or store.last_position() >= position
+
+
 async def wait_for_position(store: StoreReader, position: int | None, wait_ms: int) -> None:
     """Wait (bounded) until this node has applied `position`: read-your-writes anywhere."""
-    if position is None or store.last_position() >= position:
+    if position is None:
         return
     deadline = time.monotonic() + wait_ms / 1000
-    while store.last_position() < position:
+    while not has_applied(store, position):
         if time.monotonic() >= deadline:
             raise Timeout(
                 f"position {position} was not applied on this node within {wait_ms} ms",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import msgspec
@@ -96,6 +97,10 @@ async def test_min_position_waits_until_applied(api: Api) -> None:
             {"from_position": last + 1, "limit": 1, "min_position": last + 1, "timeout_ms": 10_000},
         )
     )
+    # A read that can be answered now is, while the other waits on the same reader.
+    started = time.monotonic()
+    assert (await api.ok("read_stream", {"stream": stream}))["events"]
+    assert time.monotonic() - started < 5 and not waiting.done()
     await _seed(api, stream, 1)
     reply = await waiting
     assert "error" not in reply, reply
