@@ -12,36 +12,13 @@ from esdb.contracts.errors import (
     EsdbError,
     InternalError,
     InvalidRequest,
-    TooLarge,
     error_from_body,
 )
 from esdb.contracts.subjects import LIFECYCLE_OPERATIONS, Op
 from esdb.shared import validation
 from esdb.shared.lifecycle import lifecycle_command
-from esdb.shared.names import check_store
 from esdb.shared.settings import Settings
 from esdb.shared.wire import Codec, decode_request, encode, encode_error
-
-
-def target(subject: str) -> tuple[str, str]:
-    """(store, operation) of `<prefix>.<prefix>.<store>.<operation>`."""
-    tokens = subject.split(".")
-    if len(tokens) != 4:
-        raise InvalidRequest(
-            f"subject {subject!r} is not esdb.api.<store>.<operation>", field="subject"
-        )
-    return tokens[2], tokens[3]
-
-
-def check_request(store: str, data: bytes, settings: Settings) -> None:
-    """The store name is valid and the body within the request limit."""
-    check_store(store)
-    if len(data) > settings.max_request_bytes:
-        raise TooLarge(
-            f"request is {len(data)} bytes; the limit is {settings.max_request_bytes}",
-            field="body",
-            limit=settings.max_request_bytes,
-        )
 
 
 def write_command(

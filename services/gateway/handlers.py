@@ -21,10 +21,11 @@ from esdb.services.gateway.orphans import OrphanWatch
 from esdb.services.gateway.ports import Ask, Publish, Unanswered, Unheard
 from esdb.services.gateway.service import GatewayService, is_write
 from esdb.shared.metrics import RequestMetrics
+from esdb.shared.requests import target
 from esdb.shared.telemetry import Telemetry
 from esdb.shared.tracing import child_span, end_span, incoming
 from esdb.shared.wire import Codec, codec_of, encode_error
-from esdb.shared.writes import target, write_reply
+from esdb.shared.writes import write_reply
 
 log = logging.getLogger(__name__)
 OPERATIONS = tuple(value for name, value in vars(Op).items() if name.isupper())

@@ -33,10 +33,11 @@ from esdb.services.gateway.store_admin import StoreAdmin
 from esdb.shared import validation
 from esdb.shared.cluster_view import ClusterView
 from esdb.shared.reads import read_query
+from esdb.shared.requests import check_request
 from esdb.shared.settings import Settings
 from esdb.shared.tracing import outgoing
 from esdb.shared.wire import Codec, content_type_of, encode
-from esdb.shared.writes import check_request, write_command
+from esdb.shared.writes import write_command
 
 log = logging.getLogger(__name__)
 _internal = msgspec.msgpack.Encoder()

@@ -17,10 +17,11 @@ from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest
 from esdb.contracts.subjects import SYSTEM_STORE, WRITE_OPERATIONS, WRITE_PREFIX
 from esdb.services.writer.sequencer import Sequencer
 from esdb.shared.metrics import RequestMetrics
+from esdb.shared.requests import check_request, target
 from esdb.shared.settings import Settings
 from esdb.shared.tracing import child_span, end_span, incoming
 from esdb.shared.wire import Codec, codec_of, encode_error
-from esdb.shared.writes import check_request, target, write_command, write_reply
+from esdb.shared.writes import write_command, write_reply
 
 log = logging.getLogger(__name__)
 PENDING_LIMIT = 65536
