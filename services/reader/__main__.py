@@ -28,9 +28,10 @@ from esdb.services.reader import stores as store_queries
 from esdb.services.reader.catch_up import log_end, wait_caught_up
 from esdb.services.reader.reply_size import HEADROOM
 from esdb.shared.cluster_view import NatsClusterView
-from esdb.shared.metrics import RequestMetrics
+from esdb.shared.metrics import OTHER, RequestMetrics
 from esdb.shared.nats_connection import connect_service, retry_until_ready
 from esdb.shared.reads import read_query
+from esdb.shared.requests import check_request, target
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import ReadOnlyStores, applied_on_disk, open_system
@@ -38,7 +39,6 @@ from esdb.shared.storage.port import StoreReader
 from esdb.shared.telemetry import Telemetry, nats_problem
 from esdb.shared.tracing import child_span, end_span, incoming
 from esdb.shared.wire import Codec, codec_of, encode, encode_error
-from esdb.shared.writes import check_request, target
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Msg], Coroutine[Any, Any, None]]
@@ -157,11 +157,12 @@ def _msgpack(msg: Msg) -> Codec:
     return Codec.MSGPACK
 
 
-def _handler_by_operation(handlers: dict[str, Handler]) -> Handler:
-    """One handler for `esdb.read.>`: the one of the subject's operation."""
+def _handler_by_operation(handlers: dict[str, Handler], unknown: Handler) -> Handler:
+    """One handler for `esdb.read.>`: the one of the subject's operation, else `unknown`
+    (a client may publish there directly, not only through the mapping)."""
 
     async def handle(msg: Msg) -> None:
-        await handlers[msg.subject.rpartition(".")[2]](msg)
+        await handlers.get(msg.subject.rpartition(".")[2], unknown)(msg)
 
     return handle
 
@@ -235,18 +236,18 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
         )
         for operation, (query_type, answer) in answers.items()
     }
+
+    def public_handler(operation: str, answer: Answer) -> Handler:
+        decode, codec = _public_read(settings), lambda msg: codec_of(msg.headers)
+        return _handler(operation, decode, answer, metrics, telemetry.tracer, codec)
+
+    # An unknown operation fails in `_public_read`, before any answer is asked for.
     public = _handler_by_operation(
         {
-            operation: _handler(
-                operation,
-                _public_read(settings),
-                answers[operation][1],
-                metrics,
-                telemetry.tracer,
-                lambda msg: codec_of(msg.headers),
-            )
+            operation: public_handler(operation, answers[operation][1])
             for operation in READ_OPERATIONS
-        }
+        },
+        public_handler(OTHER, answers[Op.READ_STREAM][1]),
     )
 
     async def not_ready() -> str | None:

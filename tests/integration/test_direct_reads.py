@@ -69,5 +69,9 @@ async def test_reads_are_answered_without_the_gateway(stack: Stack) -> None:
                 "esdb.api._sys.read_stream", json.dumps({"stream": "x"}).encode(), timeout=5
             )
             assert json.loads(system.data)["error"]["code"] == "invalid_request"
+            # Published straight to the readers' subject, past the mapping: still answered.
+            unknown = await nc.request("esdb.read.default.nope", b"{}", timeout=5)
+            error = json.loads(unknown.data)["error"]
+            assert (error["code"], error["details"]["field"]) == ("invalid_request", "operation")
         finally:
             await nc.close()
