@@ -27,6 +27,41 @@ log = logging.getLogger(__name__)
 PENDING_LIMIT = 65536
 
 
+class Replies:
+    """Write replies, queued as a batch is answered and published together: by the
+    sequencer's `answered` hook right after the batch, or else by a task of their own."""
+
+    def __init__(self, nc: NatsClient) -> None:
+        self._nc = nc
+        self._queued: list[tuple[str, bytes]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    def add(self, reply_to: str, reply: bytes) -> None:
+        """Queue a reply (none when the request asked for none)."""
+        if not reply_to:
+            return
+        self._queued.append((reply_to, reply))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_later())
+
+    async def publish(self) -> None:
+        """Publish every queued reply."""
+        while self._queued:
+            queued, self._queued = self._queued, []
+            for reply_to, reply in queued:
+                try:
+                    # No headers: a reply is in the codec of its request.
+                    await self._nc.publish(reply_to, reply)
+                except Exception as e:
+                    log.warning("cannot reply on %s: %s", reply_to, e)
+
+    async def _send_later(self) -> None:
+        try:
+            await self.publish()
+        finally:
+            self._sender = None
+
+
 class WriteFront:
     """Serves `esdb.write.<store>.<operation>` while this node leads: each request is
     validated in the subscription callback, queued on the sequencer, and answered on the
@@ -37,17 +72,17 @@ class WriteFront:
         nc: NatsClient,
         settings: Settings,
         sequencer: Sequencer,
+        replies: Replies,
         metrics: RequestMetrics,
         tracer: Tracer | None = None,
     ) -> None:
         self._nc = nc
         self._settings = settings
         self._sequencer = sequencer
+        self._replies = replies
         self._metrics = metrics
         self._tracer = tracer
         self._sub: Subscription | None = None
-        self._replies: list[tuple[str, bytes]] = []
-        self._sender: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Take writes. A plain subscription, not a queue group: after a partition the other
@@ -85,10 +120,8 @@ class WriteFront:
             self._answered(msg.reply, encode_error(error, codec), operation, started, span, error)
             return
         trace = None if span is None else span.get_span_context()
-        outcome = self._sequencer.submit(command, trace)
-        outcome.add_done_callback(
-            partial(self._on_outcome, msg.reply, operation, codec, started, span)
-        )
+        answer = partial(self._on_outcome, msg.reply, operation, codec, started, span)
+        self._sequencer.submit_with(command, answer, trace)
 
     def _span(self, msg: Msg, operation: str) -> Span | None:
         if self._tracer is None:
@@ -108,10 +141,10 @@ class WriteFront:
         codec: Codec,
         started: float,
         span: Span | None,
-        outcome: asyncio.Future[WriteOutcome],
+        outcome: WriteOutcome,
     ) -> None:
-        reply, code = write_reply(operation, outcome.result(), codec)
-        self._send(reply_to, reply)
+        reply, code = write_reply(operation, outcome, codec)
+        self._replies.add(reply_to, reply)
         self._metrics.answered(operation, time.perf_counter() - started, code)
         end_span(span, code)
 
@@ -124,28 +157,6 @@ class WriteFront:
         span: Span | None,
         error: EsdbError,
     ) -> None:
-        self._send(reply_to, reply)
+        self._replies.add(reply_to, reply)
         self._metrics.answered(operation, time.perf_counter() - started, error.code.value)
         end_span(span, error.code.value)
-
-    def _send(self, reply_to: str, reply: bytes) -> None:
-        """Queue a reply; one task publishes everything queued, so a batch's replies cost one
-        wake-up rather than a task each."""
-        if not reply_to:
-            return
-        self._replies.append((reply_to, reply))
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._publish_replies())
-
-    async def _publish_replies(self) -> None:
-        try:
-            while self._replies:
-                replies, self._replies = self._replies, []
-                for reply_to, reply in replies:
-                    try:
-                        # No headers: a reply is in the codec of its request.
-                        await self._nc.publish(reply_to, reply)
-                    except Exception as e:
-                        log.warning("cannot reply on %s: %s", reply_to, e)
-        finally:
-            self._sender = None

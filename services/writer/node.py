@@ -37,7 +37,7 @@ from esdb.contracts.subjects import (
 )
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.apply import ApplyError
-from esdb.services.writer.front import WriteFront
+from esdb.services.writer.front import Replies, WriteFront
 from esdb.services.writer.images import ImageKeeper
 from esdb.services.writer.lease import Lease
 from esdb.services.writer.log import ReplicatedLog
@@ -259,6 +259,7 @@ class WriterNode:
         renewing = asyncio.create_task(self._keep_lease(lost, interval), name="lease")
         try:
             await _unless(lost, self._catch_up())
+            replies = Replies(self._nc)
             sequencer = Sequencer(
                 self._log,
                 self._applier,
@@ -272,10 +273,11 @@ class WriterNode:
                 max_in_flight=PIPELINE_DEPTH if self._log.checks_id_on_accept else 1,
                 tracer=self._tracer,
                 metrics=self._metrics,
+                answered=replies.publish,
             )
             self._following.clear()
             await _unless(lost, self._ensure_default_store(sequencer))
-            await self._sequence(sequencer, stop, lost)
+            await self._sequence(sequencer, replies, stop, lost)
         finally:
             renewing.cancel()
 
@@ -296,7 +298,7 @@ class WriterNode:
             renewed = loop.time()
 
     async def _sequence(
-        self, sequencer: Sequencer, stop: asyncio.Event, lost: asyncio.Event
+        self, sequencer: Sequencer, replies: Replies, stop: asyncio.Event, lost: asyncio.Event
     ) -> None:
         run = asyncio.create_task(sequencer.run(), name="sequencer")
         keeper = self._image_keeper
@@ -306,7 +308,9 @@ class WriterNode:
             await self._nc.subscribe(WRITER_COMMANDS, cb=concurrently(self._on_commands)),
             await self._nc.subscribe(WRITER_OPS, cb=concurrently(self._on_ops)),
         ]
-        front = WriteFront(self._nc, self._settings, sequencer, self._requests, self._tracer)
+        front = WriteFront(
+            self._nc, self._settings, sequencer, replies, self._requests, self._tracer
+        )
         await front.start()
         # Cleared as the role changes, with no await between: a step-down asked for from
         # here on ends this leadership, however soon it comes.

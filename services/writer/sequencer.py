@@ -6,8 +6,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -38,8 +39,10 @@ class OpsRequest:
 
 
 Command = WriteRequest | OpsRequest
-_Queued = tuple[Command, asyncio.Future[WriteOutcome], SpanContext | None]
-"""A command, the future of its outcome, and the span it was sent from (None: untraced)."""
+Answer = Callable[[WriteOutcome], None]
+"""Called once with a command's outcome."""
+_Queued = tuple[Command, Answer, SpanContext | None]
+"""A command, what to call with its outcome, and the span it was sent from (None: untraced)."""
 
 
 def approximate_bytes(request: Command) -> int:
@@ -106,6 +109,7 @@ class Sequencer:
         clock: Callable[[], int] = _now_us,
         tracer: Tracer | None = None,
         metrics: WriterMetrics | None = None,
+        answered: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._log = log
         self._applier = applier
@@ -115,11 +119,15 @@ class Sequencer:
         self._clock = clock
         self._tracer = tracer
         self._metrics = metrics
+        self._answered = answered
         self._queue: list[_Queued] = []
-        self._wake = asyncio.Event()
         self._closed = False
+        self._running = False
+        self._stopped = False
+        self._ended = False
+        self._kick_scheduled = False
         self._planner = Planner(applier.catalog)
-        self._window = asyncio.Semaphore(max_in_flight)
+        self._free = max_in_flight
         self._pipelined = max_in_flight > 1
         self._in_flight: asyncio.Queue[_InFlight | None] = asyncio.Queue()
         self._unapplied = 0
@@ -135,55 +143,60 @@ class Sequencer:
         """Queue a write; the future resolves after its entry is durable and applied. `trace`
         is the span the write came from: its batch's span links to it."""
         future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
-        if self._closed:
-            future.set_result(
-                WriteOutcome(error=Unavailable("this writer is not the leader").to_body())
-            )
-        else:
-            self._queue.append((request, future, trace))
-            self._wake.set()
+        self.submit_with(request, partial(_resolve, future), trace)
         return future
+
+    def submit_with(
+        self, request: Command, answer: Answer, trace: SpanContext | None = None
+    ) -> None:
+        """Queue a write; `answer` is called with its outcome once its entry is durable and
+        applied, in log order, then the `answered` hook is awaited for the batch."""
+        if self._closed:
+            answer(WriteOutcome(error=Unavailable("this writer is not the leader").to_body()))
+            return
+        self._queue.append((request, answer, trace))
+        if not self._kick_scheduled:
+            # Once per burst, after the callbacks already due: the writes that came in
+            # together go out in one entry.
+            self._kick_scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick)
 
     async def run(self) -> None:
         """Commit batches until closed; raises `LeadershipLost` when it must step down."""
         self._next_sequence = self._applier.catalog.applied_sequence() + 1
-        completer = asyncio.create_task(self._complete_in_order(), name="completer")
+        self._running = True
         try:
-            while not completer.done():
-                await self._wait_for_work(completer)
-                while self._queue and not completer.done():
-                    await self._window.acquire()
-                    if completer.done():
-                        self._window.release()
-                        break
-                    self._start(self._take_batch())
-                if self._closed:
-                    break
-            self._in_flight.put_nowait(None)
-            await completer  # everything started is answered; raises if it failed
+            self._kick()
+            await self._complete_in_order()  # returns once closed and everything is answered
         finally:
-            self._closed = True
-            completer.cancel()
+            self._closed = self._stopped = True
             stranded = [item for item in self._drain_in_flight() if item is not None]
             unknown = WriteOutcome(error=Timeout("the leader stepped down").to_body())
             for item in stranded:
                 if item.publish is not None:
                     item.publish.cancel()
-                for _, future, _ in item.batch:
-                    _resolve(future, unknown)
+                for _, answer, _ in item.batch:
+                    answer(unknown)
                 item.end_span("the leader stepped down")
             self._fail_pending(Unavailable("the leader stepped down; retry"))
 
-    async def _wait_for_work(self, completer: asyncio.Task[None]) -> None:
-        waiter = asyncio.create_task(self._wake.wait())
-        await asyncio.wait({waiter, completer}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        self._wake.clear()
+    def _kick(self) -> None:
+        """Start a batch for everything queued while the window has room; once closed and
+        drained, tell the completer that nothing more comes."""
+        self._kick_scheduled = False
+        if not self._running or self._stopped:
+            return
+        while self._queue and self._free > 0:
+            self._free -= 1
+            self._start(self._take_batch())
+        if self._closed and not self._queue and not self._ended:
+            self._ended = True
+            self._in_flight.put_nowait(None)
 
     def close(self) -> None:
         """Stop taking writes; `run` finishes the batches already queued, then returns."""
         self._closed = True
-        self._wake.set()
+        self._kick()
 
     def _take_batch(self) -> list[_Queued]:
         taken = events = size = 0
@@ -280,11 +293,15 @@ class Sequencer:
                 error = WriteOutcome(error=Timeout(f"the leader stepped down: {e}").to_body())
                 self._abandon(item, error)
                 raise
-            finally:
-                self._window.release()
-            for (_, future, _), outcome in zip(item.batch, item.outcomes, strict=True):
-                _resolve(future, outcome)
+            for (_, answer, _), outcome in zip(item.batch, item.outcomes, strict=True):
+                answer(outcome)
             item.end_span()
+            if self._answered is not None:
+                await self._answered()
+            if item.publish is not None:
+                await self._applier.notify()
+            self._free += 1
+            self._kick()
 
     async def _apply_when_durable(self, item: _InFlight) -> None:
         assert item.publish is not None and item.entry is not None
@@ -318,7 +335,6 @@ class Sequencer:
         self._unapplied -= 1
         if self._unapplied == 0:
             self._planner.reset()  # what was planned is now the applied state
-        await self._applier.notify()
 
     def _drain_in_flight(self) -> list[_InFlight | None]:
         items: list[_InFlight | None] = []
@@ -331,8 +347,8 @@ class Sequencer:
         for item in items:
             if item.publish is not None and item is not failed:
                 item.publish.cancel()
-            for _, future, _ in item.batch:
-                _resolve(future, error)
+            for _, answer, _ in item.batch:
+                answer(error)
             item.end_span("the leader stepped down")
 
     async def append_locked(self, ops: list[LogOp]) -> int:
@@ -355,8 +371,8 @@ class Sequencer:
 
     def _fail_pending(self, error: Unavailable) -> None:
         pending, self._queue = self._queue, []
-        for _, future, _ in pending:
-            _resolve(future, WriteOutcome(error=error.to_body()))
+        for _, answer, _ in pending:
+            answer(WriteOutcome(error=error.to_body()))
 
 
 def _resolve(future: asyncio.Future[WriteOutcome], outcome: WriteOutcome) -> None:
