@@ -90,23 +90,42 @@ def expected_version(value: ExpectedVersionIn, field: str) -> int:
     )
 
 
+class _Accepted:
+    """Event types and content types already found valid: a handful of them recur in almost
+    every request, and checking one costs more than looking it up. Bounded, so a client
+    sending ever new names cannot grow it without end."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._names: set[str] = set()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._names
+
+    def add(self, name: str) -> None:
+        if len(self._names) >= self._limit:
+            self._names.clear()
+        self._names.add(name)
+
+
+_types = _Accepted()
+_content_types = _Accepted()
+
+
+def _check_name(name: str, limit: int, accepted: _Accepted, field: str) -> None:
+    if name in accepted:
+        return
+    if not name or len(name.encode()) > limit or CONTROL_CHARACTERS.search(name):
+        raise InvalidRequest(
+            f"{field.rpartition('.')[2]} must be 1-{limit} bytes without control characters",
+            field=field,
+        )
+    accepted.add(name)
+
+
 def _event(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewEvent:
-    type_bytes = len(event.type.encode())
-    if not event.type or type_bytes > MAX_TYPE_BYTES or CONTROL_CHARACTERS.search(event.type):
-        raise InvalidRequest(
-            f"type must be 1-{MAX_TYPE_BYTES} bytes without control characters",
-            field=f"{field}.type",
-        )
-    content_type = event.content_type
-    if (
-        not content_type
-        or len(content_type.encode()) > MAX_CONTENT_TYPE_BYTES
-        or CONTROL_CHARACTERS.search(content_type)
-    ):
-        raise InvalidRequest(
-            f"content_type must be 1-{MAX_CONTENT_TYPE_BYTES} bytes without control characters",
-            field=f"{field}.content_type",
-        )
+    _check_name(event.type, MAX_TYPE_BYTES, _types, f"{field}.type")
+    _check_name(event.content_type, MAX_CONTENT_TYPE_BYTES, _content_types, f"{field}.content_type")
     if event.event_id is None:
         event_id = new_event_id()
     else:

@@ -23,7 +23,16 @@ _AT_PATH = re.compile(r"at `\$\.?([^`]*)`")
 MIN_INT = -(2**63)
 MAX_INT = 2**64 - 1
 # The fewest digits an integer outside that range has: a cheap test before looking closer.
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+# A run of 19 digits (a number that may not fit in 64 bits), found with two C-speed passes:
+# a regex search took 2 us on a 250-byte append, more than decoding it.
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= c <= 0x39 else 0x78 for c in range(256))
+_LONG_RUN = b"0" * 19
+
+
+def _has_long_number(data: bytes) -> bool:
+    return _LONG_RUN in data.translate(_DIGITS_ONLY)
+
+
 _JSON_KEY_TYPES = (str, int, float, bytes)
 
 
@@ -86,7 +95,7 @@ def decode_request(data: bytes, type_: type[T], codec: Codec) -> T:
                 _check_portable(request, "")
         else:
             request = msgspec.json.decode(data, type=type_)
-            if _LONG_NUMBER.search(data):
+            if _has_long_number(data):
                 _check_portable(request, "")
         return request
     except msgspec.ValidationError as e:

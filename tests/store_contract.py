@@ -122,6 +122,18 @@ class StoreContract:
             txn.put_stream_state("order-1", StreamState(version=4))
         assert store.stream_state("order-1") == StreamState(version=4)
 
+    def test_a_transaction_reads_the_stream_states_it_has_written(self, store: Store) -> None:
+        with store.transaction(1) as txn:
+            txn.put_stream_state("order-1", StreamState(version=2))
+            txn.put_stream_state("doomed", StreamState(version=0))
+        with store.transaction(2) as txn:
+            assert txn.stream_state("order-1") == StreamState(version=2)
+            assert txn.stream_state("nobody") is None
+            txn.put_stream_state("order-1", StreamState(version=3, state=STREAM_DELETED))
+            txn.delete_stream_state("doomed")
+            assert txn.stream_state("order-1") == StreamState(version=3, state=STREAM_DELETED)
+            assert txn.stream_state("doomed") is None
+
     # -- point lookups --------------------------------------------------------------------
 
     def test_events_are_found_by_position_and_by_id(

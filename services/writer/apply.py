@@ -86,14 +86,14 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
                             txn.delete_event(record)
                     continue
                 if isinstance(op, StreamMetaOp):
-                    state = versions.get(op.stream) or store.stream_state(op.stream)
+                    state = versions.get(op.stream) or txn.stream_state(op.stream)
                     version = StreamState().version if state is None else state.version
                     versions[op.stream] = StreamState(version, op.state, op.metadata)
                     continue
                 if not isinstance(op, AppendOp):
                     _apply_item(txn, op)
                     continue
-                state = versions.get(op.stream) or store.stream_state(op.stream) or StreamState()
+                state = versions.get(op.stream) or txn.stream_state(op.stream) or StreamState()
                 next_position = _apply_append(txn, op, state, next_position)
                 # Appending to a soft-deleted stream brings it back; its old events stay
                 # hidden behind the `truncate_before` the delete set.

@@ -109,7 +109,10 @@ class Planner:
         overlay = self.overlay(store)
         state = overlay.states.get(stream)
         if state is None:
+            # Kept for the rest of the batch: only this planner's own ops change it until
+            # `reset`, and those go through the overlay.
             state = self._catalog.get(store).stream_state(stream) or StreamState()
+            overlay.states[stream] = state
         if stream in overlay.versions:
             return StreamState(overlay.versions[stream], state.state, state.metadata)
         return state
@@ -308,6 +311,10 @@ def check_shape(request: WriteRequest) -> None:
     entry in the log would stop every node."""
     if not request.appends:
         raise InvalidRequest("a write needs at least one append", field="appends")
+    if len(request.appends) == 1 and len(events := request.appends[0].events) == 1:
+        if len(events[0].event_id) != 16:  # the common case, one event: nothing to compare
+            raise InvalidRequest("event ids must be unique 16-byte UUIDs", field="events")
+        return
     streams = [a.stream for a in request.appends]
     if len(set(streams)) != len(streams):
         raise InvalidRequest("each stream may appear once in a write", field="appends")

@@ -81,6 +81,10 @@ class _LmdbTransaction:
         self._txn.delete(_stream_key(record.stream, record.version), db=db[b"streams"])
         self._txn.delete(record.event_id, db=db[b"event_ids"])
 
+    def stream_state(self, stream: str) -> StreamState | None:
+        raw = self._txn.get(stream.encode(), db=self._store._dbs[b"stream_meta"])
+        return None if raw is None else stream_state_decoder.decode(raw)
+
     def put_stream_state(self, stream: str, state: StreamState) -> None:
         self._txn.put(
             stream.encode(), record_encoder.encode(state), db=self._store._dbs[b"stream_meta"]

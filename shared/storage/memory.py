@@ -11,7 +11,8 @@ from esdb.shared.storage.records import EventRecord, StreamState
 
 
 class _MemoryTransaction:
-    def __init__(self) -> None:
+    def __init__(self, committed: dict[str, StreamState]) -> None:
+        self._committed = committed
         self.events: list[EventRecord] = []
         self.streams: dict[str, StreamState] = {}
         self.items: list[tuple[str, bytes, bytes | None, bool]] = []
@@ -35,6 +36,11 @@ class _MemoryTransaction:
 
     def put_event(self, record: EventRecord) -> None:
         self.events.append(record)
+
+    def stream_state(self, stream: str) -> StreamState | None:
+        if stream in self.streams:
+            return self.streams[stream]
+        return None if stream in self.forgotten else self._committed.get(stream)
 
     def put_stream_state(self, stream: str, state: StreamState) -> None:
         self.streams[stream] = state
@@ -155,7 +161,7 @@ class MemoryStore:
 
     @contextmanager
     def transaction(self, sequence: int) -> Iterator[_MemoryTransaction]:
-        txn = _MemoryTransaction()
+        txn = _MemoryTransaction(self._streams)
         yield txn
         for record in txn.events:
             if record.position != len(self._events) + 1:

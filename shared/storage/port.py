@@ -93,6 +93,10 @@ class StoreTransaction(Protocol):
         """Store an event and index it by stream version and event id."""
         ...
 
+    def stream_state(self, stream: str) -> StreamState | None:
+        """A stream's state as this transaction has left it so far."""
+        ...
+
     def put_stream_state(self, stream: str, state: StreamState) -> None:
         """Set a stream's state."""
         ...
