@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import msgspec
 
@@ -16,7 +17,6 @@ from esdb.contracts.log import (
     ScavengeOp,
     SnapshotDeleteOp,
     SnapshotOp,
-    StoreConfigOp,
     StoreItemOp,
     StreamMetaOp,
     SubscriptionOp,
@@ -35,6 +35,20 @@ _snapshot_encoder = msgspec.msgpack.Encoder()
 _RETENTION_PAGE = 1_000
 
 
+StoreOp = AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp
+"""An op applied inside one store's transaction."""
+_STORE_OPS = (
+    AppendOp,
+    StreamMetaOp,
+    ScavengeOp,
+    SubscriptionOp,
+    ParkOp,
+    UnparkOp,
+    SnapshotOp,
+    SnapshotDeleteOp,
+)
+
+
 class ApplyError(Exception):
     """An entry does not fit the state it is applied to; the writer must stop, not skip it."""
 
@@ -46,22 +60,28 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
     so applying an entry twice is harmless."""
     if sequence != catalog.applied_sequence() + 1:
         raise ApplyError(f"entry {sequence} follows {catalog.applied_sequence()}")
-    created = {
-        op.store: op.config
-        for op in entry.ops
-        if isinstance(op, CreateStoreOp) and not catalog.exists(op.store)
-    }
+    created: dict[str, dict[str, Any]] = {}
+    removed: list[str] = []
+    configured: dict[str, dict[str, Any]] = {}
+    checkpoints: dict[tuple[str, str], int] = {}
+    by_store: dict[str, list[StoreOp]] = {}
+    for op in entry.ops:  # one pass: an entry can carry thousands of appends
+        if isinstance(op, _STORE_OPS):
+            by_store.setdefault(op.store, []).append(op)
+        elif isinstance(op, CheckpointOp):
+            checkpoints[(op.store, op.name)] = op.position
+        elif isinstance(op, CreateStoreOp):
+            if not catalog.exists(op.store):
+                created[op.store] = op.config
+        elif isinstance(op, RemoveStoreOp):
+            removed.append(op.store)
+        else:
+            configured[op.store] = op.config
     if created:
         catalog.record(sequence - 1, list(created), configs=created)
     # Data first, registration last (in the final record): a crash in between replays this.
-    removed = [op.store for op in entry.ops if isinstance(op, RemoveStoreOp)]
     for name in removed:
         catalog.drop(name)
-    configured = {op.store: op.config for op in entry.ops if isinstance(op, StoreConfigOp)}
-    by_store: dict[str, list[AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp]] = {}
-    for op in entry.ops:
-        if isinstance(op, AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp):
-            by_store.setdefault(op.store, []).append(op)
     for name, ops in by_store.items():
         if name in removed:
             continue
@@ -75,37 +95,31 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
             versions: dict[str, StreamState] = {}
             snapshots = _SnapshotWrites(store, txn)
             for op in ops:
-                if isinstance(op, SnapshotOp | SnapshotDeleteOp):
+                if isinstance(op, AppendOp):
+                    state = versions.get(op.stream) or txn.stream_state(op.stream) or StreamState()
+                    next_position = _apply_append(txn, op, state, next_position)
+                    # Appending to a soft-deleted stream brings it back; its old events stay
+                    # hidden behind the `truncate_before` the delete set.
+                    versions[op.stream] = StreamState(
+                        op.first_version + len(op.events) - 1, STREAM_ACTIVE, state.metadata
+                    )
+                elif isinstance(op, SnapshotOp | SnapshotDeleteOp):
                     snapshots.apply(op)
-                    continue
-                if isinstance(op, ScavengeOp):
+                elif isinstance(op, ScavengeOp):
                     for record in store.read_stream(
                         op.stream, 0, backward=False, limit=op.below_version
                     ):
                         if record.version < op.below_version:
                             txn.delete_event(record)
-                    continue
-                if isinstance(op, StreamMetaOp):
-                    state = versions.get(op.stream) or txn.stream_state(op.stream)
-                    version = StreamState().version if state is None else state.version
+                elif isinstance(op, StreamMetaOp):
+                    known = versions.get(op.stream) or txn.stream_state(op.stream)
+                    version = StreamState().version if known is None else known.version
                     versions[op.stream] = StreamState(version, op.state, op.metadata)
-                    continue
-                if not isinstance(op, AppendOp):
+                else:
                     _apply_item(txn, op)
-                    continue
-                state = versions.get(op.stream) or txn.stream_state(op.stream) or StreamState()
-                next_position = _apply_append(txn, op, state, next_position)
-                # Appending to a soft-deleted stream brings it back; its old events stay
-                # hidden behind the `truncate_before` the delete set.
-                versions[op.stream] = StreamState(
-                    op.first_version + len(op.events) - 1, STREAM_ACTIVE, state.metadata
-                )
             for stream, state in versions.items():
                 txn.put_stream_state(stream, state)
     data = encode_entry(entry) if raw is None else raw
-    checkpoints = {
-        (op.store, op.name): op.position for op in entry.ops if isinstance(op, CheckpointOp)
-    }
     catalog.record(
         sequence,
         [],
