@@ -1,10 +1,11 @@
 """CPU a writer spends applying log entries to LMDB, with no NATS and nothing else running.
 
 Every replica pays this for every event, so on a machine where all nodes share the cores it is
-paid once per node. `python -m esdb.benchmarks.apply_cost [--entries N] [--events-per-entry B]`
-builds entries like the append bench's (160-byte JSON bodies, streams of 100 events), encodes
-them as the log holds them, then decodes and applies them into a fresh LMDB store, and prints
-the CPU time per event."""
+paid once per node. `python -m esdb.benchmarks.apply_cost [--entries N] [--events-per-entry B] [--writers W]`
+builds entries like the append bench's (160-byte JSON bodies, streams of 100 events, W writers
+each appending to a stream of its own, so one entry touches up to B streams), encodes them as
+the log holds them, then decodes and applies them into a fresh LMDB store, and prints the CPU
+time per event."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from esdb.shared.storage.catalog import lmdb_catalog
 
 STORE = "default"
 STREAM_LENGTH = 100
+WRITERS = 64
+"""The append bench's default clients: each appends to its own stream."""
 
 
 @dataclass(frozen=True)
@@ -34,27 +37,34 @@ class ApplyCost:
     cpu_us_per_event: float
 
 
-def log_entries(entries: int, per_entry: int, stream_length: int = STREAM_LENGTH) -> list[bytes]:
-    """Encoded log entries: a store creation, then `entries` of `per_entry` one-event appends
-    to streams of `stream_length` events."""
+def log_entries(
+    entries: int, per_entry: int, writers: int = WRITERS, stream_length: int = STREAM_LENGTH
+) -> list[bytes]:
+    """Encoded log entries: a store creation, then `entries` of `per_entry` one-event appends,
+    taken in turn from `writers` writers that each fill streams of `stream_length` events."""
     data = event_payload()
     encoded = [encode_entry(LogEntry(ops=[CreateStoreOp(store=STORE)], leader="bench"))]
     position = 0
+    written = [0] * writers
     for _ in range(entries):
         ops = []
         for _ in range(per_entry):
-            version = position % stream_length
+            writer = position % writers
+            version = written[writer] % stream_length
+            stream = f"apply-{writer}-{written[writer] // stream_length}"
+            written[writer] += 1
             event = StampedEvent(uuid.uuid4().bytes, EVENT_TYPE, data, b"", "application/json", 0)
-            stream = f"apply-{position // stream_length}"
             position += 1
             ops.append(AppendOp(STORE, stream, version, position, [event]))
         encoded.append(encode_entry(LogEntry(ops=list(ops), leader="bench")))
     return encoded
 
 
-async def measure(data_dir: Path, entries: int, per_entry: int) -> ApplyCost:
+async def measure(
+    data_dir: Path, entries: int, per_entry: int, writers: int = WRITERS
+) -> ApplyCost:
     """Decode and apply freshly built entries into a new catalog under `data_dir`."""
-    raw = log_entries(entries, per_entry)
+    raw = log_entries(entries, per_entry, writers)
     catalog = lmdb_catalog(data_dir)
     try:
         applier = Applier(catalog)
@@ -74,9 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m esdb.benchmarks.apply_cost")
     parser.add_argument("--entries", type=int, default=1500)
     parser.add_argument("--events-per-entry", type=int, default=40)
+    parser.add_argument("--writers", type=int, default=WRITERS)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        cost = asyncio.run(measure(Path(tmp), args.entries, args.events_per_entry))
+        cost = asyncio.run(measure(Path(tmp), args.entries, args.events_per_entry, args.writers))
     print(
         f"applied {cost.events:,} events in {cost.entries:,} entries: "
         f"{cost.cpu_us_per_event:.1f} µs of CPU per event (decode + LMDB apply, one replica)"
