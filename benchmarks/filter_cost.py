@@ -26,14 +26,14 @@ from esdb.shared.storage.port import Predicate, StoreReader
 from esdb.shared.storage.visibility import visible_in
 
 PER_ENTRY = 100
-PATTERN = r"^apply-[0-9]*7$"
+PATTERN = r"^apply-0-[0-9]*7$"  # one writer: streams apply-0-<n>
 
 
 def _filters() -> dict[str, Callable[[], Predicate | None]]:
     backtracking = re.compile(PATTERN)
     return {
         "no filter": lambda: None,
-        "stream_prefix": lambda: compile_filter(ReadFilter(stream_prefix="apply-1")),
+        "stream_prefix": lambda: compile_filter(ReadFilter(stream_prefix="apply-0-1")),
         "stream_regex (RE2)": lambda: compile_filter(ReadFilter(stream_regex=PATTERN)),
         "stream_regex (Python re)": lambda: lambda r: backtracking.search(r.stream) is not None,
     }
@@ -64,7 +64,7 @@ async def measure(data_dir: Path, events: int, stream_length: int) -> dict[str, 
     catalog = lmdb_catalog(data_dir)
     try:
         applier = Applier(catalog)
-        raw = log_entries(max(events // PER_ENTRY, 1), PER_ENTRY, stream_length)
+        raw = log_entries(max(events // PER_ENTRY, 1), PER_ENTRY, 1, stream_length)
         for sequence, entry in enumerate(raw, start=1):
             await applier.apply_raw(sequence, entry)
         store = catalog.get(STORE)
