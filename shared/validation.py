@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import msgspec
@@ -31,6 +30,7 @@ from esdb.contracts.commands import (
     WriteRequest,
 )
 from esdb.contracts.errors import EsdbError, InvalidRequest, TooLarge
+from esdb.contracts.event_ids import new_event_id
 from esdb.shared.names import (
     CONTROL_CHARACTERS,
     check_stream,
@@ -47,33 +47,6 @@ _EXPECTED = {
     "stream_exists": EXPECT_STREAM_EXISTS,
 }
 _json_encoder = msgspec.json.Encoder()
-
-
-class _RandomPool:
-    """Random bytes drawn from the OS 64 KiB at a time: one syscall per 4096 event ids."""
-
-    def __init__(self, size: int = 1 << 16) -> None:
-        self._size = size
-        self._buffer = b""
-        self._offset = 0
-
-    def take16(self) -> bytearray:
-        if self._offset + 16 > len(self._buffer):
-            self._buffer, self._offset = os.urandom(self._size), 0
-        chunk = bytearray(self._buffer[self._offset : self._offset + 16])
-        self._offset += 16
-        return chunk
-
-
-_random = _RandomPool()
-
-
-def new_event_id() -> bytes:
-    """A random (version 4) UUID's 16 bytes, without building a `uuid.UUID`."""
-    raw = _random.take16()
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return bytes(raw)
 
 
 def expected_version(value: ExpectedVersionIn, field: str) -> int:

@@ -14,6 +14,7 @@ import msgspec
 
 from esdb.client.events import AppendSpec, ExpectedVersion, NewEvent
 from esdb.contracts.api import JSON_CONTENT_TYPE
+from esdb.contracts.event_ids import new_event_id
 
 
 class EventBody(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -50,15 +51,20 @@ class AppendMultiBody(msgspec.Struct, kw_only=True):
     timeout_ms: int | None = None
 
 
+def _fresh_id() -> str:
+    return str(uuid.UUID(bytes=new_event_id()))
+
+
 def event_bodies(events: Iterable[NewEvent], *, stamp_ids: bool = False) -> list[EventBody]:
     """The wire form of events to append; with `stamp_ids`, an event without an id gets a
-    fresh UUID, which makes sending the append again safe."""
+    fresh UUID (version 7, time-ordered), which makes sending the append again safe."""
     return [
         EventBody(
             type=event.type,
             data=event.data_bytes(),
             metadata=event.metadata_bytes(),
-            event_id=event.event_id or (str(uuid.uuid4()) if stamp_ids else None),
+            event_id=event.event_id
+            or (str(uuid.UUID(bytes=new_event_id())) if stamp_ids else None),
             content_type=event.content_type,
         )
         for event in events

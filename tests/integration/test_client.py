@@ -73,7 +73,7 @@ async def test_append_then_read_round_trips_data_metadata_and_ids(client: Client
     assert paid.metadata == b""
     assert paid.metadata_json() is None
     assert paid.event_id == event_id
-    assert uuid.UUID(placed.event_id).version == 4  # stamped by the gateway
+    assert uuid.UUID(placed.event_id).version == 7  # stamped by the writer
 
 
 async def test_read_stream_pages_forward_and_backward(client: Client) -> None:

@@ -205,7 +205,7 @@ async def test_a_timed_out_append_is_sent_again_with_the_same_event_ids() -> Non
     assert len(nc.sent) == 3
     assert nc.sent[0] == nc.sent[1] == nc.sent[2]  # the very same bytes, every time
     stamped, kept = sent_events(nc.sent[0][1])
-    assert uuid.UUID(stamped["event_id"]).version == 4
+    assert uuid.UUID(stamped["event_id"]).version == 7
     assert kept["event_id"] == given
 
 

@@ -78,13 +78,3 @@ def test_the_log_hash_covers_sequence_history_and_bytes() -> None:
     assert chain_hash(b"", 1, raw) != chain_hash(b"", 2, raw)
     assert chain_hash(b"x", 1, raw) != chain_hash(b"", 1, raw)
     assert chain_hash(b"", 1, raw) != chain_hash(b"", 1, raw + b"\x00")
-
-
-def test_stamped_event_ids_are_version_4_uuids() -> None:
-    import uuid
-
-    from esdb.shared.validation import new_event_id
-
-    ids = {new_event_id() for _ in range(100)}
-    assert len(ids) == 100
-    assert {uuid.UUID(bytes=i).version for i in ids} == {4}
