@@ -1,11 +1,14 @@
 """CPU a writer spends applying log entries to LMDB, with no NATS and nothing else running.
 
 Every replica pays this for every event, so on a machine where all nodes share the cores it is
-paid once per node. `python -m esdb.benchmarks.apply_cost [--entries N] [--events-per-entry B] [--writers W]`
+paid once per node.
+
+    python -m esdb.benchmarks.apply_cost [--entries N] [--events-per-entry B] [--writers W]
+
 builds entries like the append bench's (160-byte JSON bodies, streams of 100 events, W writers
-each appending to a stream of its own, so one entry touches up to B streams), encodes them as
-the log holds them, then decodes and applies them into a fresh LMDB store, and prints the CPU
-time per event."""
+each appending to a stream of its own, so one entry touches up to B streams, and event ids as
+the writer makes them), encodes them as the log holds them, then decodes and applies them into
+a fresh LMDB store, and prints the CPU time per event."""
 
 from __future__ import annotations
 
@@ -13,11 +16,11 @@ import argparse
 import asyncio
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from esdb.benchmarks.appends import EVENT_TYPE, event_payload
+from esdb.contracts.event_ids import new_event_id
 from esdb.contracts.log import AppendOp, CreateStoreOp, LogEntry, StampedEvent, encode_entry
 from esdb.services.writer.applier import Applier
 from esdb.shared.storage.catalog import lmdb_catalog
@@ -53,7 +56,7 @@ def log_entries(
             version = written[writer] % stream_length
             stream = f"apply-{writer}-{written[writer] // stream_length}"
             written[writer] += 1
-            event = StampedEvent(uuid.uuid4().bytes, EVENT_TYPE, data, b"", "application/json", 0)
+            event = StampedEvent(new_event_id(), EVENT_TYPE, data, b"", "application/json", 0)
             position += 1
             ops.append(AppendOp(STORE, stream, version, position, [event]))
         encoded.append(encode_entry(LogEntry(ops=list(ops), leader="bench")))
