@@ -79,6 +79,7 @@ class _InFlight:
     entry_id: str = ""
     previous_id: str | None = None
     publish: asyncio.Task[int] | None = None
+    """The append under way, when pipelined; one at a time, the completer awaits it itself."""
     events: int = 0
     planned_at: float = 0.0
     span: Span | None = None
@@ -250,7 +251,8 @@ class Sequencer:
             self._last_id = (item.sequence, item.entry_id)
             self._next_sequence += 1
             self._unapplied += 1
-            item.publish = asyncio.create_task(self._publish(item))
+            if self._pipelined:
+                item.publish = asyncio.create_task(self._publish(item))
         self._in_flight.put_nowait(item)
 
     async def _publish(self, item: _InFlight) -> int:
@@ -286,7 +288,7 @@ class Sequencer:
         """Apply each entry once the log has it, then answer its batch, in log order."""
         while (item := await self._in_flight.get()) is not None:
             try:
-                if item.publish is not None:
+                if item.entry is not None:
                     await self._apply_when_durable(item)
             except BaseException as e:
                 # Fenced out, outcome unknown, or apply failed: nothing later can be trusted.
@@ -298,15 +300,15 @@ class Sequencer:
             item.end_span()
             if self._answered is not None:
                 await self._answered()
-            if item.publish is not None:
+            if item.entry is not None:
                 await self._applier.notify()
             self._free += 1
             self._kick()
 
     async def _apply_when_durable(self, item: _InFlight) -> None:
-        assert item.publish is not None and item.entry is not None
+        assert item.entry is not None
         try:
-            sequence = await item.publish
+            sequence = await (item.publish or self._publish(item))
         except FencedOut as e:
             raise LeadershipLost(f"fenced out at {item.sequence - 1}: another leader") from e
         except Exception as e:
