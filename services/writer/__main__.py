@@ -78,13 +78,12 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
         purge=settings.log_purge,
     )
     try:
-        applier = Applier(catalog)
         applied_subject = node_applied_subject(settings.node_id)
 
         async def announce(sequence: int) -> None:
             await nc.publish(applied_subject, str(sequence).encode())
 
-        applier.on_applied = announce
+        applier = Applier(catalog, announce)
         node = WriterNode(settings, nc, log_, applier, lease, keeper, telemetry)
         telemetry.ready_when(node.not_ready)
         await node.run(stop)

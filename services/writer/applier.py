@@ -18,12 +18,16 @@ CHECKPOINTS_KEPT = 8
 class Applier:
     """Serializes every apply on a node; an entry at or below the applied sequence is skipped."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(
+        self, catalog: Catalog, on_applied: Callable[[int], Awaitable[None]] | None = None
+    ) -> None:
+        """`on_applied` is awaited with the applied sequence after each apply (the writer
+        announces it to the node's other services)."""
         self.catalog = catalog
         self.lock = asyncio.Lock()
         self.applied = asyncio.Condition()
         self.checkpoints: dict[int, str] = {}
-        self.on_applied: Callable[[int], Awaitable[None]] | None = None
+        self._on_applied = on_applied
 
     def apply_locked(self, sequence: int, entry: LogEntry, raw: bytes | None = None) -> None:
         """Apply `entry` as `sequence`; the caller holds `lock`."""
@@ -54,8 +58,8 @@ class Applier:
         """Wake whoever waits for the applied sequence to move, here and in other processes."""
         async with self.applied:
             self.applied.notify_all()
-        if self.on_applied is not None:
-            await self.on_applied(self.catalog.applied_sequence())
+        if self._on_applied is not None:
+            await self._on_applied(self.catalog.applied_sequence())
 
     async def wait_applied(self, sequence: int) -> None:
         """Return once `sequence` has been applied."""
