@@ -186,9 +186,9 @@ class Sessions:
                 tls=self.tls,
             )
         except nats.errors.Error as e:
-            # nats-py reports a refused user as an authorization error (and after it, as
-            # "no servers available"): the server said no, not a network failure.
-            if isinstance(e, nats.errors.AuthorizationError | nats.errors.NoServersError):
+            # The server answers a refused user with `-ERR 'Authorization Violation'`, which
+            # nats-py raises as a plain error carrying that text: its only sign.
+            if isinstance(e, nats.errors.AuthorizationError) or "authorization" in str(e).lower():
                 raise LoginFailed("wrong user name or password") from e
             raise LoginFailed(f"cannot reach the servers: {e}") from e
         except OSError as e:
