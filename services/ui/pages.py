@@ -657,7 +657,16 @@ class Pages:
         form: dict[str, str] | None = None,
     ) -> web.StreamResponse:
         view = await self.ui.sessions.stores(self.ui.session(request))
-        statuses = self.ui.sampler.statuses
+        statuses = dict(self.ui.sampler.statuses)
+        unsampled = [info.store for info in view.stores if info.store not in statuses]
+        if unsampled:  # created since the dashboard's last sample: ask now
+            system = self.ui.sessions.own.client("_sys")
+            answers = await asyncio.gather(
+                *(system.store_status(name) for name in unsampled), return_exceptions=True
+            )
+            for name, answer in zip(unsampled, answers, strict=True):
+                if not isinstance(answer, BaseException):
+                    statuses[name] = answer
         rows = [{"info": info, "status": statuses.get(info.store)} for info in view.stores]
         return self.ui.render(
             request,
