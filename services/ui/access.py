@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import nats
@@ -27,6 +28,8 @@ from esdb.contracts.subjects import api_subject
 
 log = logging.getLogger(__name__)
 
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+"""What `esdb user add` accepts as a name."""
 SESSION_IDLE_S = 3600.0
 """A session unused this long is closed (its NATS connection with it)."""
 STORES_FRESH_S = 5.0
@@ -53,8 +56,10 @@ def without_credentials(url: str) -> str:
 
 
 def with_user(url: str, user: str, password: str) -> str:
-    """Every server of `url` with the user's credentials (quoted for a URL)."""
-    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    """Every server of `url` with the user's credentials. nats-py takes them from the URL as
+    they are, unquoted; a URL splits the last `@` from the host and the first `:` from the
+    user, so only `/`, `?` and `#` cannot be in a password (`esdb user add` uses none)."""
+    credentials = f"{user}:{password}"
     return ",".join(
         server.replace("://", f"://{credentials}@", 1)
         for server in without_credentials(url).split(",")
@@ -164,6 +169,8 @@ class Sessions:
         """A new session acting as `user`; `LoginFailed` if the servers refuse them."""
         if not user or not password:
             raise LoginFailed("enter a user name and a password")
+        if not USER_NAME.fullmatch(user) or any(c in password for c in "/?#"):
+            raise LoginFailed("wrong user name or password")
         url = with_user(self.public_url, user, password)
         await self._check_credentials(url)
         try:
