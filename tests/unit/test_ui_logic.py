@@ -4,8 +4,8 @@ from samples, server-sent event framing, URLs with and without credentials."""
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import msgspec
 import pytest
