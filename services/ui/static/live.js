@@ -64,6 +64,7 @@
     list.prepend(fragment);
     while (list.childElementCount > KEEP) list.lastElementChild.remove();
     empty.hidden = true;
+    list.dataset.received = received;
     state.textContent = `live · ${received} received`;
   }
 
