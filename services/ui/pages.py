@@ -38,7 +38,7 @@ from esdb.services.ui.forms import (
 )
 from esdb.services.ui.live import LiveStream
 from esdb.services.ui.present import show_payload, stream_page
-from esdb.services.ui.server import COOKIE, Ui, check_form_token, form_fields
+from esdb.services.ui.server import COOKIE, Ui, form_fields
 
 log = logging.getLogger(__name__)
 
@@ -713,6 +713,3 @@ def _next(request: web.Request, given: str | None = None) -> str:
     if not target.startswith("/") or target.startswith("//"):
         return "/"
     return target
-
-
-__all__ = ["Pages", "check_form_token"]

@@ -18,7 +18,7 @@ from esdb.contracts.errors import ErrorCode
 from esdb.services.ui.access import Session, Sessions
 from esdb.services.ui.dashboard import Sampler
 from esdb.services.ui.forms import FormError
-from esdb.services.ui.present import ago, human_bytes
+from esdb.services.ui.present import ago, human_bytes, sparkline
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Ui:
         self.templates.filters.update(
             bytes=human_bytes, ago=ago, q=lambda value: quote(str(value), safe="")
         )
-        self.templates.globals.update(nav=NAV, urlencode=urlencode)
+        self.templates.globals.update(nav=NAV, urlencode=urlencode, sparkline=sparkline)
 
     def session(self, request: web.Request) -> Session:
         """The request's session (the middleware put it there)."""
@@ -205,6 +205,8 @@ def _title(code: ErrorCode) -> str:
 def _sessions(ui: Ui) -> Any:
     @web.middleware
     async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "POST":
+            check_origin(request)
         if request.path.startswith(OPEN_PATHS):
             return await handler(request)
         session = ui.sessions.get(request.cookies.get(COOKIE))
@@ -220,14 +222,18 @@ def _sessions(ui: Ui) -> Any:
     return sessions
 
 
-async def check_form_token(request: web.Request, session: Session) -> None:
-    """A POST must come from one of this UI's own pages: same origin, and the session's
-    form token (so another site cannot make a logged-in browser act)."""
+def check_origin(request: web.Request) -> None:
+    """A POST must come from a page of this UI: a browser names the page's origin."""
     origin = request.headers.get("Origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
         raise web.HTTPForbidden(text="cross-site request refused")
     if request.headers.get("Sec-Fetch-Site") == "cross-site":
         raise web.HTTPForbidden(text="cross-site request refused")
+
+
+async def check_form_token(request: web.Request, session: Session) -> None:
+    """A POST must carry the session's form token, which only this UI's own pages hold, so
+    another site cannot make a browser act with its cookie (or, without users, at all)."""
     form = await request.post()
     if form.get("csrf") != session.csrf:
         raise web.HTTPForbidden(text="the form is out of date: reload the page and try again")
