@@ -83,8 +83,13 @@ class Account:
     async def open(
         cls, url: str, user: str | None, *, timeout: float, tls: ssl.SSLContext | None
     ) -> Account:
-        """Connect (as the user named in `url`, if any)."""
-        return cls(await Connection.open(url, timeout=timeout, tls=tls), user)
+        """Connect (as the user named in `url`, if any); messages name the servers without
+        the credentials."""
+        servers = [server.strip() for server in url.split(",") if server.strip()]
+        connection = await Connection.open(
+            without_credentials(url), timeout=timeout, servers=servers, tls=tls
+        )
+        return cls(connection, user)
 
     @property
     def nc(self) -> NatsClient:

@@ -163,7 +163,7 @@ class Pages:
         await response.prepare(request)
         closing = asyncio.ensure_future(self.ui.closing.wait())
         try:
-            while not self.ui.closing.is_set():
+            while not self.ui.closing.is_set() and not session.account.nc.is_closed:
                 view = await self.ui.sessions.stores(session)
                 figures = {
                     "cluster": await cluster(session.account),
@@ -200,6 +200,7 @@ class Pages:
                 more=None,
                 limit=50,
                 page_sizes=PAGE_SIZES,
+                paged=False,
                 errors={e.field: e.message},
             )
         client = self.ui.session(request).account.client(store)
@@ -231,9 +232,6 @@ class Pages:
             if scanned >= MAX_SCANNED_STREAMS:
                 more = after
                 break
-        if more is not None and len(rows) == limit:
-            # Only offer "more" when something may follow: peek is not worth a request.
-            pass
         return self.ui.render(
             request,
             "streams.html",
@@ -246,6 +244,7 @@ class Pages:
             limit=limit,
             page_sizes=PAGE_SIZES,
             stream_url=stream_url,
+            paged=bool(request.query.get("after")),
         )
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
