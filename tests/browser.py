@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 CHROMIUM = "/usr/bin/chromium"
 """Debian's package (`.ci/run` installs it); Playwright cannot download browsers here."""
@@ -18,6 +18,9 @@ SCREENSHOTS = Path(
     os.environ.get("ESDB_UI_SCREENSHOTS") or Path(tempfile.gettempdir()) / "esdb-ui-screenshots"
 )
 """Where every UI test saves its screenshots (`ESDB_UI_SCREENSHOTS` to change)."""
+EXPECT_TIMEOUT_MS = 15_000
+"""How long an `expect` waits for the page: generous, as the machine may be busy; a page
+that is right passes at once."""
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
@@ -30,6 +33,9 @@ def chromium_path() -> str:
             pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does)")
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
     return path
+
+
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +52,7 @@ async def browser() -> AsyncIterator[Browser]:
 async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
     """A fresh browser profile (no cookies) at a desktop size."""
     opened = await browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
-    opened.set_default_timeout(10_000)
+    opened.set_default_timeout(EXPECT_TIMEOUT_MS)
     yield opened
     await opened.close()
 

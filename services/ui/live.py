@@ -33,7 +33,8 @@ BACKLOG = 20_000
 and the page resumes from the store."""
 CATCH_UP_PAGE = 500
 MAX_CATCH_UP = 5_000
-"""The most events a resume reads back; beyond that it starts from the newest."""
+"""The most positions a resume reads back; beyond that it says so (a `skipped` event) and
+starts that far behind the newest."""
 BATCH = 500
 """The most events written to the browser at once."""
 
@@ -101,8 +102,14 @@ class LiveStream:
         try:
             await response.prepare(request)
             await response.write(b"retry: 1000\n: live\n\n")
-            if self._after is not None:
-                await self._catch_up(response)
+            newest = await self._newest(response)
+            if self._after is None:
+                # Where this page starts: what a pause before any event resumes from.
+                self.last = newest
+                head = msgspec.json.encode({"head": newest})
+                await response.write(sse_message(newest, head, "opened"))
+            else:
+                await self._catch_up(response, newest)
             await self._relay(response)
         except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
             pass  # the browser left
@@ -111,17 +118,27 @@ class LiveStream:
                 await subscription.unsubscribe()
         return response
 
-    async def _catch_up(self, response: web.StreamResponse) -> None:
+    async def _newest(self, response: web.StreamResponse) -> int:
+        """The store's newest position (subscribed already, so nothing after it is missed)."""
+        try:
+            head = await self._account.client(self._store).read_all(
+                from_position="end", direction="backward", limit=1
+            )
+        except EsdbError as e:
+            await response.write(sse_message(self.last, _error(e), "problem"))
+            return self.last
+        return head.events[0].position if head.events else 0
+
+    async def _catch_up(self, response: web.StreamResponse, newest: int) -> None:
         """Send what was committed after `after` and is in the store."""
         client = self._account.client(self._store)
         filter_ = self._selection.read_filter()
         start = self._after + 1 if self._after is not None else 1
         try:
-            head = await client.read_all(from_position="end", direction="backward", limit=1)
-            newest = head.events[0].position if head.events else 0
             if newest - start > MAX_CATCH_UP:
                 start = newest - MAX_CATCH_UP + 1
-                await response.write(sse_message(start - 1, b'{"skipped": true}', "gap"))
+                skipped = msgspec.json.encode({"skipped_to": start})
+                await response.write(sse_message(start - 1, skipped, "skipped"))
             position: int | None = start
             while position is not None and not self._closing.is_set():
                 page = await read_page(client, position, filter_)

@@ -145,6 +145,15 @@ def _errors(ui: Ui) -> Any:
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
+        except web.HTTPNotFound:
+            return ui.render(
+                request,
+                "error.html",
+                page="",
+                status=404,
+                title="No such page",
+                message=f"This UI has no page {request.path}.",
+            )
         except web.HTTPException:
             raise
         except NotYours as e:

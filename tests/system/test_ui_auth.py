@@ -13,7 +13,7 @@ from playwright.async_api import Browser, Page, expect
 
 from esdb.client import Client, NewEvent
 from esdb.services.supervisor.nats_server import free_port_block
-from tests.browser import DESKTOP, screenshot
+from tests.browser import DESKTOP, EXPECT_TIMEOUT_MS, screenshot
 from tests.stack import Stack, launch_stack
 
 
@@ -53,7 +53,7 @@ async def users(secured: Stack) -> AsyncIterator[dict[str, str]]:
 @pytest.fixture
 async def tab(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(EXPECT_TIMEOUT_MS)
     yield await context.new_page()
     await context.close()
 

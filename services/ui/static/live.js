@@ -7,6 +7,7 @@
   const state = document.getElementById("live-state");
   const empty = document.getElementById("live-empty");
   const pause = document.getElementById("pause");
+  const skippedNote = document.getElementById("live-skipped");
   const KEEP = 500;
   const store = list.dataset.store;
   let source = null;
@@ -82,10 +83,21 @@
       if (!drawing) { drawing = true; requestAnimationFrame(draw); }
     });
     source.addEventListener("gap", () => {
-      // The server could not keep up with this page (or skipped a long pause): resume
-      // from the last event shown, reading the rest from the store.
+      // The server could not keep up with this page: resume from the last event shown,
+      // reading the rest from the store.
       source.close();
       open();
+    });
+    source.addEventListener("opened", (message) => {
+      // The store's newest position as the feed opened: a pause before any event resumes
+      // from there.
+      if (last === null) last = JSON.parse(message.data).head;
+    });
+    source.addEventListener("skipped", (message) => {
+      // Paused for long: the server goes on from the newest events, not from the pause.
+      const to = JSON.parse(message.data).skipped_to;
+      skippedNote.textContent = `Events before position ${to} were skipped: the page was paused too long to show them all.`;
+      skippedNote.hidden = false;
     });
     source.addEventListener("problem", (message) => {
       state.textContent = `problem: ${JSON.parse(message.data).message}`;
