@@ -18,6 +18,7 @@ from esdb.contracts.api import JSON_CONTENT_TYPE
 MAX_SHOWN_BYTES = 64 * 1024
 """A payload longer than this is shown cut, with its size."""
 HEX_BYTES = 512
+PREVIEW_CHARS = 100
 """How much of a binary payload is shown, as hex."""
 
 
@@ -29,6 +30,8 @@ class Payload:
     text: str
     kind: str
     note: str = ""
+    preview: str = ""
+    """One short line of it, for a list."""
 
 
 def show_payload(raw: bytes, content_type: str) -> Payload:
@@ -40,19 +43,27 @@ def show_payload(raw: bytes, content_type: str) -> Payload:
         note = f"{human_bytes(len(raw))}; the first {human_bytes(MAX_SHOWN_BYTES)} shown"
     if content_type == JSON_CONTENT_TYPE or raw[:1] in (b"{", b"["):
         try:
-            pretty = json.dumps(json.loads(raw), indent=2, ensure_ascii=False, sort_keys=False)
+            value = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             pass
         else:
-            return Payload(_cut(pretty), "json", note)
+            pretty = json.dumps(value, indent=2, ensure_ascii=False)
+            line = json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
+            return Payload(_cut(pretty), "json", note, _line(line))
     try:
-        return Payload(_cut(raw.decode()), "text", note)
+        decoded = raw.decode()
+        return Payload(_cut(decoded), "text", note, _line(decoded))
     except UnicodeDecodeError:
         shown = raw[:HEX_BYTES]
         more = f"; the first {len(shown)} bytes shown" if len(raw) > len(shown) else ""
         return Payload(
             shown.hex(" ", 2), "binary", f"{human_bytes(len(raw))} of {content_type}{more}"
         )
+
+
+def _line(text: str, width: int = PREVIEW_CHARS) -> str:
+    line = " ".join(text[: width * 2].split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _cut(text: str) -> str:

@@ -154,6 +154,9 @@ def test_payloads_are_pretty_printed_or_shown_as_text_or_hex() -> None:
     shown = show_payload(b'{"a":[1,2],"b":"\xc3\xa9"}', "application/json")
     assert shown.kind == "json" and json.loads(shown.text) == {"a": [1, 2], "b": "é"}
     assert '\n  "a": [' in shown.text
+    assert shown.preview == '{"a": [1, 2], "b": "é"}'
+    long_line = show_payload(b"word\n" * 100, "text/plain").preview
+    assert len(long_line) == 100 and long_line.endswith("…") and "\n" not in long_line
     assert show_payload(b"", "application/json").kind == "empty"
     assert show_payload(b"plain words", "text/plain").text == "plain words"
     binary = show_payload(bytes(range(256)) * 4, "application/octet-stream")

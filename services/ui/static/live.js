@@ -45,6 +45,10 @@
     const time = text("time", "", new Date(event.created).toLocaleTimeString());
     time.dateTime = event.created;
     summary.append(time);
+    if (event.data !== null && event.data !== undefined && event.content_type === "application/json") {
+      const line = JSON.stringify(event.data);
+      summary.append(text("code", "preview", line.length > 100 ? `${line.slice(0, 99)}…` : line));
+    }
     details.append(summary);
     for (const [label, value] of [["Data", event.data], ["Metadata", event.metadata]]) {
       const shown = pretty(value, event.content_type);
