@@ -89,6 +89,8 @@ class BenchStack:
             str(nodes),
             "--log-level",
             "WARNING",
+            # The bench measures the data path; the web UI has a bench of its own (ui_bench).
+            "--no-ui",
             stdout=asyncio.subprocess.PIPE,
             stderr=log_handle,
         )

@@ -81,6 +81,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     metrics_port: int = 0
     http_url_file: str = ""
     otlp_endpoint: str = ""
+    ui: bool = True
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 2113
 
     @property
     def db_type(self) -> DbType:
@@ -438,4 +441,6 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "metrics_port": _port,
     "http_url_file": _in_a_directory,
     "otlp_endpoint": _http_url,
+    "ui_host": _host,
+    "ui_port": _port,
 }

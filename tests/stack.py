@@ -47,6 +47,10 @@ class Stack:
         name = service if service == "gateway" else f"{service}-node{node}"
         return int((self.data_dir / "run" / f"{name}.pid").read_text())
 
+    def ui_url(self) -> str:
+        """Where the stack's web UI serves (it writes the address once it listens)."""
+        return (self.data_dir / "run" / "ui.url").read_text().strip()
+
     def http_url(self, service: str, node: int = 1) -> str:
         """Where a supervised process serves `/metrics`, `/healthz` and `/readyz`."""
         name = service if service == "gateway" else f"{service}-node{node}"
@@ -139,7 +143,8 @@ def spawn_stack(
             args,
             stdout=subprocess.PIPE,
             stderr=log,
-            env={**os.environ, **(env or {})},
+            # The web UI on any free port: tests run stacks side by side (xdist).
+            env={"ESDB_UI_PORT": "0", **os.environ, **(env or {})},
             process_group=0,  # its own, as a shell gives a foreground job: see `interrupt`
         )
     assert process.stdout is not None

@@ -21,7 +21,12 @@ from esdb.cli import (
     user_command,
 )
 from esdb.services.supervisor.nats_server import HOST
-from esdb.services.supervisor.stack import DEFAULT_CLUSTER_PORT, StackOptions, up
+from esdb.services.supervisor.stack import (
+    DEFAULT_CLUSTER_PORT,
+    DEFAULT_UI_PORT,
+    StackOptions,
+    up,
+)
 from esdb.shared.settings import SettingsError, load_configuration
 
 
@@ -71,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     up_cmd.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate (PEM)")
     up_cmd.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     up_cmd.add_argument("--tls-ca", type=Path, help="the CA that signed it, for the services")
+    web = up_cmd.add_argument_group("the admin web UI (docs/ui.md)")
+    web.add_argument("--ui-host", default=None, help="ESDB_UI_HOST: the address it listens on")
+    web.add_argument(
+        "--ui-port", type=int, default=None, help="ESDB_UI_PORT (default 2113; 0: any free one)"
+    )
+    web.add_argument(
+        "--no-ui", dest="ui", action="store_false", default=None, help="ESDB_UI=false: no UI"
+    )
 
     common = session.connection_options()
     stream_commands.add_commands(commands, common)
@@ -148,7 +161,15 @@ def up_options(args: argparse.Namespace) -> StackOptions:
         join=tuple(member.strip() for member in join or () if member.strip()),
         cluster_port=given("cluster_port", args.cluster_port) or DEFAULT_CLUSTER_PORT,
         replicas=given("replicas", args.replicas),
+        ui=configuration.value("ui") if args.ui is None else args.ui,
+        ui_host=given("ui_host", args.ui_host) or HOST,
+        ui_port=_or_default(given("ui_port", args.ui_port), DEFAULT_UI_PORT),
     )
+
+
+def _or_default(value: int | None, default: int) -> int:
+    """`value` unless it was not given (0 is a value: any free port)."""
+    return default if value is None else value
 
 
 def _bench(argv: list[str]) -> int:

@@ -47,6 +47,16 @@ def lock_data_dir(data_dir: Path) -> DirLock:
     return lock
 
 
+def check_ui_port_free(host: str, port: int) -> None:
+    """Refuse a UI port something else listens on, rather than start a UI that cannot
+    serve and restarts forever."""
+    if not port_is_free(host, port):
+        raise SystemExit(
+            f"esdb up: {host}:{port} (the web UI's port) is already in use; stop what uses "
+            "it, choose another --ui-port, or run with --no-ui"
+        )
+
+
 def check_ports_free(specs: tuple[ServerSpec, ...]) -> None:
     """Refuse a port something else listens on (or holds) before starting nats-server: our
     services would otherwise find that other server there and use it."""

@@ -53,6 +53,7 @@ from esdb.services.supervisor.preflight import (
     check_external_nats,
     check_node_id_free,
     check_ports_free,
+    check_ui_port_free,
     lock_data_dir,
     member_urls,
     wait_listening,
@@ -70,6 +71,9 @@ CLUSTER_REPLICAS = 3
 """The replica count of a node started with `--node-id` when none is given."""
 STREAM_LEADER_STEP_DOWN = "$JS.API.STREAM.LEADER.STEPDOWN.{}"
 WAITING_NOTE_EVERY_S = 30.0
+DEFAULT_UI_PORT = 2113
+UI_URL_FILE = "ui.url"
+"""Where in `<data-dir>/run/` the UI writes the address it serves on, once it listens."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,10 @@ class StackOptions:
     join: tuple[str, ...] = ()
     cluster_port: int = DEFAULT_CLUSTER_PORT
     replicas: int | None = None
+    # The admin web UI (`--ui-host`, `--ui-port`, `--no-ui`): one per `esdb up`, as the gateway.
+    ui: bool = True
+    ui_host: str = HOST
+    ui_port: int = DEFAULT_UI_PORT
 
     @property
     def per_host(self) -> bool:
@@ -281,7 +289,26 @@ class Stack:
             gateway = msgspec.structs.replace(gateway, system_user_file=system_user)
         self.services = [service for plan in self.nodes for service in plan.services]
         self.services.append(self._child("gateway", "gateway", settings_environ(gateway)))
+        self.ui_url_file: Path | None = None
+        if options.ui:
+            self.services.append(self._ui_child(gateway_url))
         self._refused = asyncio.Event()
+
+    def _ui_child(self, nats_url: str) -> Child:
+        """The admin web UI: a client of the public API, beside the gateway; it writes its
+        address to `run/ui.url` once it listens (its port may be 0: any)."""
+        options = self.options
+        settings = self._with_endpoint(
+            self._settings(self.nodes[0], nats_url),
+            "ui",
+            self._metrics_port(1 + len(self.nodes) * len(NODE_SERVICES)),
+        )
+        settings = msgspec.structs.replace(
+            settings, ui=True, ui_host=options.ui_host, ui_port=options.ui_port
+        )
+        self.ui_url_file = self.run_dir / UI_URL_FILE
+        self.http_url_files.append(self.ui_url_file)
+        return self._child("ui", "ui", settings_environ(settings))
 
     def _security(self) -> Security:
         options = self.options
@@ -436,6 +463,8 @@ class Stack:
         options = self.options
         if not options.node_netns:  # those addresses exist inside the namespaces only
             check_ports_free(self.specs)
+        if options.ui and options.ui_port:
+            check_ui_port_free(options.ui_host, options.ui_port)
         if options.nats_url is not None:
             url = self._service_url(self.url)
             await check_external_nats(url, self.url, tls_context(url, self.tls_ca_file))
@@ -520,6 +549,8 @@ class Stack:
         where = f"data in {self.data_dir}"
         if self.options.per_host:
             where = f"node {self.nodes[0].node_id}, {where}"
+        if self.ui_url_file is not None:
+            where = f"{where}; ui on {self.ui_url_file.read_text().strip()}"
         return f"esdb ready on {self.url} ({where})"
 
     async def _hand_over(self) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from esdb.services.supervisor.nats_server import nats_server_binary, wait_for_port
+from tests.browser import browser, context, page  # noqa: F401 - the UI tests' fixtures
 from tests.stack import Api, Stack, connect_api, start_stack, wait_until
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser  # noqa: F401 - the UI tests' browser
 from tests.stack import Stack, start_stack
 
 

@@ -208,6 +208,9 @@ INVALID = {
     "metrics_port": ["-1", "65536", "http"],
     "http_url_file": ["/no/such/dir/gateway.http"],
     "otlp_endpoint": ["collector:4318", "grpc://collector:4317", "http://", "http://h:port"],
+    "ui": ["maybe", "on"],
+    "ui_host": ["", " 127.0.0.1", "http://localhost"],
+    "ui_port": ["-1", "65536", "web"],
 }
 
 
@@ -239,6 +242,9 @@ def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:
         ("ESDB_METRICS_HOST", "::"),
         ("ESDB_OTLP_ENDPOINT", ""),
         ("ESDB_OTLP_ENDPOINT", "https://otel.example:4318/"),
+        ("ESDB_UI", "false"),
+        ("ESDB_UI_PORT", "0"),
+        ("ESDB_UI_HOST", "0.0.0.0"),
     ],
 )
 def test_valid_edge_values_are_accepted(variable: str, value: str) -> None:
