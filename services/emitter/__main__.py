@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from functools import partial
 
+from nats.js import JetStreamContext
+
+from esdb.contracts.subjects import LOG_STREAM
+from esdb.services.emitter.fanout import LogFanout
+from esdb.services.emitter.publisher import FramePublisher
 from esdb.services.emitter.service import Emitter
+from esdb.services.writer.log import JetStreamLog
 from esdb.shared.cluster_view import NatsClusterView
 from esdb.shared.nats_connection import connect_service
 from esdb.shared.service_runtime import run_service
@@ -20,27 +27,33 @@ from esdb.shared.writer_ops import submit_ops
 EMITTER_NICENESS = 5
 
 
+async def log_tail(js: JetStreamContext, after: int) -> AsyncIterator[tuple[int, bytes]]:
+    """The replicated log after `after`, as a follower's writer tails it (an ordered
+    consumer): only entries JetStream has stored, in order."""
+    log = JetStreamLog(js, await js.stream_info(LOG_STREAM))
+    async for sequence, entry in log.entries(after):
+        yield sequence, entry
+
+
 async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -> None:
     """Composition root of an emitter."""
     os.nice(EMITTER_NICENESS)
     nc = await connect_service(settings, f"esdb-emitter-{settings.node_id}")
     telemetry.ready_when(connected(nc))
     stores = ReadOnlyStores(settings.data_dir)
-
-    async def publish(subject: str, payload: bytes, headers: dict[str, str]) -> None:
-        await nc.publish(subject, payload, headers=headers)
-
+    fanout = partial(
+        LogFanout,
+        system=partial(open_system, settings.data_dir),
+        stores=stores.get,
+        tail=partial(log_tail, nc.jetstream(timeout=settings.timeout_ms / 1000)),
+        send=FramePublisher(nc).send,
+        flush=nc.flush,
+        log_ops=partial(submit_ops, nc),
+        max_payload=nc.max_payload,
+    )
     try:
         async with NatsClusterView(nc, settings.node_id) as view:
-            emitter = Emitter(
-                view,
-                stores.get,
-                partial(open_system, settings.data_dir),
-                publish,
-                nc.flush,
-                partial(submit_ops, nc),
-            )
-            await emitter.run(stop)
+            await Emitter(view, fanout).run(stop)
     finally:
         await nc.drain()
         stores.close()
