@@ -1,11 +1,16 @@
-"""The emitter's publish frames read back as messages, and the message it sends for one event."""
+"""The emitter's publish frames read back as messages; the message it sends for one event, and
+the one it sent before it built them itself."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import msgspec
+
+from esdb.contracts.topics import EVENT_ID_HEADER, POSITION_HEADER, event_subject
 from esdb.services.emitter.messages import StoreMessages
 from esdb.shared.storage.records import EventRecord
+from esdb.shared.wire import Codec, event_out
 
 MAX_PAYLOAD = 8 << 20
 
@@ -44,3 +49,14 @@ def fanout_message(store: str, record: EventRecord) -> Published:
     StoreMessages(store, MAX_PAYLOAD).record_frames([record], frames)
     [message] = parse_frames(b"".join(frames))
     return message
+
+
+def reference(store: str, record: EventRecord) -> Published:
+    """The message as the emitter built it before: an `EventOut` encoded by msgspec, and the
+    two headers as a dict (for `Client.publish`)."""
+    out = event_out(record, Codec.JSON)
+    return Published(
+        event_subject(store, record.stream, record.type),
+        msgspec.json.encode(out),
+        {POSITION_HEADER: str(record.position), EVENT_ID_HEADER: out.event_id},
+    )

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from functools import partial
 
-from nats.js import JetStreamContext
-
-from esdb.contracts.subjects import LOG_STREAM
 from esdb.services.emitter.fanout import LogFanout
-from esdb.services.emitter.publisher import FramePublisher
+from esdb.services.emitter.nats_ports import FramePublisher, log_tail
 from esdb.services.emitter.service import Emitter
-from esdb.services.writer.log import JetStreamLog
 from esdb.shared.cluster_view import NatsClusterView
 from esdb.shared.nats_connection import connect_service
 from esdb.shared.service_runtime import run_service
@@ -25,14 +20,6 @@ from esdb.shared.writer_ops import submit_ops
 # Appends block their clients; fan-out is asynchronous and may trail by milliseconds. When the
 # CPU is contended the append path goes first (CFS weight 335 against 1024, not starvation).
 EMITTER_NICENESS = 5
-
-
-async def log_tail(js: JetStreamContext, after: int) -> AsyncIterator[tuple[int, bytes]]:
-    """The replicated log after `after`, as a follower's writer tails it (an ordered
-    consumer): only entries JetStream has stored, in order."""
-    log = JetStreamLog(js, await js.stream_info(LOG_STREAM))
-    async for sequence, entry in log.entries(after):
-        yield sequence, entry
 
 
 async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -> None:

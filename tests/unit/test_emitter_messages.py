@@ -13,25 +13,12 @@ from hypothesis import strategies as st
 
 from esdb.contracts.api import JSON_CONTENT_TYPE
 from esdb.contracts.log import StampedEvent
-from esdb.contracts.topics import EVENT_ID_HEADER, POSITION_HEADER, event_subject
 from esdb.services.emitter import messages
 from esdb.services.emitter.messages import MessageTooLarge, StoreMessages
 from esdb.shared.storage.records import EventRecord
-from esdb.shared.wire import Codec, event_out
-from tests.fanout_frames import MAX_PAYLOAD, Published, fanout_message, parse_frames
+from tests.fanout_frames import MAX_PAYLOAD, fanout_message, parse_frames, reference
 
 _json = msgspec.json.Encoder()
-
-
-def reference(store: str, record: EventRecord) -> Published:
-    """The message as the emitter built it before: an `EventOut` encoded by msgspec, and the
-    two headers as a dict."""
-    out = event_out(record, Codec.JSON)
-    return Published(
-        event_subject(store, record.stream, record.type),
-        _json.encode(out),
-        {POSITION_HEADER: str(record.position), EVENT_ID_HEADER: out.event_id},
-    )
 
 
 json_values = st.recursive(

@@ -1,21 +1,30 @@
-"""Sends pre-built publish frames on a nats-py connection, many messages in one write.
+"""The emitter's NATS side: the log tail it reads, and the publisher of its pre-built frames.
 
-`Client.publish` validates the subject, builds the header block from a dict (a regex check,
-strip, translate and encode per header) and queues one command per message: about 6 µs of CPU
-per fan-out message, against under 1 µs for frames the emitter builds itself
-(`messages.py`) and queues once per log entry. This writes to the client's outgoing buffer
-through the two methods its own `publish` ends with (`_send_command`, `_flush_pending`), so
+**The log tail** is the one a follower's writer reads (`JetStreamLog.entries`, an ordered
+consumer): only entries JetStream has stored, in order, each once.
+
+**The publisher** sends many messages in one write. `Client.publish` validates the subject,
+builds the header block from a dict (a regex check, strip, translate and encode per header)
+and queues one command per message: about 6 µs of CPU per fan-out message, against under 1 µs
+for frames the emitter builds itself (`messages.py`) and queues once per log entry
+(`python -m esdb.benchmarks.emitter_cost`). It writes to the client's outgoing buffer through
+the two methods nats-py's own `publish` ends with (`_send_command`, `_flush_pending`), so
 nats-py still owns the socket, the flusher, the buffering across reconnects and the pending
 limit. They are private: `FramePublisher` checks that they exist when it is made, and
-`tests/integration/test_fanout.py` that what it sends arrives as `Client.publish` would send
-it."""
+`tests/integration/test_emitter_nats.py` that what it sends arrives byte for byte as
+`Client.publish` sends it."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+
+from esdb.contracts.subjects import LOG_STREAM
+from esdb.services.writer.log import JetStreamLog
 
 _INTERNALS = (
     "_send_command",
@@ -52,3 +61,10 @@ class FramePublisher:
         await internals._send_command(frames)
         if internals._flush_queue is not None and internals._flush_queue.empty():
             await internals._flush_pending()
+
+
+async def log_tail(js: JetStreamContext, after: int) -> AsyncIterator[tuple[int, bytes]]:
+    """The replicated log after sequence `after`, then each entry as it is stored."""
+    log = JetStreamLog(js, await js.stream_info(LOG_STREAM))
+    async for sequence, entry in log.entries(after):
+        yield sequence, entry
