@@ -94,19 +94,16 @@ class LogFanout:
     async def run(self) -> None:
         """Emit until cancelled or until the log or a store shows a gap (`FanoutError`)."""
         self.sequence = self._start()
-        tailing: asyncio.Task[None] | None = None
+        emitting = asyncio.create_task(self._emit(), name="emitter fan-out")
         try:
-            for state in list(self._stores.values()):
-                await self._catch_up(state)
-            tailing = asyncio.create_task(self._follow_log(), name="emitter log tail")
             while True:
-                done, _ = await asyncio.wait({tailing}, timeout=CHECKPOINT_EVERY_S)
+                done, _ = await asyncio.wait({emitting}, timeout=CHECKPOINT_EVERY_S)
                 if done:
-                    tailing.result()
+                    emitting.result()
                     raise FanoutError("the log tail ended")
                 await self.save_checkpoints()
         finally:
-            await cancel_and_wait(tailing)
+            await cancel_and_wait(emitting)
             try:
                 await asyncio.shield(self.save_checkpoints())
             except Exception as e:  # the fan-out's own error, if any, is the one to raise
@@ -148,7 +145,9 @@ class LogFanout:
             await self._send(b"".join(frames))
             state.emitted = state.built = records[-1].position
 
-    async def _follow_log(self) -> None:
+    async def _emit(self) -> None:
+        for state in list(self._stores.values()):
+            await self._catch_up(state)
         async for sequence, raw in self._tail(self.sequence):
             await self.emit_entry(sequence, raw)
 
