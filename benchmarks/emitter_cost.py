@@ -2,9 +2,10 @@
 else running.
 
 `python -m esdb.benchmarks.emitter_cost [--entries N] [--events-per-entry B] [--repeats R]`
-builds log entries like the append bench's (one-event appends, 160-byte JSON bodies, streams
-of 100 events), applies them to a fresh LMDB store, and times each way of turning them into
-fan-out messages published on a local nats-server (no subscriber, so the server only reads):
+builds log entries like the 3-node append bench's (34 one-event appends each, 160-byte JSON
+bodies, streams of 100 events), applies them to a fresh LMDB store, appends them to a log
+stream on a local nats-server with JetStream, and times each way of turning them into fan-out
+messages published there (no subscriber, so the server only reads):
 
 - `lmdb+eventout+publish`: what the emitter did before: read the events back from LMDB
   (pages of 1000), build an `EventOut` per event, JSON-encode it, and `nc.publish` it with a
@@ -12,22 +13,27 @@ fan-out messages published on a local nats-server (no subscriber, so the server 
 - `log+eventout+publish`: the same messages built from the decoded log entries instead;
 - `log+frames+send-each`: the hand-built publish frames (`messages.py`), queued one by one
   through `FramePublisher`;
-- `log+frames+send-entry`: the same, one write per log entry (what the emitter does now);
+- `log+frames+send-entry`: the same, one write per log entry;
+- `tail+frames+send-entry`: the same, with the entries received from the log stream through
+  the emitter's tail (an ordered consumer): what the emitter does now;
 
-and, as parts of those, building only (`eventout-build`, `frames-build`), decoding the log
-entries only (`log-decode`) and publishing prepared messages only (`publish-dict`: nc.publish
-with headers, `send-each`, `send-entry`). Each is run `--repeats` times; the median CPU time
+and, as parts of those, receiving the entries only (`tail-receive`), building only
+(`eventout-build`, `frames-build`), decoding the log entries only (`log-decode`) and
+publishing prepared messages only (`publish-dict`: nc.publish with headers, `send-each`,
+`send-entry`). Each is run `--repeats` times; the median CPU time
 (user + system of this process, so nats-py's socket writes count) per event is printed."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -38,9 +44,10 @@ from esdb.benchmarks.apply_cost import STORE, log_entries
 from esdb.contracts.log import AppendOp, LogEntry, decode_entry
 from esdb.contracts.topics import EVENT_ID_HEADER, POSITION_HEADER, event_subject
 from esdb.services.emitter.messages import StoreMessages
-from esdb.services.emitter.nats_ports import FramePublisher
+from esdb.services.emitter.nats_ports import FramePublisher, log_tail
 from esdb.services.supervisor.nats_server import HOST, free_port, nats_server_binary, wait_for_port
 from esdb.services.writer.applier import Applier
+from esdb.services.writer.log import JetStreamLog
 from esdb.shared.storage.catalog import lmdb_catalog
 from esdb.shared.storage.lmdb_store import LmdbStore
 from esdb.shared.storage.records import EventRecord
@@ -141,6 +148,14 @@ async def _variants(setup: Setup) -> dict[str, Callable[[], Awaitable[None]]]:
             await send(b"".join(entry_frames(messages, decode_entry(raw))))
             await asyncio.sleep(0)
 
+    async def tail(build: bool) -> None:
+        async with contextlib.aclosing(log_tail(setup.nc.jetstream(), 1)) as entries:
+            async for sequence, raw in entries:
+                if build:
+                    await send(b"".join(entry_frames(messages, decode_entry(raw))))
+                if sequence == len(setup.raw) + 1:
+                    return
+
     async def eventout_build() -> None:
         for entry in setup.decoded:
             [eventout_message(r) for r in records_of(entry)]
@@ -173,6 +188,8 @@ async def _variants(setup: Setup) -> dict[str, Callable[[], Awaitable[None]]]:
         "log+eventout+publish": log_eventout_publish,
         "log+frames+send-each": log_frames_send_each,
         "log+frames+send-entry": log_frames_send_entry,
+        "tail+frames+send-entry": partial(tail, True),
+        "tail-receive": partial(tail, False),
         "eventout-build": eventout_build,
         "frames-build": frames_build,
         "log-decode": log_decode,
@@ -196,7 +213,7 @@ async def measure(
         catalog.close()
     port = free_port()
     server = subprocess.Popen(
-        [nats_server_binary(), "-a", HOST, "-p", str(port)],
+        [nats_server_binary(), "-a", HOST, "-p", str(port), "-js", "-sd", str(data_dir / "js")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -204,6 +221,9 @@ async def measure(
     try:
         await wait_for_port(port)
         nc = await nats.connect(f"nats://{HOST}:{port}")
+        log = await JetStreamLog.open(nc.jetstream(), replicas=1, durability="memory")
+        for sequence, entry in enumerate(raw):
+            await log.append(entry, expected_last=sequence)
         setup = Setup(raw[1:], store, nc)
         variants = await _variants(setup)
         spent: dict[str, list[float]] = {name: [] for name in variants}
@@ -225,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     """Print the CPU per event of each variant."""
     parser = argparse.ArgumentParser(prog="python -m esdb.benchmarks.emitter_cost")
     parser.add_argument("--entries", type=int, default=1000)
-    parser.add_argument("--events-per-entry", type=int, default=16)
+    parser.add_argument("--events-per-entry", type=int, default=34)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,8 +4,9 @@ checkpoints through the node's LMDB, then publishes from the committed log itsel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from esdb.contracts.errors import EsdbError, NotFound
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[bytes], Awaitable[None]]
 """Queue publish frames (whole HPUB commands) on NATS."""
-Tail = Callable[[int], AsyncIterator[tuple[int, bytes]]]
+Tail = Callable[[int], AsyncGenerator[tuple[int, bytes], None]]
 """The committed log after a sequence, in order, then new entries as they commit."""
 
 PAGE = 1000
@@ -148,8 +149,10 @@ class LogFanout:
     async def _emit(self) -> None:
         for state in list(self._stores.values()):
             await self._catch_up(state)
-        async for sequence, raw in self._tail(self.sequence):
-            await self.emit_entry(sequence, raw)
+        # Closed at once however this ends, so its consumer goes with it.
+        async with contextlib.aclosing(self._tail(self.sequence)) as entries:
+            async for sequence, raw in entries:
+                await self.emit_entry(sequence, raw)
 
     async def emit_entry(self, sequence: int, raw: bytes) -> None:
         """Publish the events of log entry `sequence` (bytes `raw`) not published yet, as

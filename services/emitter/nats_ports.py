@@ -16,8 +16,9 @@ limit. They are private: `FramePublisher` checks that they exist when it is made
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -63,8 +64,11 @@ class FramePublisher:
             await internals._flush_pending()
 
 
-async def log_tail(js: JetStreamContext, after: int) -> AsyncIterator[tuple[int, bytes]]:
+async def log_tail(js: JetStreamContext, after: int) -> AsyncGenerator[tuple[int, bytes], None]:
     """The replicated log after sequence `after`, then each entry as it is stored."""
     log = JetStreamLog(js, await js.stream_info(LOG_STREAM))
-    async for sequence, entry in log.entries(after):
-        yield sequence, entry
+    # `entries` is an async generator (typed as an iterator): close it with this one.
+    tail = cast(AsyncGenerator[tuple[int, bytes], None], log.entries(after))
+    async with contextlib.aclosing(tail) as entries:
+        async for sequence, entry in entries:
+            yield sequence, entry

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import pytest
 
@@ -50,6 +50,7 @@ class Node:
         self.failing_sends = 0
         self._heads: dict[str, tuple[dict[str, int], int]] = {}
         self.fanouts = 0
+        self.tails_closed = 0
 
     async def start(self) -> None:
         # The catalog fixture applied entry 1 (the default store) itself: log it too.
@@ -92,6 +93,13 @@ class Node:
         ]
         return AppendOp(store, stream, version, position + 1, stamped)
 
+    async def tail(self, after: int) -> AsyncGenerator[tuple[int, bytes], None]:
+        try:
+            async for entry in self.log.entries(after):
+                yield entry
+        finally:
+            self.tails_closed += 1
+
     def store(self, name: str) -> StoreReader:
         self.opened(name)
         return self.catalog.get(name)
@@ -122,7 +130,7 @@ class Node:
         return LogFanout(
             system=lambda: contextlib.nullcontext(self.catalog.system),
             stores=self.store,
-            tail=self.log.entries,
+            tail=self.tail,
             send=self.send,
             flush=self.flush,
             log_ops=self.log_ops,
@@ -325,6 +333,7 @@ async def test_a_gap_in_positions_stops_the_fanout_and_nothing_past_it_is_publis
     await eventually(lambda: node.fanouts >= started + 2, what="the fan-out to fail, twice")
     assert emitter.fanout is not fanout
     assert set(node.positions()) == {1}, "published again from the checkpoint, then stopped"
+    assert node.tails_closed >= 2, "a failed fan-out's log consumer goes with it"
 
 
 async def test_a_corrupt_log_entry_is_never_skipped(
