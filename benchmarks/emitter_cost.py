@@ -7,9 +7,9 @@ bodies, streams of 100 events), applies them to a fresh LMDB store, appends them
 stream on a local nats-server with JetStream, and times each way of turning them into fan-out
 messages published there (no subscriber, so the server only reads):
 
-- `lmdb+eventout+publish`: what the emitter did before: read the events back from LMDB
-  (pages of 1000), build an `EventOut` per event, JSON-encode it, and `nc.publish` it with a
-  header dict;
+- `lmdb+eventout+publish`: what the emitter did before: read the events back from LMDB (one
+  read per entry; the applied notice it waited for is not counted), build an `EventOut` per
+  event, JSON-encode it, and `nc.publish` it with a header dict;
 - `log+eventout+publish`: the same messages built from the decoded log entries instead;
 - `log+frames+send-each`: the hand-built publish frames (`messages.py`), queued one by one
   through `FramePublisher`;
@@ -20,8 +20,8 @@ messages published there (no subscriber, so the server only reads):
 and, as parts of those, receiving the entries only (`tail-receive`), building only
 (`eventout-build`, `frames-build`), decoding the log entries only (`log-decode`) and
 publishing prepared messages only (`publish-dict`: nc.publish with headers, `send-each`,
-`send-entry`). Each is run `--repeats` times; the median CPU time
-(user + system of this process, so nats-py's socket writes count) per event is printed."""
+`send-entry`). Each is run `--repeats` times; the median CPU time (user + system of this
+process, so nats-py's socket writes count) per event is printed."""
 
 from __future__ import annotations
 
@@ -53,7 +53,6 @@ from esdb.shared.storage.lmdb_store import LmdbStore
 from esdb.shared.storage.records import EventRecord
 from esdb.shared.wire import Codec, event_out
 
-PAGE = 1000
 _json = msgspec.json.Encoder()
 Message = tuple[str, bytes, dict[str, str]]
 
@@ -113,14 +112,16 @@ class Setup:
         await asyncio.sleep(0)  # the flusher writes, as between two entries in the emitter
 
     def lmdb_records(self) -> list[list[EventRecord]]:
+        """Each entry's events read back, one read per entry (the old emitter read once per
+        applied notice, so per entry while it kept up)."""
         pages: list[list[EventRecord]] = []
         after = 0
-        while True:
-            records, _ = self.store.read_all(after + 1, backward=False, limit=PAGE)
-            if not records:
-                return pages
+        for entry in self.decoded:
+            count = sum(len(op.events) for op in entry.ops if isinstance(op, AppendOp))
+            records, _ = self.store.read_all(after + 1, backward=False, limit=count)
             pages.append(records)
-            after = records[-1].position
+            after += count
+        return pages
 
 
 async def _variants(setup: Setup) -> dict[str, Callable[[], Awaitable[None]]]:

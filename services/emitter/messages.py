@@ -5,7 +5,8 @@ The message is a contract (`contracts/topics.py`, docs/api.md): subject
 `Esdb-Event-Id`, and as payload the JSON `EventOut` the read API returns. This module builds
 the same bytes without an `EventOut` per event: the JSON strings of streams, types and content
 types, the subject tokens and the `created` text are encoded once and reused; what differs per
-event (id, version, position, data, metadata) is put in by one `%` format.
+event (id, version, position, data, metadata) is put in by two `%` formats, the payload's
+and the frame's.
 `tests/unit/test_emitter_messages.py` checks the result against the `EventOut` encoding for
 varied events, and `tests/integration/test_emitter_nats.py` what a subscriber receives."""
 
@@ -53,6 +54,7 @@ _FRAME = (
     + b"%s\r\n\r\n%s\r\n"
 )
 _UUID_TEXT_BYTES = 36
+# The header block's size but for the position's digits (4: the CRLFs after the id).
 _HEADER_BYTES = len(_HEADERS_BEFORE_POSITION) + len(_HEADERS_BEFORE_ID) + _UUID_TEXT_BYTES + 4
 
 
