@@ -11,7 +11,10 @@ import re
 
 EVENTS_PREFIX = "esdb.events"
 
-# Headers of every fan-out message; subscribers deduplicate by position.
+# Headers of every fan-out message, in this order; subscribers deduplicate by position. The
+# payload is the event's `EventOut` in JSON, as `read_stream` returns it. The emitter writes
+# these bytes itself (`services/emitter/messages.py`); `tests/unit/test_emitter_messages.py`
+# pins them against the `EventOut` encoding.
 POSITION_HEADER = "Esdb-Position"
 EVENT_ID_HEADER = "Esdb-Event-Id"
 

@@ -6,6 +6,8 @@ import asyncio
 import os
 from functools import partial
 
+from esdb.services.emitter.fanout import LogFanout
+from esdb.services.emitter.nats_ports import FramePublisher, log_tail
 from esdb.services.emitter.service import Emitter
 from esdb.shared.cluster_view import NatsClusterView
 from esdb.shared.nats_connection import connect_service
@@ -26,21 +28,19 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     nc = await connect_service(settings, f"esdb-emitter-{settings.node_id}")
     telemetry.ready_when(connected(nc))
     stores = ReadOnlyStores(settings.data_dir)
-
-    async def publish(subject: str, payload: bytes, headers: dict[str, str]) -> None:
-        await nc.publish(subject, payload, headers=headers)
-
+    fanout = partial(
+        LogFanout,
+        system=partial(open_system, settings.data_dir),
+        stores=stores.get,
+        tail=partial(log_tail, nc.jetstream(timeout=settings.timeout_ms / 1000)),
+        send=FramePublisher(nc).send,
+        flush=nc.flush,
+        log_ops=partial(submit_ops, nc),
+        max_payload=nc.max_payload,
+    )
     try:
         async with NatsClusterView(nc, settings.node_id) as view:
-            emitter = Emitter(
-                view,
-                stores.get,
-                partial(open_system, settings.data_dir),
-                publish,
-                nc.flush,
-                partial(submit_ops, nc),
-            )
-            await emitter.run(stop)
+            await Emitter(view, fanout).run(stop)
     finally:
         await nc.drain()
         stores.close()

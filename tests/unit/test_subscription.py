@@ -18,10 +18,10 @@ from esdb.contracts.api import ReadFilter
 from esdb.contracts.errors import StreamNotFound
 from esdb.contracts.selectors import Selector, select, tokens_match
 from esdb.contracts.topics import event_subject
-from esdb.services.emitter.fanout import fanout_message
 from esdb.shared.storage.records import EventRecord
 from esdb.shared.wire import Codec, event_out
 from tests.builders import NOW_US, event_id
+from tests.fanout_frames import fanout_message
 
 STORE = "default"
 _as_recorded = msgspec.msgpack.Decoder(RecordedEvent)
