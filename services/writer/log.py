@@ -8,6 +8,7 @@ from typing import Protocol
 
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
     ConsumerConfig,
@@ -33,6 +34,8 @@ MAX_ENTRY_BYTES = 8 << 20
 """The largest log message, headers (under 1 KiB) included."""
 TAIL_HEARTBEAT_S = 0.5
 """How often an idle log tail hears from its consumer's server."""
+TAIL_QUEUE_ENTRIES = 64
+"""Entries a log tail holds received and not yet taken."""
 
 
 class FencedOut(Exception):
@@ -170,6 +173,14 @@ class JetStreamLog:
 
     async def entries(self, after: int) -> AsyncIterator[tuple[int, bytes]]:
         """Every entry after `after` through an ordered consumer, then new ones as they come."""
+        # A callback into a queue of our own, not `sub.messages`: nats-py's iterator makes a
+        # task and an `asyncio.wait` per message (receiving an entry: 21 against 37-46 us).
+        # Bounded, so a slow apply leaves the backlog in nats-py's pending limits as before.
+        received: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(TAIL_QUEUE_ENTRIES)
+
+        async def take(msg: Msg) -> None:
+            await received.put((msg.metadata.sequence.stream, msg.data))
+
         sub = await self._js.subscribe(
             self._subject,
             stream=self._stream,
@@ -178,13 +189,14 @@ class JetStreamLog:
             # notices by missed heartbeats (two). At nats-py's default 5 s a new leader waited
             # 5-15 s to catch up after a whole-host kill; at this, about a second.
             idle_heartbeat=TAIL_HEARTBEAT_S,
+            cb=take,
             config=ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
             ),
         )
         try:
-            async for msg in sub.messages:
-                yield msg.metadata.sequence.stream, msg.data
+            while True:
+                yield await received.get()
         finally:
             await sub.unsubscribe()
 
