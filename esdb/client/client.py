@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from esdb.client.connection import DEFAULT_URL, Connection
+from esdb.client.connection import DEFAULT_URL, Connection, Requests, live
 from esdb.client.connection_string import ConnectionSettings, parse_connection_string
 from esdb.client.events import (
     AppendSpec,
@@ -82,7 +82,7 @@ DEFAULT_TIMEOUT_S = 5.0
 class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperations, ClosedOnExit):
     """An esdb client bound to one store; create it with `await Client.connect(...)`."""
 
-    def __init__(self, connection: Connection, store: str) -> None:
+    def __init__(self, connection: Requests, store: str) -> None:
         self._connection = connection
         self.store = store
         self._subscriptions: set[Subscription] = set()
@@ -331,7 +331,7 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
             all=all,
         )
         return Subscribing(
-            self._connection,
+            live(self._connection),
             self,
             selector,
             from_position=from_position,

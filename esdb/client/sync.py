@@ -15,12 +15,13 @@ import concurrent.futures
 import inspect
 import ssl
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar, overload
 
+from esdb.client.blocking import DRAIN_S, BlockingConnection, drive
 from esdb.client.client import Client as AsyncClient
-from esdb.client.connection import DEFAULT_URL
+from esdb.client.connection import DEFAULT_URL, Connection
 from esdb.client.kurrent_names import AckItem
 from esdb.client.retry import RetryPolicy
 from esdb.contracts.errors import Unavailable
@@ -29,8 +30,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-DRAIN_S = 10.0
-"""How long closing waits for other threads' calls in flight (retries end well before)."""
 
 
 class ClientClosed(Unavailable, RuntimeError):
@@ -59,15 +58,13 @@ class LoopThread:
     def run(self, awaitable: Awaitable[T]) -> T:
         """Wait for `awaitable` on the loop; its result or exception is ours. Interrupted
         (Ctrl-C), it is cancelled there too."""
-        with self._calls:
-            try:
-                self._check_usable()
-            except RuntimeError:
-                close = getattr(awaitable, "close", None)
-                if close is not None:
-                    close()  # a coroutine that will never run
-                raise
-            self._in_flight += 1
+        try:
+            self._enter()
+        except RuntimeError:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # a coroutine that will never run
+            raise
         try:
             future = asyncio.run_coroutine_threadsafe(_awaited(awaitable), self.loop)
             try:
@@ -80,9 +77,30 @@ class LoopThread:
                 future.cancel()
                 raise
         finally:
-            with self._calls:
-                self._in_flight -= 1
-                self._calls.notify_all()
+            self._leave()
+
+    def run_here(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine`, which never suspends (its I/O blocks), in the calling thread;
+        counted as a call in flight, refused once closing began, as `run`'s calls are."""
+        try:
+            self._enter()
+        except RuntimeError:
+            coroutine.close()
+            raise
+        try:
+            return drive(coroutine)
+        finally:
+            self._leave()
+
+    def _enter(self) -> None:
+        with self._calls:
+            self._check_usable()
+            self._in_flight += 1
+
+    def _leave(self) -> None:
+        with self._calls:
+            self._in_flight -= 1
+            self._calls.notify_all()
 
     def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call `function` on the loop, awaiting what it returns if that is awaitable; async
@@ -250,6 +268,25 @@ class _Call(Generic[P, R]):
         return _bound(instance, self._method)
 
 
+class _Request(_Call[P, R]):
+    """A `Client` request-reply method as a blocking method of `SyncClient`, run in the
+    calling thread over the client's blocking connections when it has them (see
+    `blocking`), else on the loop."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> Self: ...
+
+    @overload
+    def __get__(self, instance: SyncClient, owner: type[Any]) -> Callable[P, R]: ...
+
+    def __get__(self, instance: SyncClient | None, owner: type[Any]) -> Any:
+        if instance is None:
+            return self
+        if instance._direct is None:
+            return _bound(instance, self._method)
+        return _bound_here(instance, instance._direct, self._method)
+
+
 class _Iterate(Generic[P, T]):
     """A `Client` async-iterator method as a `SyncClient` method returning an iterator."""
 
@@ -324,6 +361,17 @@ def _bound(instance: SyncClient, method: Callable[..., Any]) -> Callable[..., An
     return call
 
 
+def _bound_here(
+    instance: SyncClient, direct: AsyncClient, method: Callable[..., Any]
+) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return instance._runner.run_here(method(direct, *args, **kwargs))
+
+    call.__name__ = method.__name__
+    call.__doc__ = method.__doc__
+    return call
+
+
 class SyncClient:
     """An esdb client bound to one store, with blocking methods: `with
     SyncClient.connect(url) as client: client.append(...)`. Method names and arguments are
@@ -332,6 +380,7 @@ class SyncClient:
     def __init__(self, client: AsyncClient, runner: LoopThread) -> None:
         self._client = client
         self._runner = runner
+        self._direct = _blocking_twin(client)
 
     @classmethod
     def connect(
@@ -395,7 +444,12 @@ class SyncClient:
         if self._runner.loop.is_closed():
             return
         try:
+            if self._direct is not None:
+                # Other threads' calls fail from now on; their requests in flight finish.
+                self._runner.refuse_calls(drain_s=0)
+                drive(self._direct.close())
             self._runner.run(self._client.close())
+            self._runner.refuse_calls()
         finally:
             self._runner.stop()
 
@@ -411,20 +465,20 @@ class SyncClient:
         self.close()
 
     # Streams and $all
-    append = _Call(AsyncClient.append)
-    append_multi = _Call(AsyncClient.append_multi)
-    read_stream = _Call(AsyncClient.read_stream)
+    append = _Request(AsyncClient.append)
+    append_multi = _Request(AsyncClient.append_multi)
+    read_stream = _Request(AsyncClient.read_stream)
     iter_stream = _Iterate(AsyncClient.iter_stream)
-    read_all = _Call(AsyncClient.read_all)
+    read_all = _Request(AsyncClient.read_all)
     iter_all = _Iterate(AsyncClient.iter_all)
-    list_streams = _Call(AsyncClient.list_streams)
+    list_streams = _Request(AsyncClient.list_streams)
     iter_streams = _Iterate(AsyncClient.iter_streams)
-    stream_info = _Call(AsyncClient.stream_info)
-    set_stream_metadata = _Call(AsyncClient.set_stream_metadata)
-    delete_stream = _Call(AsyncClient.delete_stream)
-    tombstone_stream = _Call(AsyncClient.tombstone_stream)
-    cluster_status = _Call(AsyncClient.cluster_status)
-    health = _Call(AsyncClient.health)
+    stream_info = _Request(AsyncClient.stream_info)
+    set_stream_metadata = _Request(AsyncClient.set_stream_metadata)
+    delete_stream = _Request(AsyncClient.delete_stream)
+    tombstone_stream = _Request(AsyncClient.tombstone_stream)
+    cluster_status = _Request(AsyncClient.cluster_status)
+    health = _Request(AsyncClient.health)
 
     # Live and catch-up subscriptions, watches
     subscribe = _Open(AsyncClient.subscribe)
@@ -441,10 +495,10 @@ class SyncClient:
     consume = _Consume(AsyncClient.consume)
 
     # Snapshots
-    record_snapshot = _Call(AsyncClient.record_snapshot)
-    read_snapshot = _Call(AsyncClient.read_snapshot)
-    delete_snapshot = _Call(AsyncClient.delete_snapshot)
-    list_snapshots = _Call(AsyncClient.list_snapshots)
+    record_snapshot = _Request(AsyncClient.record_snapshot)
+    read_snapshot = _Request(AsyncClient.read_snapshot)
+    delete_snapshot = _Request(AsyncClient.delete_snapshot)
+    list_snapshots = _Request(AsyncClient.list_snapshots)
     iter_snapshots = _Iterate(AsyncClient.iter_snapshots)
 
     # Stores
@@ -455,10 +509,10 @@ class SyncClient:
     store_config = _Call(AsyncClient.store_config)
 
     # kurrentdbclient's names
-    append_to_stream = _Call(AsyncClient.append_to_stream)
+    append_to_stream = _Request(AsyncClient.append_to_stream)
     get_stream = _Call(AsyncClient.get_stream)
-    get_current_version = _Call(AsyncClient.get_current_version)
-    get_commit_position = _Call(AsyncClient.get_commit_position)
+    get_current_version = _Request(AsyncClient.get_current_version)
+    get_commit_position = _Request(AsyncClient.get_commit_position)
     subscribe_to_all = _Open(AsyncClient.subscribe_to_all)
     subscribe_to_stream = _Open(AsyncClient.subscribe_to_stream)
     create_subscription_to_all = _Call(AsyncClient.create_subscription_to_all)
@@ -467,6 +521,22 @@ class SyncClient:
     read_subscription_to_stream = _Consume(AsyncClient.read_subscription_to_stream)
     get_subscription_info = _Call(AsyncClient.get_subscription_info)
     replay_parked_events = _Call(AsyncClient.replay_parked_events)
+
+
+def _blocking_twin(client: AsyncClient) -> AsyncClient | None:
+    """`client` over blocking connections to the same servers (see `blocking`), for its
+    request-reply calls; None when a server cannot be reached that way (websockets)."""
+    connection = client._connection
+    if not isinstance(connection, Connection) or not BlockingConnection.usable(connection.servers):
+        return None
+    blocking = BlockingConnection(
+        connection.servers,
+        connection.url,
+        connection.timeout,
+        retry=connection.retry,
+        tls=connection.tls,
+    )
+    return AsyncClient(blocking, client.store)
 
 
 def _add_untyped_twins(cls: type[SyncClient]) -> None:
