@@ -185,8 +185,11 @@ class _Link:
 
     def __init__(self, sock: socket.socket, inbox: str) -> None:
         self._sock = sock
-        self._buffer = bytearray()
+        # What was read and not yet parsed is `_buffer[_start:_end]`; sockets read into the
+        # room after it (a fresh 256 kB bytes object per read cost more than the request).
+        self._buffer = bytearray(_RECV)
         self._start = 0
+        self._end = 0
         self._inbox = inbox
         self._reply_prefix = f"{inbox}.".encode()
         self._sent = 0
@@ -232,14 +235,14 @@ class _Link:
         try:
             self._sock.setblocking(False)
             try:
-                while chunk := self._sock.recv(_RECV):
-                    self._buffer += chunk
+                while self._receive():
+                    pass
                 return False  # closed by the server
             except (BlockingIOError, ssl.SSLWantReadError):
                 pass
             finally:
                 self._sock.setblocking(True)
-            while (end := self._buffer.find(_CRLF, self._start)) >= 0:
+            while (end := self._buffer.find(_CRLF, self._start, self._end)) >= 0:
                 line = bytes(self._buffer[self._start : end])
                 self._start = end + 2
                 if line == _PING:
@@ -299,7 +302,7 @@ class _Link:
         fields = line.split(b" ")
         total = int(fields[-1])
         headers = int(fields[-2]) if line.startswith(b"H") else 0
-        self._fill(self._start + total + 2, deadline)
+        self._fill(total + 2, deadline)
         start = self._start
         self._start += total + 2
         if fields[1] != reply:
@@ -309,27 +312,39 @@ class _Link:
         return self._buffer[start + headers : start + total]
 
     def _line(self, deadline: float) -> bytes:
-        while (end := self._buffer.find(_CRLF, self._start)) < 0:
-            self._fill(len(self._buffer) + 1, deadline)
+        while (end := self._buffer.find(_CRLF, self._start, self._end)) < 0:
+            self._fill(self._end - self._start + 1, deadline)
         line = bytes(self._buffer[self._start : end])
         self._start = end + 2
         return line
 
-    def _fill(self, end: int, deadline: float) -> None:
-        """Read until the buffer holds `end` bytes; TimeoutError past `deadline`."""
-        if self._start == len(self._buffer) or self._start > _RECV:
-            end -= self._start
-            del self._buffer[: self._start]
-            self._start = 0
-        while len(self._buffer) < end:
+    def _fill(self, count: int, deadline: float) -> None:
+        """Read until `count` unparsed bytes are buffered; TimeoutError past `deadline`."""
+        while self._end - self._start < count:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
             self._sock.settimeout(remaining)
-            chunk = self._sock.recv(max(_RECV, end - len(self._buffer)))
-            if not chunk:
+            if not self._receive(count):
                 raise EOFError("the server closed the connection")
-            self._buffer += chunk
+
+    def _receive(self, count: int = 1) -> int:
+        """One read from the socket into the buffer, with room made for `count` unparsed
+        bytes, and one more than there are, at least; how many bytes came (0: the server
+        closed the connection)."""
+        if self._start == self._end:
+            self._start = self._end = 0
+        count = max(count, self._end - self._start + 1)
+        if self._start + count > len(self._buffer):
+            pending = self._buffer[self._start : self._end]
+            if count > len(self._buffer) - _RECV // 2:
+                self._buffer = bytearray(max(count + _RECV, 2 * len(self._buffer)))
+            self._buffer[: len(pending)] = pending
+            self._start, self._end = 0, len(pending)
+        with memoryview(self._buffer) as room:
+            received = self._sock.recv_into(room[self._end :])
+        self._end += received
+        return received
 
     def _send(self, data: bytes) -> None:
         self._sock.sendall(data)

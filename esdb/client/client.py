@@ -13,8 +13,10 @@ from esdb.client.connection import DEFAULT_URL, Connection, Requests, live
 from esdb.client.connection_string import ConnectionSettings, parse_connection_string
 from esdb.client.events import (
     AppendSpec,
+    CompactReply,
     ExpectedVersion,
     NewEvent,
+    ReadAllCompactPage,
     ReadAllPage,
     ReadStreamPage,
     RecordedEvent,
@@ -66,6 +68,7 @@ _append_result = msgspec.msgpack.Decoder(AppendResult)
 _append_multi_result = msgspec.msgpack.Decoder(AppendMultiResult)
 _stream_page = msgspec.msgpack.Decoder(ReadStreamPage)
 _all_page = msgspec.msgpack.Decoder(ReadAllPage)
+_compact_reply = msgspec.msgpack.Decoder(CompactReply)
 _streams_page = msgspec.msgpack.Decoder(ListStreamsResult)
 _stream_info = msgspec.msgpack.Decoder(StreamInfoResult)
 _cluster_status = msgspec.msgpack.Decoder(ClusterStatus)
@@ -262,6 +265,32 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
         return await self._connection.request(
             self._subjects[Op.READ_ALL], request, _all_page, idempotent=True
         )
+
+    async def read_all_compact(
+        self,
+        *,
+        from_position: From = "start",
+        direction: Direction = "forward",
+        limit: int = 100,
+        filter: ReadFilter | None = None,
+        min_position: int | None = None,
+    ) -> ReadAllCompactPage:
+        """The page `read_all` reads, as `CompactEvent`s: event ids as 16 bytes, `created_us`
+        as microseconds. Both ends skip building an object per field, which roughly halves
+        the reader's CPU per event; for reading much of the log."""
+        request = ReadAllRequest(
+            from_position=from_position,
+            direction=direction,
+            limit=limit,
+            filter=filter,
+            min_position=min_position,
+            timeout_ms=self._connection.server_timeout_ms,
+            compact=True,
+        )
+        reply = await self._connection.request(
+            self._subjects[Op.READ_ALL], request, _compact_reply, idempotent=True
+        )
+        return reply.page()
 
     async def iter_all(
         self,

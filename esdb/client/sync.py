@@ -470,6 +470,7 @@ class SyncClient:
     read_stream = _Request(AsyncClient.read_stream)
     iter_stream = _Iterate(AsyncClient.iter_stream)
     read_all = _Request(AsyncClient.read_all)
+    read_all_compact = _Request(AsyncClient.read_all_compact)
     iter_all = _Iterate(AsyncClient.iter_all)
     list_streams = _Request(AsyncClient.list_streams)
     iter_streams = _Iterate(AsyncClient.iter_streams)

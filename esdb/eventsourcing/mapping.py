@@ -10,15 +10,16 @@ event self-describing, so notifications read from `$all` need nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Literal
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 import msgspec
 from eventsourcing.persistence import DataError, Notification, StoredEvent, Tracking
 
 from esdb.client import NewEvent, RecordedEvent
 from esdb.client.snapshots import RecordedSnapshot
-from esdb.contracts.api import JSON_CONTENT_TYPE, ReadFilter
+from esdb.contracts.api import JSON_CONTENT_TYPE, CompactEvent, ReadFilter
 from esdb.contracts.filter_regexes import not_starting_with
 
 OCTET_STREAM = "application/octet-stream"
@@ -56,6 +57,13 @@ class TrackingData(msgspec.Struct, frozen=True):
     notification_id: int
 
 
+_METADATA_KEPT = 4096
+"""Distinct metadata (one per originator version) whose decoding is remembered."""
+_UUID_TEXT = 36
+_UUID_DIGITS = 32
+_new = object.__new__
+_set = object.__setattr__
+_known_metadata: dict[bytes, EventMetadata] = {}
 _metadata_encoder = msgspec.json.Encoder()
 _event_metadata = msgspec.json.Decoder(EventMetadata)
 _snapshot_metadata = msgspec.json.Decoder(SnapshotMetadata)
@@ -98,7 +106,20 @@ def _id_type(originator_id: UUID | str) -> Literal["uuid", "str"]:
 
 
 def _originator_id(stream: str, id_type: str) -> UUID | str:
-    return UUID(stream) if id_type == "uuid" else stream
+    return uuid_of(stream) if id_type == "uuid" else stream
+
+
+def uuid_of(text: str) -> UUID:
+    """`UUID(text)`, at half the cost for the canonical text (`str(uuid)`, as every stream of
+    a UUID-keyed aggregate is named): the int is parsed once and set, as psycopg's C loader
+    does, instead of going through `UUID.__init__`'s checks of every accepted form."""
+    digits = text.replace("-", "")
+    if len(text) != _UUID_TEXT or len(digits) != _UUID_DIGITS or not digits.isalnum():
+        return UUID(text)
+    found = _new(UUID)
+    _set(found, "int", int(digits, 16))
+    _set(found, "is_safe", SafeUUID.unknown)
+    return found
 
 
 def new_event(stored: StoredEvent) -> NewEvent:
@@ -135,20 +156,89 @@ def stored_event(event: RecordedEvent, originator_id: UUID | str) -> StoredEvent
     )
 
 
-def notification(event: RecordedEvent) -> Notification | None:
+def notification(event: RecordedEvent | CompactEvent) -> Notification | None:
     """A recorded aggregate event as a notification (its id is the event's position); None
     for an event that the library did not write (no originator version in its metadata)."""
-    try:
-        metadata = event_metadata(event)
-    except DataError:
-        return None
+    found = notifications([event])
+    return found[0] if found else None
+
+
+def notifications(events: Iterable[RecordedEvent | CompactEvent]) -> list[Notification]:
+    """Recorded aggregate events as notifications, leaving out events the library did not
+    write. What is the same from event to event is worked out once: the metadata (one per
+    originator version), and the originator id of a stream."""
+    selected: list[Notification] = []
+    known_ids: dict[str, UUID | str] = {}
+    for event in events:
+        metadata = _known_metadata.get(event.metadata)
+        if metadata is None:
+            try:
+                metadata = _event_metadata.decode(event.metadata)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            if len(_known_metadata) >= _METADATA_KEPT:
+                _known_metadata.clear()
+            _known_metadata[event.metadata] = metadata
+        stream = event.stream_id
+        originator_id = known_ids.get(stream)
+        if originator_id is None:
+            originator_id = known_ids[stream] = _originator_id(stream, metadata.originator_id_type)
+        selected.append(
+            _notification(
+                event.position,
+                originator_id,
+                metadata.originator_version,
+                event.event_type,
+                event.data,
+            )
+        )
+    return selected
+
+
+def _built_notification(
+    id: int, originator_id: UUID | str, originator_version: int, topic: str, state: bytes
+) -> Notification:
+    """A `Notification`, through its dataclass `__init__`."""
     return Notification(
-        id=event.position,
-        originator_id=_originator_id(event.stream_id, metadata.originator_id_type),
-        originator_version=metadata.originator_version,
-        topic=event.event_type,
-        state=event.data,
+        id=id,
+        originator_id=originator_id,
+        originator_version=originator_version,
+        topic=topic,
+        state=state,
     )
+
+
+def _filled_notification(
+    id: int, originator_id: UUID | str, originator_version: int, topic: str, state: bytes
+) -> Notification:
+    """A `Notification` with its fields set straight into its `__dict__`: the frozen
+    dataclass's `__init__` sets each through `object.__setattr__`, half the cost of a
+    notification read here (0.86 against 0.41 µs)."""
+    found = _new(Notification)
+    found.__dict__.update(
+        id=id,
+        originator_id=originator_id,
+        originator_version=originator_version,
+        topic=topic,
+        state=state,
+    )
+    return found
+
+
+def _notification_maker() -> Callable[[int, UUID | str, int, str, bytes], Notification]:
+    """`_filled_notification` where it makes what `__init__` makes (a library version whose
+    `Notification` has slots, or more fields, gets `_built_notification`)."""
+    args = (1, UUID(int=1), 1, "topic", b"state")
+    try:
+        filled = _filled_notification(*args)
+    except (AttributeError, TypeError):
+        return _built_notification
+    built = _built_notification(*args)
+    same = filled == built and vars(filled) == vars(built)
+    return _filled_notification if same else _built_notification
+
+
+_notification = _notification_maker()
 
 
 def tracking_event(tracking: Tracking) -> NewEvent:

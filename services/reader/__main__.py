@@ -7,12 +7,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from nats.aio.msg import Msg
 from opentelemetry.trace import Span, SpanKind, Tracer
 
+from esdb.contracts.api import ReadAllRequest
 from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StoreQuery, StreamQuery
 from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest, Unavailable
 from esdb.contracts.subjects import (
@@ -30,7 +31,7 @@ from esdb.services.reader.reply_size import HEADROOM
 from esdb.shared.cluster_view import NatsClusterView
 from esdb.shared.metrics import OTHER, RequestMetrics
 from esdb.shared.nats_connection import connect_service, retry_until_ready
-from esdb.shared.reads import read_query
+from esdb.shared.reads import read_request
 from esdb.shared.requests import check_request, target
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
@@ -147,7 +148,9 @@ def _public_read(settings: Settings) -> Decode:
         if store == SYSTEM_STORE:
             raise InvalidRequest(f"unknown system operation {operation!r}", field="operation")
         check_request(store, msg.data, settings)
-        query, _ = read_query(store, operation, msg.data, codec, settings)
+        query, request = read_request(store, operation, msg.data, codec, settings)
+        if isinstance(request, ReadAllRequest) and request.compact:
+            return queries.Compact(cast(AllQuery, query)), codec
         return query, codec
 
     return decode
@@ -170,12 +173,13 @@ def _handler_by_operation(handlers: dict[str, Handler], unknown: Handler) -> Han
 def _from_store(stores: ReadOnlyStores, answer: Callable[[Any, Any], msgspec.Struct]) -> Answer:
     """Answer from the query's store, once it has applied the query's `min_position`."""
 
-    def read(query: StreamQuery | AllQuery | ListQuery | InfoQuery) -> Any:
-        store = stores.get(query.store)
-        if isinstance(query, StreamQuery | AllQuery) and not queries.has_applied(
-            store, query.min_position
+    def read(query: StreamQuery | AllQuery | queries.Compact | ListQuery | InfoQuery) -> Any:
+        asked = query.query if isinstance(query, queries.Compact) else query
+        store = stores.get(asked.store)
+        if isinstance(asked, StreamQuery | AllQuery) and not queries.has_applied(
+            store, asked.min_position
         ):
-            return _after_position(store, query, answer)
+            return _after_position(store, query, asked.min_position, asked.wait_ms, answer)
         return answer(store, query)
 
     return read
@@ -183,10 +187,12 @@ def _from_store(stores: ReadOnlyStores, answer: Callable[[Any, Any], msgspec.Str
 
 async def _after_position(
     store: StoreReader,
-    query: StreamQuery | AllQuery,
+    query: object,
+    min_position: int | None,
+    wait_ms: int,
     answer: Callable[[Any, Any], msgspec.Struct],
 ) -> msgspec.Struct:
-    await queries.wait_for_position(store, query.min_position, query.wait_ms)
+    await queries.wait_for_position(store, min_position, wait_ms)
     return answer(store, query)
 
 
