@@ -17,7 +17,12 @@ from esdb.contracts.api import (
 )
 from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StreamQuery
 from esdb.contracts.errors import StreamDeleted, StreamNotFound, Timeout
-from esdb.services.reader.reply_size import DEFAULT_BUDGET, event_bytes, fitting, stream_bytes
+from esdb.services.reader.reply_size import (
+    DEFAULT_BUDGET,
+    events_fitting,
+    fitting,
+    stream_bytes,
+)
 from esdb.shared.read_filters import compile_filter
 from esdb.shared.storage.port import StoreReader
 from esdb.shared.storage.records import STREAM_DELETED, STREAM_TOMBSTONED
@@ -66,7 +71,7 @@ def read_stream(
     found = store.read_stream(
         query.stream, from_version, backward=query.backward, limit=query.limit
     )
-    records = fitting(found, event_bytes, max_bytes)
+    records = events_fitting(found, max_bytes)
     now_us = time.time_ns() // 1000
     codec = Codec(query.codec)
     if len(records) < len(found):  # cut to fit: more follow, unless only hidden ones do
@@ -105,7 +110,7 @@ def read_all(
         limit=query.limit,
         predicate=visible_in(store, time.time_ns() // 1000, compile_filter(query.filter)),
     )
-    records = fitting(found, event_bytes, max_bytes)
+    records = events_fitting(found, max_bytes)
     if len(records) < len(found):
         next_position = records[-1].position + (-1 if query.backward else 1)
     if compact:

@@ -217,14 +217,14 @@ class LmdbStore:
         if backward:
             start = min(start, last)
             if start < 1 or not cursor.set_key(_u64(start)):
-                return
+                return iter(())
             values = cursor.iterprev(keys=False, values=True)
         else:
             if not cursor.set_range(_u64(max(start, 1))):
-                return
+                return iter(())
             values = cursor.iternext(keys=False, values=True)
-        for raw in values:
-            yield record_decoder.decode(raw)
+        # `map` rather than a generator: no Python frame to resume per record.
+        return map(record_decoder.decode, values)
 
     def list_streams(self, after: str | None, limit: int) -> list[tuple[str, StreamState]]:
         out: list[tuple[str, StreamState]] = []

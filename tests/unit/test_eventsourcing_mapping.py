@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from esdb.contracts.api import CompactEvent
+from esdb.eventsourcing import mapping
 from esdb.eventsourcing.mapping import EventMetadata, notification, notifications, uuid_of
 
 
@@ -63,7 +64,15 @@ def _metadata(version: int, id_type: str = "uuid") -> bytes:
     return f'{{"originator_version":{version},"originator_id_type":"{id_type}"}}'.encode()
 
 
-def test_notifications_are_the_library_s_own() -> None:
+def test_notifications_are_filled_in_on_this_library_version() -> None:
+    assert mapping._FILLABLE
+
+
+@pytest.mark.parametrize("fillable", [True, False])
+def test_notifications_are_the_library_s_own(
+    monkeypatch: pytest.MonkeyPatch, fillable: bool
+) -> None:
+    monkeypatch.setattr(mapping, "_FILLABLE", fillable)
     dog = uuid.uuid4()
     events = [
         _event(1, str(dog), _metadata(1)),
