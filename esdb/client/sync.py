@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import ssl
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import TracebackType
@@ -121,6 +122,9 @@ class LoopThread:
             raise RuntimeError("a SyncClient cannot be called from its own event loop")
         if self.loop.is_closed():
             raise ClientClosed("the SyncClient is closed")
+        if sys.is_finalizing():
+            # The loop's daemon thread no longer runs: a call handed to it would never end.
+            raise ClientClosed("the interpreter is exiting")
         if self._closer is not None and self._closer != threading.get_ident():
             raise ClientClosed("the SyncClient is closing")
 
@@ -380,7 +384,9 @@ class SyncClient:
     def __init__(self, client: AsyncClient, runner: LoopThread) -> None:
         self._client = client
         self._runner = runner
-        self._direct = _blocking_twin(client)
+        self._sockets = _blocking_connection(client)
+        """Where request-reply calls go from the calling thread (None: on the loop)."""
+        self._direct = None if self._sockets is None else AsyncClient(self._sockets, client.store)
 
     @classmethod
     def connect(
@@ -443,11 +449,18 @@ class SyncClient:
         the background loop."""
         if self._runner.loop.is_closed():
             return
+        if sys.is_finalizing():
+            # Collected at exit without having been closed (an application that never
+            # called `close`): the loop thread cannot run any more, and the process's end
+            # closes its sockets. Waiting on it would hang the exit for good.
+            if self._sockets is not None:
+                drive(self._sockets.close(drain_s=0))
+            return
         try:
-            if self._direct is not None:
+            if self._sockets is not None:
                 # Other threads' calls fail from now on; their requests in flight finish.
                 self._runner.refuse_calls(drain_s=0)
-                drive(self._direct.close())
+                drive(self._sockets.close())
             self._runner.run(self._client.close())
             self._runner.refuse_calls()
         finally:
@@ -524,20 +537,19 @@ class SyncClient:
     replay_parked_events = _Call(AsyncClient.replay_parked_events)
 
 
-def _blocking_twin(client: AsyncClient) -> AsyncClient | None:
-    """`client` over blocking connections to the same servers (see `blocking`), for its
-    request-reply calls; None when a server cannot be reached that way (websockets)."""
+def _blocking_connection(client: AsyncClient) -> BlockingConnection | None:
+    """Blocking connections to `client`'s servers, with its options (see `blocking`), for
+    its request-reply calls; None when a server cannot be reached that way (websockets)."""
     connection = client._connection
     if not isinstance(connection, Connection) or not BlockingConnection.usable(connection.servers):
         return None
-    blocking = BlockingConnection(
+    return BlockingConnection(
         connection.servers,
         connection.url,
         connection.timeout,
         retry=connection.retry,
         tls=connection.tls,
     )
-    return AsyncClient(blocking, client.store)
 
 
 def _add_untyped_twins(cls: type[SyncClient]) -> None:
