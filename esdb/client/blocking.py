@@ -88,7 +88,10 @@ class BlockingConnection(Requests):
         self._inbox_prefix = inbox_prefix_of(self._servers)
         self._idle: list[_Link] = []
         self._lent = 0
-        self._lock = threading.Condition()
+        # Every request takes the lock twice; a Condition's own `with` is Python code, the
+        # lock's is not: the Condition is only for `close` to wait on.
+        self._lock = threading.Lock()
+        self._returned = threading.Condition(self._lock)
         self._closed = False
 
     @classmethod
@@ -103,9 +106,9 @@ class BlockingConnection(Requests):
     async def close(self, drain_s: float = DRAIN_S) -> None:
         """Refuse new requests, wait (bounded) for those in flight, and close every
         connection; one still in use is closed when its request ends."""
-        with self._lock:
+        with self._returned:
             self._closed = True
-            self._lock.wait_for(lambda: self._lent == 0, timeout=drain_s)
+            self._returned.wait_for(lambda: self._lent == 0, timeout=drain_s)
             idle, self._idle = self._idle, []
         for link in idle:
             link.close()
@@ -148,7 +151,8 @@ class BlockingConnection(Requests):
         """End a request: its connection (None: closed) goes back to the pool."""
         with self._lock:
             self._lent -= 1
-            self._lock.notify_all()
+            if self._closed:
+                self._returned.notify_all()
             if link is not None and not self._closed:
                 self._idle.append(link)
                 return

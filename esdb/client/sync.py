@@ -47,7 +47,8 @@ class LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="esdb-client-loop", daemon=True)
-        self._calls = threading.Condition()
+        self._lock = threading.Lock()
+        self._calls = threading.Condition(self._lock)  # for `refuse_calls` to wait on
         self._in_flight = 0
         self._closer: int | None = None
         self._thread.start()
@@ -94,14 +95,15 @@ class LoopThread:
             self._leave()
 
     def _enter(self) -> None:
-        with self._calls:
+        with self._lock:
             self._check_usable()
             self._in_flight += 1
 
     def _leave(self) -> None:
-        with self._calls:
+        with self._lock:
             self._in_flight -= 1
-            self._calls.notify_all()
+            if self._closer is not None:
+                self._calls.notify_all()
 
     def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call `function` on the loop, awaiting what it returns if that is awaitable; async

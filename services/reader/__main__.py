@@ -57,6 +57,10 @@ Answer = Callable[[Any], "msgspec.Struct | Awaitable[msgspec.Struct]"]
 awaitable of it."""
 
 
+Publish = Callable[[str, bytes], Awaitable[None]]
+"""Send a message: `nc.publish(subject, payload)`."""
+
+
 def _handler(
     operation: str,
     decode: Decode,
@@ -64,11 +68,14 @@ def _handler(
     metrics: RequestMetrics,
     tracer: Tracer | None,
     codec_before_decode: Callable[[Msg], Codec],
+    publish: Publish,
 ) -> Handler:
     """Decode a query, answer it, reply in the codec the request names; errors typed. A query
     that can be answered now is answered in the subscription's own callback: a task per read
     cost the reader about 10 µs of its ~100 for a small one. Only one that waits for its
-    `min_position` gets a task, so it holds up no other."""
+    `min_position` gets a task, so it holds up no other. The reply is published bare:
+    `Msg.respond` would copy the request's headers onto it, which nobody reads, for a few
+    µs of encoding here and of parsing at the client per read."""
     waiting: set[asyncio.Task[None]] = set()
 
     async def handle(msg: Msg) -> None:
@@ -120,7 +127,8 @@ def _handler(
             log.error("reader failed on %s", msg.subject, exc_info=failure)
             error = InternalError("internal error; see the reader log")
         data = encode_error(error, codec) if error is not None else encode(result, codec)
-        await msg.respond(data)
+        if msg.reply:
+            await publish(msg.reply, data)
         code = None if error is None else error.code.value
         metrics.answered(operation, time.perf_counter() - started, code)
         end_span(span, code)
@@ -238,14 +246,20 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     metrics = RequestMetrics(telemetry.registry, answers, service="reader")
     routes: dict[str, Handler] = {
         operation: _handler(
-            operation, _internal_query(query_type), answer, metrics, telemetry.tracer, _msgpack
+            operation,
+            _internal_query(query_type),
+            answer,
+            metrics,
+            telemetry.tracer,
+            _msgpack,
+            nc.publish,
         )
         for operation, (query_type, answer) in answers.items()
     }
 
     def public_handler(operation: str, answer: Answer) -> Handler:
         decode, codec = _public_read(settings), lambda msg: codec_of(msg.headers)
-        return _handler(operation, decode, answer, metrics, telemetry.tracer, codec)
+        return _handler(operation, decode, answer, metrics, telemetry.tracer, codec, nc.publish)
 
     # An unknown operation fails in `_public_read`, before any answer is asked for.
     public = _handler_by_operation(
