@@ -192,6 +192,7 @@ class _Link:
         # What was read and not yet parsed is `_buffer[_start:_end]`; sockets read into the
         # room after it (a fresh 256 kB bytes object per read cost more than the request).
         self._buffer = bytearray(_RECV)
+        self._room = memoryview(self._buffer)  # kept: two fewer objects per read
         self._start = 0
         self._end = 0
         self._inbox = inbox
@@ -336,17 +337,20 @@ class _Link:
         """One read from the socket into the buffer, with room made for `count` unparsed
         bytes, and one more than there are, at least; how many bytes came (0: the server
         closed the connection)."""
-        if self._start == self._end:
-            self._start = self._end = 0
-        count = max(count, self._end - self._start + 1)
-        if self._start + count > len(self._buffer):
-            pending = self._buffer[self._start : self._end]
+        start, end = self._start, self._end
+        if start == end:
+            start = end = self._start = self._end = 0
+        elif count <= end - start:
+            count = end - start + 1
+        if start + count > len(self._buffer):
+            pending = self._buffer[start:end]
             if count > len(self._buffer) - _RECV // 2:
+                self._room.release()
                 self._buffer = bytearray(max(count + _RECV, 2 * len(self._buffer)))
+                self._room = memoryview(self._buffer)
             self._buffer[: len(pending)] = pending
             self._start, self._end = 0, len(pending)
-        with memoryview(self._buffer) as room:
-            received = self._sock.recv_into(room[self._end :])
+        received = self._sock.recv_into(self._room[self._end :])
         self._end += received
         return received
 
@@ -354,6 +358,7 @@ class _Link:
         self._sock.sendall(data)
 
     def close(self) -> None:
+        self._room.release()
         with contextlib.suppress(OSError):
             self._sock.close()
 

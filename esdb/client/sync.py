@@ -120,7 +120,7 @@ class LoopThread:
         return _blocking(self, self.run(called()))
 
     def _check_usable(self) -> None:
-        if threading.current_thread() is self._thread:
+        if threading.get_ident() == self._thread.ident:
             raise RuntimeError("a SyncClient cannot be called from its own event loop")
         if self.loop.is_closed():
             raise ClientClosed("the SyncClient is closed")

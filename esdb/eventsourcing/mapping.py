@@ -137,14 +137,27 @@ def new_event(stored: StoredEvent) -> NewEvent:
 def event_metadata(event: RecordedEvent) -> EventMetadata:
     """The originator version and id type of a recorded aggregate event; `DataError` for an
     event the library did not write."""
-    try:
-        return _event_metadata.decode(event.metadata)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    found = _known_metadata.get(event.metadata) or _decoded_metadata(event.metadata)
+    if found is None:
         msg = (
             f"event {event.position} of stream {event.stream_id!r} has no originator "
             f"version in its metadata: it was not written by the eventsourcing library"
         )
-        raise DataError(msg) from e
+        raise DataError(msg)
+    return found
+
+
+def _decoded_metadata(raw: bytes) -> EventMetadata | None:
+    """An aggregate event's metadata (None: the library did not write the event), remembered
+    by its bytes: there is one per originator version, and reads meet them again and again."""
+    try:
+        found = _event_metadata.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if len(_known_metadata) >= _METADATA_KEPT:
+        _known_metadata.clear()
+    _known_metadata[raw] = found
+    return found
 
 
 def stored_event(event: RecordedEvent, originator_id: UUID | str) -> StoredEvent:
@@ -177,15 +190,9 @@ def notifications(events: Iterable[RecordedEvent | CompactEvent]) -> list[Notifi
     selected: list[Notification] = []
     known_ids: dict[str, UUID | str] = {}
     for event in events:
-        metadata = _known_metadata.get(event.metadata)
+        metadata = _known_metadata.get(event.metadata) or _decoded_metadata(event.metadata)
         if metadata is None:
-            try:
-                metadata = _event_metadata.decode(event.metadata)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue
-            if len(_known_metadata) >= _METADATA_KEPT:
-                _known_metadata.clear()
-            _known_metadata[event.metadata] = metadata
+            continue
         stream = event.stream_id
         originator_id = known_ids.get(stream)
         if originator_id is None:

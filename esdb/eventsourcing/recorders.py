@@ -334,7 +334,8 @@ class EsdbAggregateRecorder(EsdbRecorder, AggregateRecorder):
             start = page.next
         if selected:
             self._learn_base(selected[0])
-            self.datastore.saw(max(event.position for event in selected))
+            # A stream's positions rise with its versions: the highest is at one end.
+            self.datastore.saw(max(selected[0].position, selected[-1].position))
         return selected
 
 
