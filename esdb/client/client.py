@@ -254,14 +254,7 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
         min_position: int | None = None,
     ) -> ReadAllPage:
         """One page of the store's global log (`$all`), filtered on the server."""
-        request = ReadAllRequest(
-            from_position=from_position,
-            direction=direction,
-            limit=limit,
-            filter=filter,
-            min_position=min_position,
-            timeout_ms=self._connection.server_timeout_ms,
-        )
+        request = self._read_all_request(from_position, direction, limit, filter, min_position)
         return await self._connection.request(
             self._subjects[Op.READ_ALL], request, _all_page, idempotent=True
         )
@@ -278,19 +271,29 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
         """The page `read_all` reads, as `CompactEvent`s: event ids as 16 bytes, `created_us`
         as microseconds. Both ends skip building an object per field, which roughly halves
         the reader's CPU per event; for reading much of the log."""
-        request = ReadAllRequest(
+        request = self._read_all_request(from_position, direction, limit, filter, min_position)
+        request.compact = True
+        reply = await self._connection.request(
+            self._subjects[Op.READ_ALL], request, _compact_reply, idempotent=True
+        )
+        return reply.page()
+
+    def _read_all_request(
+        self,
+        from_position: From,
+        direction: Direction,
+        limit: int,
+        filter: ReadFilter | None,
+        min_position: int | None,
+    ) -> ReadAllRequest:
+        return ReadAllRequest(
             from_position=from_position,
             direction=direction,
             limit=limit,
             filter=filter,
             min_position=min_position,
             timeout_ms=self._connection.server_timeout_ms,
-            compact=True,
         )
-        reply = await self._connection.request(
-            self._subjects[Op.READ_ALL], request, _compact_reply, idempotent=True
-        )
-        return reply.page()
 
     async def iter_all(
         self,

@@ -256,10 +256,15 @@ def _blocking(runner: LoopThread, value: Any) -> Any:
 
 
 class _Call(Generic[P, R]):
-    """A `Client` coroutine method as a blocking method of `SyncClient`."""
+    """A `Client` coroutine method as a blocking method of `SyncClient`: run on the loop,
+    or, for a request-reply method (`here`), in the calling thread over the client's
+    blocking connections when it has them (see `blocking`)."""
 
-    def __init__(self, method: Callable[Concatenate[AsyncClient, P], Awaitable[R]]) -> None:
+    def __init__(
+        self, method: Callable[Concatenate[AsyncClient, P], Awaitable[R]], *, here: bool = False
+    ) -> None:
         self._method = method
+        self._here = here
         self.__doc__ = method.__doc__
 
     @overload
@@ -271,26 +276,9 @@ class _Call(Generic[P, R]):
     def __get__(self, instance: SyncClient | None, owner: type[Any]) -> Any:
         if instance is None:
             return self
+        if self._here and instance._direct is not None:
+            return _bound_here(instance, instance._direct, self._method)
         return _bound(instance, self._method)
-
-
-class _Request(_Call[P, R]):
-    """A `Client` request-reply method as a blocking method of `SyncClient`, run in the
-    calling thread over the client's blocking connections when it has them (see
-    `blocking`), else on the loop."""
-
-    @overload
-    def __get__(self, instance: None, owner: type[Any]) -> Self: ...
-
-    @overload
-    def __get__(self, instance: SyncClient, owner: type[Any]) -> Callable[P, R]: ...
-
-    def __get__(self, instance: SyncClient | None, owner: type[Any]) -> Any:
-        if instance is None:
-            return self
-        if instance._direct is None:
-            return _bound(instance, self._method)
-        return _bound_here(instance, instance._direct, self._method)
 
 
 class _Iterate(Generic[P, T]):
@@ -480,21 +468,21 @@ class SyncClient:
         self.close()
 
     # Streams and $all
-    append = _Request(AsyncClient.append)
-    append_multi = _Request(AsyncClient.append_multi)
-    read_stream = _Request(AsyncClient.read_stream)
+    append = _Call(AsyncClient.append, here=True)
+    append_multi = _Call(AsyncClient.append_multi, here=True)
+    read_stream = _Call(AsyncClient.read_stream, here=True)
     iter_stream = _Iterate(AsyncClient.iter_stream)
-    read_all = _Request(AsyncClient.read_all)
-    read_all_compact = _Request(AsyncClient.read_all_compact)
+    read_all = _Call(AsyncClient.read_all, here=True)
+    read_all_compact = _Call(AsyncClient.read_all_compact, here=True)
     iter_all = _Iterate(AsyncClient.iter_all)
-    list_streams = _Request(AsyncClient.list_streams)
+    list_streams = _Call(AsyncClient.list_streams, here=True)
     iter_streams = _Iterate(AsyncClient.iter_streams)
-    stream_info = _Request(AsyncClient.stream_info)
-    set_stream_metadata = _Request(AsyncClient.set_stream_metadata)
-    delete_stream = _Request(AsyncClient.delete_stream)
-    tombstone_stream = _Request(AsyncClient.tombstone_stream)
-    cluster_status = _Request(AsyncClient.cluster_status)
-    health = _Request(AsyncClient.health)
+    stream_info = _Call(AsyncClient.stream_info, here=True)
+    set_stream_metadata = _Call(AsyncClient.set_stream_metadata, here=True)
+    delete_stream = _Call(AsyncClient.delete_stream, here=True)
+    tombstone_stream = _Call(AsyncClient.tombstone_stream, here=True)
+    cluster_status = _Call(AsyncClient.cluster_status, here=True)
+    health = _Call(AsyncClient.health, here=True)
 
     # Live and catch-up subscriptions, watches
     subscribe = _Open(AsyncClient.subscribe)
@@ -511,10 +499,10 @@ class SyncClient:
     consume = _Consume(AsyncClient.consume)
 
     # Snapshots
-    record_snapshot = _Request(AsyncClient.record_snapshot)
-    read_snapshot = _Request(AsyncClient.read_snapshot)
-    delete_snapshot = _Request(AsyncClient.delete_snapshot)
-    list_snapshots = _Request(AsyncClient.list_snapshots)
+    record_snapshot = _Call(AsyncClient.record_snapshot, here=True)
+    read_snapshot = _Call(AsyncClient.read_snapshot, here=True)
+    delete_snapshot = _Call(AsyncClient.delete_snapshot, here=True)
+    list_snapshots = _Call(AsyncClient.list_snapshots, here=True)
     iter_snapshots = _Iterate(AsyncClient.iter_snapshots)
 
     # Stores
@@ -525,10 +513,10 @@ class SyncClient:
     store_config = _Call(AsyncClient.store_config)
 
     # kurrentdbclient's names
-    append_to_stream = _Request(AsyncClient.append_to_stream)
+    append_to_stream = _Call(AsyncClient.append_to_stream, here=True)
     get_stream = _Call(AsyncClient.get_stream)
-    get_current_version = _Request(AsyncClient.get_current_version)
-    get_commit_position = _Request(AsyncClient.get_commit_position)
+    get_current_version = _Call(AsyncClient.get_current_version, here=True)
+    get_commit_position = _Call(AsyncClient.get_commit_position, here=True)
     subscribe_to_all = _Open(AsyncClient.subscribe_to_all)
     subscribe_to_stream = _Open(AsyncClient.subscribe_to_stream)
     create_subscription_to_all = _Call(AsyncClient.create_subscription_to_all)
