@@ -64,15 +64,15 @@ def _metadata(version: int, id_type: str = "uuid") -> bytes:
     return f'{{"originator_version":{version},"originator_id_type":"{id_type}"}}'.encode()
 
 
-def test_notifications_are_filled_in_on_this_library_version() -> None:
-    assert mapping._FILLABLE
+def test_notifications_fields_are_set_directly_on_this_library_version() -> None:
+    assert mapping._SETTABLE
 
 
-@pytest.mark.parametrize("fillable", [True, False])
+@pytest.mark.parametrize("settable", [True, False])
 def test_notifications_are_the_library_s_own(
-    monkeypatch: pytest.MonkeyPatch, fillable: bool
+    monkeypatch: pytest.MonkeyPatch, settable: bool
 ) -> None:
-    monkeypatch.setattr(mapping, "_FILLABLE", fillable)
+    monkeypatch.setattr(mapping, "_SETTABLE", settable)
     dog = uuid.uuid4()
     events = [
         _event(1, str(dog), _metadata(1)),
