@@ -1,11 +1,13 @@
 """`SyncClient` (also `esdb.client.sync.Client`): the client's operations as blocking calls,
 with the same names and arguments, for code that has no event loop.
 
-It runs an event loop in a background thread with the async `Client` on it, and hands every
-call to that loop. Async iterators (`iter_stream`, `iter_all`, ...) become plain iterators, and
-subscriptions (`subscribe`, `consume`, `watch`, `subscribe_to_all`, ...) come back open, as
-plain iterators with `close()`, usable in a `with` block. It may be used from several threads
-at once.
+Request-reply calls (appends, reads, snapshots, ...) run in the calling thread, over blocking
+NATS connections of the client's own (see `blocking`): handing them to an event loop thread
+cost several times the request itself. Everything else runs on an event loop in a background
+thread with the async `Client` on it: async iterators (`iter_stream`, `iter_all`, ...) become
+plain iterators, and subscriptions (`subscribe`, `consume`, `watch`, `subscribe_to_all`, ...)
+come back open, as plain iterators with `close()`, usable in a `with` block. It may be used
+from several threads at once.
 """
 
 from __future__ import annotations
