@@ -13,12 +13,11 @@ from hypothesis import strategies as st
 
 from esdb.client.events import CompactReply, RecordedEvent
 from esdb.contracts.api import CompactEvent, ReadAllResult, ReadFilter
-from esdb.contracts.commands import AllQuery
 from esdb.services.reader import queries
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.records import EventRecord, StreamState
 from esdb.shared.wire import Codec, encode
-from tests.builders import DEFAULT_STORE, commit
+from tests.builders import DEFAULT_STORE, all_query, commit
 
 _text = st.text(max_size=20)
 _records = st.builds(
@@ -43,19 +42,6 @@ def test_a_stored_record_encodes_as_the_contract_s_compact_event(record: EventRe
         assert encoder.encode(record) == encoder.encode(contract)
 
 
-def _query(codec: str = "msgpack", flt: ReadFilter | None = None) -> AllQuery:
-    return AllQuery(
-        store=DEFAULT_STORE,
-        from_position=1,
-        backward=False,
-        limit=100,
-        filter=flt,
-        min_position=None,
-        wait_ms=0,
-        codec=codec,
-    )
-
-
 @pytest.mark.parametrize("codec", ["msgpack", "json"])
 def test_a_compact_page_holds_what_the_usual_page_holds(catalog: Catalog, codec: str) -> None:
     store = catalog.get(DEFAULT_STORE)
@@ -63,8 +49,8 @@ def test_a_compact_page_holds_what_the_usual_page_holds(catalog: Catalog, codec:
     with store.transaction(3) as txn:  # a tombstoned stream's events are hidden in both
         txn.put_stream_state("order-2", StreamState(2, "tombstoned"))
     flt = ReadFilter(event_types=["Placed"])
-    usual = queries.read_all(store, _query(codec, flt))
-    compact = queries.read_all(store, queries.Compact(_query(codec, flt)))
+    usual = queries.read_all(store, all_query(codec=codec, flt=flt))
+    compact = queries.read_all(store, queries.Compact(all_query(codec=codec, flt=flt)))
     assert compact.events == []
     assert compact.next_position == usual.next_position
     assert compact.records is not None
@@ -89,7 +75,9 @@ def test_a_compact_page_holds_what_the_usual_page_holds(catalog: Catalog, codec:
 def test_the_usual_reply_has_no_records_key(catalog: Catalog) -> None:
     store = catalog.get(DEFAULT_STORE)
     commit(store, 2, [("order-1", "Placed")])
-    reply = msgspec.json.decode(encode(queries.read_all(store, _query("json")), Codec.JSON))
+    reply = msgspec.json.decode(
+        encode(queries.read_all(store, all_query(codec="json")), Codec.JSON)
+    )
     assert set(reply) == {"events", "next_position"}
 
 

@@ -7,13 +7,13 @@ import msgspec
 import pytest
 
 from esdb.contracts.api import ReadAllResult
-from esdb.contracts.commands import AllQuery, ListQuery, StreamQuery
+from esdb.contracts.commands import ListQuery, StreamQuery
 from esdb.services.reader import queries
 from esdb.services.reader.reply_size import event_bytes, stream_bytes
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.records import StreamState
 from esdb.shared.wire import Codec, encode
-from tests.builders import DEFAULT_STORE, commit
+from tests.builders import DEFAULT_STORE, all_query, commit
 
 STREAM = "order-1"
 
@@ -63,17 +63,7 @@ def test_all_pages_through_cuts(catalog: Catalog, backward: bool) -> None:
     seen: list[int] = []
     start: int | None = None if backward else 1  # None: from the end
     while True:
-        query = AllQuery(
-            store=DEFAULT_STORE,
-            from_position=start,
-            backward=backward,
-            limit=100,
-            filter=None,
-            min_position=None,
-            wait_ms=0,
-            codec="msgpack",
-        )
-        page = queries.read_all(store, query, max_bytes=budget)
+        page = queries.read_all(store, all_query(start, backward=backward), max_bytes=budget)
         assert 1 <= len(page.events) <= 4
         seen.extend(e.position for e in page.events)
         if page.next_position is None:
@@ -112,16 +102,7 @@ def test_compact_pages_are_cut_to_their_exact_size(
     seen: list[int] = []
     start: int | None = None if backward else 1
     while True:
-        query = AllQuery(
-            store=DEFAULT_STORE,
-            from_position=start,
-            backward=backward,
-            limit=100,
-            filter=None,
-            min_position=None,
-            wait_ms=0,
-            codec=codec,
-        )
+        query = all_query(start, backward=backward, codec=codec)
         page = queries.read_all(store, queries.Compact(query), max_bytes=budget)
         reply = encoder.decode(encode(page, Codec(codec)), type=ReadAllResult)
         assert reply.records is not None and reply.events == []
