@@ -72,7 +72,9 @@ class ReadStreamRequest(msgspec.Struct, kw_only=True):
 
 
 class ReadAllRequest(msgspec.Struct, kw_only=True):
-    """`esdb.api.<store>.read_all`."""
+    """`esdb.api.<store>.read_all`. With `compact`, the page's events come as `records`
+    (`CompactEvent` arrays) and `events` is empty: about half the reader's work per event,
+    for bulk readers."""
 
     from_position: int | str = "start"
     direction: str = "forward"
@@ -80,6 +82,7 @@ class ReadAllRequest(msgspec.Struct, kw_only=True):
     filter: ReadFilter | None = None
     min_position: int | None = None
     timeout_ms: int | None = None
+    compact: bool = False
 
 
 class ListStreamsRequest(msgspec.Struct, kw_only=True):
@@ -223,11 +226,30 @@ class ReadStreamResult(msgspec.Struct, kw_only=True):
     last_version: int
 
 
-class ReadAllResult(msgspec.Struct, kw_only=True):
-    """A page of `$all`; `next_position` continues the scan, null at the end."""
+class CompactEvent(msgspec.Struct, array_like=True, frozen=True):
+    """A stored event as an array, in a `compact` `read_all` reply: `[event_id, stream_id,
+    version, position, event_type, data, metadata, content_type, created_us]`. `event_id` is
+    the UUID's 16 bytes, `data`/`metadata` the stored bytes (base64 in JSON, whatever the
+    content type), `created_us` microseconds since the Unix epoch (UTC)."""
+
+    event_id: bytes
+    stream_id: str
+    version: int
+    position: int
+    event_type: str
+    data: bytes
+    metadata: bytes
+    content_type: str
+    created_us: int
+
+
+class ReadAllResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A page of `$all`; `next_position` continues the scan, null at the end. `records` only
+    in a reply to a `compact` request (whose `events` is then empty)."""
 
     events: list[EventOut]
     next_position: int | None
+    records: list[CompactEvent] | None = None
 
 
 class StreamSummary(msgspec.Struct, kw_only=True):

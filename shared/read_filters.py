@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 import re2
@@ -80,11 +81,9 @@ def compile_filter(flt: ReadFilter | None) -> Predicate | None:
         category = flt.category
         checks.append(lambda r: r.category == category)
     if flt.event_type_regex is not None:
-        type_matches = value_matcher(flt.event_type_regex)
-        checks.append(lambda r: type_matches(r.type))
+        checks.append(_matching(flt.event_type_regex, "type"))
     if flt.stream_regex is not None:
-        stream_matches = value_matcher(flt.stream_regex)
-        checks.append(lambda r: stream_matches(r.stream))
+        checks.append(_matching(flt.stream_regex, "stream"))
     if not checks:
         return None
     if len(checks) == 1:
@@ -96,11 +95,14 @@ def compile_filter(flt: ReadFilter | None) -> Predicate | None:
     return predicate
 
 
-def value_matcher(pattern: str) -> Callable[[str], bool]:
-    """`regex_matcher(pattern)`, or a prefix test where `pattern` is `not_starting_with`'s
-    (the eventsourcing module leaves tracking streams out with one on every notification
-    read): the same answers at a fraction of the cost."""
+def _matching(pattern: str, field: str) -> Predicate:
+    """Whether `pattern` matches a record's `field` (`stream`, `type`): `regex_matcher`, or a
+    prefix test where `pattern` is `not_starting_with`'s (the eventsourcing module leaves
+    tracking streams out with one on every notification read), the same answers at a
+    fraction of the cost, in one call per event."""
+    value_of = attrgetter(field)
     prefix = excluded_prefix(pattern)
-    if prefix is None:
-        return regex_matcher(pattern)
-    return lambda value: not value.startswith(prefix)
+    if prefix is not None:
+        return lambda r: not value_of(r).startswith(prefix)
+    matches = regex_matcher(pattern)
+    return lambda r: matches(value_of(r))

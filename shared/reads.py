@@ -32,10 +32,18 @@ def read_query(
     store: str, operation: str, data: bytes, codec: Codec, settings: Settings
 ) -> tuple[ReadQuery, int | None]:
     """A public read's validated query and the `timeout_ms` it asked for."""
+    query, request = read_request(store, operation, data, codec, settings)
+    return query, getattr(request, "timeout_ms", None)
+
+
+def read_request(
+    store: str, operation: str, data: bytes, codec: Codec, settings: Settings
+) -> tuple[ReadQuery, msgspec.Struct]:
+    """A public read's validated query, and the request as decoded."""
     found = _REQUESTS.get(operation)
     if found is None:
         raise InvalidRequest(f"unknown operation {operation!r}", field="operation")
     request_type, to_query = found
     request = decode_request(data, request_type, codec)
     query: ReadQuery = to_query(store, request, codec, settings)
-    return query, getattr(request, "timeout_ms", None)
+    return query, request

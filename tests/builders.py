@@ -6,7 +6,15 @@ import itertools
 import uuid
 from collections.abc import Iterable
 
-from esdb.contracts.commands import EXPECT_ANY, NewEvent, StreamAppend, WriteOutcome, WriteRequest
+from esdb.contracts.api import ReadFilter
+from esdb.contracts.commands import (
+    EXPECT_ANY,
+    AllQuery,
+    NewEvent,
+    StreamAppend,
+    WriteOutcome,
+    WriteRequest,
+)
 from esdb.contracts.log import CreateStoreOp, LogEntry
 from esdb.services.writer.apply import apply_entry
 from esdb.services.writer.planning import plan_batch
@@ -83,6 +91,27 @@ def append(
 def write(*appends: StreamAppend, store: str = DEFAULT_STORE) -> WriteRequest:
     """A client write of the given appends (all or nothing)."""
     return WriteRequest(store=store, appends=list(appends))
+
+
+def all_query(
+    start: int | None = 1,
+    *,
+    backward: bool = False,
+    codec: str = "msgpack",
+    flt: ReadFilter | None = None,
+    store: str = DEFAULT_STORE,
+) -> AllQuery:
+    """A validated `read_all` of up to 100 events from `start` (None: the end)."""
+    return AllQuery(
+        store=store,
+        from_position=start,
+        backward=backward,
+        limit=100,
+        filter=flt,
+        min_position=None,
+        wait_ms=0,
+        codec=codec,
+    )
 
 
 def create_store(catalog: Catalog, name: str = DEFAULT_STORE) -> LogEntry:

@@ -9,12 +9,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from esdb.client.connection import DEFAULT_URL, Connection
+from esdb.client.connection import DEFAULT_URL, Connection, Requests, live
 from esdb.client.connection_string import ConnectionSettings, parse_connection_string
 from esdb.client.events import (
     AppendSpec,
+    CompactReply,
     ExpectedVersion,
     NewEvent,
+    ReadAllCompactPage,
     ReadAllPage,
     ReadStreamPage,
     RecordedEvent,
@@ -66,6 +68,7 @@ _append_result = msgspec.msgpack.Decoder(AppendResult)
 _append_multi_result = msgspec.msgpack.Decoder(AppendMultiResult)
 _stream_page = msgspec.msgpack.Decoder(ReadStreamPage)
 _all_page = msgspec.msgpack.Decoder(ReadAllPage)
+_compact_reply = msgspec.msgpack.Decoder(CompactReply)
 _streams_page = msgspec.msgpack.Decoder(ListStreamsResult)
 _stream_info = msgspec.msgpack.Decoder(StreamInfoResult)
 _cluster_status = msgspec.msgpack.Decoder(ClusterStatus)
@@ -82,7 +85,7 @@ DEFAULT_TIMEOUT_S = 5.0
 class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperations, ClosedOnExit):
     """An esdb client bound to one store; create it with `await Client.connect(...)`."""
 
-    def __init__(self, connection: Connection, store: str) -> None:
+    def __init__(self, connection: Requests, store: str) -> None:
         self._connection = connection
         self.store = store
         self._subscriptions: set[Subscription] = set()
@@ -251,16 +254,45 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
         min_position: int | None = None,
     ) -> ReadAllPage:
         """One page of the store's global log (`$all`), filtered on the server."""
-        request = ReadAllRequest(
+        request = self._read_all_request(from_position, direction, limit, filter, min_position)
+        return await self._connection.request(
+            self._subjects[Op.READ_ALL], request, _all_page, idempotent=True
+        )
+
+    async def read_all_compact(
+        self,
+        *,
+        from_position: From = "start",
+        direction: Direction = "forward",
+        limit: int = 100,
+        filter: ReadFilter | None = None,
+        min_position: int | None = None,
+    ) -> ReadAllCompactPage:
+        """The page `read_all` reads, as `CompactEvent`s: event ids as 16 bytes, `created_us`
+        as microseconds. Both ends skip building an object per field, which roughly halves
+        the reader's CPU per event; for reading much of the log."""
+        request = self._read_all_request(from_position, direction, limit, filter, min_position)
+        request.compact = True
+        reply = await self._connection.request(
+            self._subjects[Op.READ_ALL], request, _compact_reply, idempotent=True
+        )
+        return reply.page()
+
+    def _read_all_request(
+        self,
+        from_position: From,
+        direction: Direction,
+        limit: int,
+        filter: ReadFilter | None,
+        min_position: int | None,
+    ) -> ReadAllRequest:
+        return ReadAllRequest(
             from_position=from_position,
             direction=direction,
             limit=limit,
             filter=filter,
             min_position=min_position,
             timeout_ms=self._connection.server_timeout_ms,
-        )
-        return await self._connection.request(
-            self._subjects[Op.READ_ALL], request, _all_page, idempotent=True
         )
 
     async def iter_all(
@@ -331,7 +363,7 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
             all=all,
         )
         return Subscribing(
-            self._connection,
+            live(self._connection),
             self,
             selector,
             from_position=from_position,

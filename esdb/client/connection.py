@@ -9,6 +9,7 @@ import logging
 import math
 import re
 import ssl
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from esdb.contracts.errors import (
     ErrorReply,
     EsdbError,
     Timeout,
+    TooLarge,
     Unauthorized,
     Unavailable,
     error_from_body,
@@ -53,8 +55,85 @@ class ConnectionWatcher(Protocol):
     def connection_closed(self) -> None: ...
 
 
-class Connection:
-    """Msgpack requests over one NATS connection; replies decode to typed structs."""
+class Requests(ABC):
+    """Msgpack request-reply, retried per `retry`; replies decode to typed structs. How a
+    request travels is the subclass's: `Connection` over nats-py on an event loop,
+    `blocking.BlockingConnection` over blocking sockets in the calling thread."""
+
+    def __init__(self, url: str, timeout: float, retry: RetryPolicy | None) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+        # Ask the server to give up a little before we do, so a slow request comes back as
+        # its typed error (with details) rather than as a bare NATS timeout here.
+        self.server_timeout_ms = max(1, int(timeout * 1000) - min(500, int(timeout * 200)))
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool:
+        """Whether the connection is closed or closing (no request is retried then)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Finish requests in flight and close the connection."""
+
+    @abstractmethod
+    async def _request_once(
+        self, subject: str, payload: bytes, decoder: msgspec.msgpack.Decoder[T], write: bool
+    ) -> T:
+        """Send `payload` once; the decoded reply, or its error raised."""
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait between retries."""
+        await asyncio.sleep(seconds)
+
+    async def request(
+        self,
+        subject: str,
+        body: Any,
+        decoder: msgspec.msgpack.Decoder[T],
+        *,
+        write: bool = False,
+        idempotent: bool = False,
+    ) -> T:
+        """Send `body` as msgpack to `subject`; return the decoded result or raise its error.
+
+        `Unavailable` and `Timeout` are retried as the retry policy allows, with the very
+        same bytes: always when the request reached no gateway, otherwise only when it is
+        `idempotent` (sending it twice does what sending it once does: reads, appends whose
+        events all have ids). A `write` that times out says it may have landed."""
+        payload = _encoder.encode(body)
+
+        def may_retry(error: EsdbError) -> bool:
+            delivered = error.details.get("delivered") is not False
+            return not self.closed and (idempotent or not delivered)
+
+        return await retrying(
+            lambda: self._request_once(subject, payload, decoder, write),
+            self.retry,
+            may_retry=may_retry,
+            what=subject,
+            sleep=self._sleep,
+        )
+
+
+def live(requests: Requests) -> Connection:
+    """`requests` as the event-loop connection that subscriptions, watches and consumer
+    groups need (a `SyncClient` sends only request-reply calls over blocking sockets)."""
+    if not isinstance(requests, Connection):
+        raise TypeError("subscriptions need a client on an event-loop connection")
+    return requests
+
+
+def decoded(data: bytes | bytearray | memoryview, decoder: msgspec.msgpack.Decoder[T]) -> T:
+    """A reply's result, or its error raised."""
+    if data[: len(_ERROR_PREFIX)] == _ERROR_PREFIX:
+        raise error_from_body(_error_decoder.decode(data).error)
+    return decoder.decode(data)
+
+
+class Connection(Requests):
+    """Requests over one nats-py connection, on its event loop."""
 
     def __init__(
         self,
@@ -66,17 +145,17 @@ class Connection:
         retry: RetryPolicy | None = None,
         denials: Denials | None = None,
         in_flight: InFlight | None = None,
+        servers: Sequence[str] = (),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        super().__init__(url, timeout, retry)
         self.nc = nc
-        self.url = url
+        self.servers = tuple(servers)
+        """The NATS server URLs it was given."""
+        self.tls = tls
         self._denials = denials or Denials(watching=False)
         self._in_flight = in_flight or InFlight()
-        self.timeout = timeout
-        self.retry = retry if retry is not None else RetryPolicy()
         self._watchers = watchers if watchers is not None else set()
-        # Ask the server to give up a little before we do, so a slow request comes back as
-        # its typed error (with details) rather than as a bare NATS timeout here.
-        self.server_timeout_ms = max(1, int(timeout * 1000) - min(500, int(timeout * 200)))
 
     @classmethod
     async def open(
@@ -154,7 +233,15 @@ class Connection:
                 if not all_failed.done():
                     all_failed.set_result(None)  # later errors are logged, not collected
                 return cls(
-                    nc, url, timeout, watchers, retry=retry, denials=denials, in_flight=in_flight
+                    nc,
+                    url,
+                    timeout,
+                    watchers,
+                    retry=retry,
+                    denials=denials,
+                    in_flight=in_flight,
+                    servers=servers,
+                    tls=tls,
                 )
             reason: object = error
         else:
@@ -183,33 +270,9 @@ class Connection:
         except nats.errors.Error:
             await self.nc.close()
 
-    async def request(
-        self,
-        subject: str,
-        body: Any,
-        decoder: msgspec.msgpack.Decoder[T],
-        *,
-        write: bool = False,
-        idempotent: bool = False,
-    ) -> T:
-        """Send `body` as msgpack to `subject`; return the decoded result or raise its error.
-
-        `Unavailable` and `Timeout` are retried as the retry policy allows, with the very
-        same bytes: always when the request reached no gateway, otherwise only when it is
-        `idempotent` (sending it twice does what sending it once does: reads, appends whose
-        events all have ids). A `write` that times out says it may have landed."""
-        payload = _encoder.encode(body)
-
-        def may_retry(error: EsdbError) -> bool:
-            delivered = error.details.get("delivered") is not False
-            return not self.nc.is_closed and (idempotent or not delivered)
-
-        return await retrying(
-            lambda: self._request_once(subject, payload, decoder, write),
-            self.retry,
-            may_retry=may_retry,
-            what=subject,
-        )
+    @property
+    def closed(self) -> bool:
+        return bool(self.nc.is_closed)
 
     async def _request_once(
         self, subject: str, payload: bytes, decoder: msgspec.msgpack.Decoder[T], write: bool
@@ -239,6 +302,8 @@ class Connection:
             raise Unavailable(
                 f"no esdb gateway answers on {self.url}", url=self.url, delivered=False
             ) from e
+        except nats.errors.MaxPayloadError as e:
+            raise TooLarge(f"the request to {subject} is over the servers' max_payload") from e
         except nats.errors.TimeoutError as e:
             landed = " (the write may still have landed)" if write else ""
             raise Timeout(
@@ -246,10 +311,7 @@ class Connection:
             ) from e
         except nats.errors.Error as e:
             raise Unavailable(f"NATS request to {self.url} failed: {e}", url=self.url) from e
-        data = reply.data
-        if data.startswith(_ERROR_PREFIX):
-            raise error_from_body(_error_decoder.decode(data).error)
-        return decoder.decode(data)
+        return decoded(reply.data, decoder)
 
 
 class ConnectionLost(Exception):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import KW_ONLY, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
 
 import msgspec
 
-from esdb.contracts.api import JSON_CONTENT_TYPE
+from esdb.contracts.api import JSON_CONTENT_TYPE, CompactEvent
 
 T = TypeVar("T")
 
@@ -16,6 +17,8 @@ ExpectedVersion = int | Literal["any", "no_stream", "stream_exists"]
 """`"any"`, `"no_stream"`, `"stream_exists"` or the exact version the stream must be at."""
 
 _json_encoder = msgspec.json.Encoder()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,3 +157,42 @@ class ReadAllPage(msgspec.Struct, frozen=True, kw_only=True):
 
     events: list[RecordedEvent]
     next_position: int | None
+
+
+class ReadAllCompactPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of `$all` as `CompactEvent`s (`read_all_compact`); `next_position` continues
+    the scan, None at the end of the log."""
+
+    records: list[CompactEvent]
+    next_position: int | None
+
+
+class CompactReply(msgspec.Struct, kw_only=True):
+    """A reply to a `compact` `read_all`: its `records`, or, from a gateway that passed the
+    read on without the flag (a NATS without esdb's subject mapping), its `events`."""
+
+    events: list[RecordedEvent] = []
+    next_position: int | None
+    records: list[CompactEvent] | None = None
+
+    def page(self) -> ReadAllCompactPage:
+        """The reply as a page of compact events, whichever form it came in."""
+        records = self.records
+        if records is None:
+            records = [compact_event(event) for event in self.events]
+        return ReadAllCompactPage(records=records, next_position=self.next_position)
+
+
+def compact_event(event: RecordedEvent) -> CompactEvent:
+    """A recorded event in the compact form."""
+    return CompactEvent(
+        event_id=uuid.UUID(event.event_id).bytes,
+        stream_id=event.stream_id,
+        version=event.version,
+        position=event.position,
+        event_type=event.event_type,
+        data=event.data,
+        metadata=event.metadata,
+        content_type=event.content_type,
+        created_us=(event.created - _EPOCH) // _MICROSECOND,
+    )

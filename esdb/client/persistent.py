@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-from esdb.client.connection import Connection
+from esdb.client.connection import Requests, live
 from esdb.client.consumer import Consuming
 from esdb.client.watch import Watching
 from esdb.contracts.payload_filter import PayloadCondition
@@ -65,7 +65,7 @@ def selector_spec(
 class PersistentOperations:
     """Mixed into `Client`: persistent subscriptions and watches of the client's store."""
 
-    _connection: Connection
+    _connection: Requests
     store: str
 
     def _subject(self, op: str) -> str:
@@ -175,7 +175,7 @@ class PersistentOperations:
         """Join group `name` as a consumer: `async with client.consume(name) as sub:
         async for delivered in sub: ...; sub.ack(delivered)`. It holds at most
         `max_in_flight` unsettled events; the rest go to the group's other consumers."""
-        return Consuming(self._connection, self.store, name, consumer, max_in_flight)
+        return Consuming(live(self._connection), self.store, name, consumer, max_in_flight)
 
     def watch(
         self,
@@ -199,4 +199,4 @@ class PersistentOperations:
             all=all,
             payload=payload,
         )
-        return Watching(self._connection, self.store, spec, after)
+        return Watching(live(self._connection), self.store, spec, after)

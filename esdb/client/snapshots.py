@@ -8,7 +8,7 @@ from typing import Literal, TypeVar
 
 import msgspec
 
-from esdb.client.connection import Connection
+from esdb.client.connection import Requests
 from esdb.client.events import JsonPayload, _payload
 from esdb.contracts.api import JSON_CONTENT_TYPE
 from esdb.contracts.snapshots import (
@@ -62,7 +62,7 @@ class SnapshotOperations:
     """Mixed into `Client`: snapshots of the client's store, keyed by (source, stream,
     version). Reads see every write acknowledged before them, on any node."""
 
-    _connection: Connection
+    _connection: Requests
     store: str
 
     async def record_snapshot(

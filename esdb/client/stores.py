@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from esdb.client.connection import Connection
+from esdb.client.connection import Requests
 from esdb.contracts.api import (
     StoreConfig,
     StoreInfo,
@@ -23,7 +23,7 @@ _removed = msgspec.msgpack.Decoder(StoreRemoved)
 class StoreOperations:
     """Mixed into `Client`: create, remove, list, inspect and configure stores."""
 
-    _connection: Connection
+    _connection: Requests
 
     async def _store_call(
         self, op: str, request: msgspec.Struct, decoder: msgspec.msgpack.Decoder[StoreInfo]

@@ -1,11 +1,13 @@
 """`SyncClient` (also `esdb.client.sync.Client`): the client's operations as blocking calls,
 with the same names and arguments, for code that has no event loop.
 
-It runs an event loop in a background thread with the async `Client` on it, and hands every
-call to that loop. Async iterators (`iter_stream`, `iter_all`, ...) become plain iterators, and
-subscriptions (`subscribe`, `consume`, `watch`, `subscribe_to_all`, ...) come back open, as
-plain iterators with `close()`, usable in a `with` block. It may be used from several threads
-at once.
+Request-reply calls (appends, reads, snapshots, ...) run in the calling thread, over blocking
+NATS connections of the client's own (see `blocking`): handing them to an event loop thread
+cost several times the request itself. Everything else runs on an event loop in a background
+thread with the async `Client` on it: async iterators (`iter_stream`, `iter_all`, ...) become
+plain iterators, and subscriptions (`subscribe`, `consume`, `watch`, `subscribe_to_all`, ...)
+come back open, as plain iterators with `close()`, usable in a `with` block. It may be used
+from several threads at once.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import asyncio
 import concurrent.futures
 import inspect
 import ssl
+import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar, overload
 
+from esdb.client.blocking import DRAIN_S, BlockingConnection, drive
 from esdb.client.client import Client as AsyncClient
-from esdb.client.connection import DEFAULT_URL
+from esdb.client.connection import DEFAULT_URL, Connection
 from esdb.client.kurrent_names import AckItem
 from esdb.client.retry import RetryPolicy
 from esdb.contracts.errors import Unavailable
@@ -29,8 +33,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-DRAIN_S = 10.0
-"""How long closing waits for other threads' calls in flight (retries end well before)."""
 
 
 class ClientClosed(Unavailable, RuntimeError):
@@ -47,7 +49,8 @@ class LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="esdb-client-loop", daemon=True)
-        self._calls = threading.Condition()
+        self._lock = threading.Lock()
+        self._calls = threading.Condition(self._lock)  # for `refuse_calls` to wait on
         self._in_flight = 0
         self._closer: int | None = None
         self._thread.start()
@@ -59,15 +62,13 @@ class LoopThread:
     def run(self, awaitable: Awaitable[T]) -> T:
         """Wait for `awaitable` on the loop; its result or exception is ours. Interrupted
         (Ctrl-C), it is cancelled there too."""
-        with self._calls:
-            try:
-                self._check_usable()
-            except RuntimeError:
-                close = getattr(awaitable, "close", None)
-                if close is not None:
-                    close()  # a coroutine that will never run
-                raise
-            self._in_flight += 1
+        try:
+            self._enter()
+        except RuntimeError:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # a coroutine that will never run
+            raise
         try:
             future = asyncio.run_coroutine_threadsafe(_awaited(awaitable), self.loop)
             try:
@@ -80,8 +81,30 @@ class LoopThread:
                 future.cancel()
                 raise
         finally:
-            with self._calls:
-                self._in_flight -= 1
+            self._leave()
+
+    def run_here(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine`, which never suspends (its I/O blocks), in the calling thread;
+        counted as a call in flight, refused once closing began, as `run`'s calls are."""
+        try:
+            self._enter()
+        except RuntimeError:
+            coroutine.close()
+            raise
+        try:
+            return drive(coroutine)
+        finally:
+            self._leave()
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._check_usable()
+            self._in_flight += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if self._closer is not None:
                 self._calls.notify_all()
 
     def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -99,10 +122,13 @@ class LoopThread:
         return _blocking(self, self.run(called()))
 
     def _check_usable(self) -> None:
-        if threading.current_thread() is self._thread:
+        if threading.get_ident() == self._thread.ident:
             raise RuntimeError("a SyncClient cannot be called from its own event loop")
         if self.loop.is_closed():
             raise ClientClosed("the SyncClient is closed")
+        if sys.is_finalizing():
+            # The loop's daemon thread no longer runs: a call handed to it would never end.
+            raise ClientClosed("the interpreter is exiting")
         if self._closer is not None and self._closer != threading.get_ident():
             raise ClientClosed("the SyncClient is closing")
 
@@ -232,10 +258,15 @@ def _blocking(runner: LoopThread, value: Any) -> Any:
 
 
 class _Call(Generic[P, R]):
-    """A `Client` coroutine method as a blocking method of `SyncClient`."""
+    """A `Client` coroutine method as a blocking method of `SyncClient`: run on the loop,
+    or, for a request-reply method (`here`), in the calling thread over the client's
+    blocking connections when it has them (see `blocking`)."""
 
-    def __init__(self, method: Callable[Concatenate[AsyncClient, P], Awaitable[R]]) -> None:
+    def __init__(
+        self, method: Callable[Concatenate[AsyncClient, P], Awaitable[R]], *, here: bool = False
+    ) -> None:
         self._method = method
+        self._here = here
         self.__doc__ = method.__doc__
 
     @overload
@@ -247,6 +278,8 @@ class _Call(Generic[P, R]):
     def __get__(self, instance: SyncClient | None, owner: type[Any]) -> Any:
         if instance is None:
             return self
+        if self._here and instance._direct is not None:
+            return _bound_here(instance, instance._direct, self._method)
         return _bound(instance, self._method)
 
 
@@ -324,6 +357,17 @@ def _bound(instance: SyncClient, method: Callable[..., Any]) -> Callable[..., An
     return call
 
 
+def _bound_here(
+    instance: SyncClient, direct: AsyncClient, method: Callable[..., Any]
+) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return instance._runner.run_here(method(direct, *args, **kwargs))
+
+    call.__name__ = method.__name__
+    call.__doc__ = method.__doc__
+    return call
+
+
 class SyncClient:
     """An esdb client bound to one store, with blocking methods: `with
     SyncClient.connect(url) as client: client.append(...)`. Method names and arguments are
@@ -332,6 +376,9 @@ class SyncClient:
     def __init__(self, client: AsyncClient, runner: LoopThread) -> None:
         self._client = client
         self._runner = runner
+        self._sockets = _blocking_connection(client)
+        """Where request-reply calls go from the calling thread (None: on the loop)."""
+        self._direct = None if self._sockets is None else AsyncClient(self._sockets, client.store)
 
     @classmethod
     def connect(
@@ -394,8 +441,20 @@ class SyncClient:
         the background loop."""
         if self._runner.loop.is_closed():
             return
+        if sys.is_finalizing():
+            # Collected at exit without having been closed (an application that never
+            # called `close`): the loop thread cannot run any more, and the process's end
+            # closes its sockets. Waiting on it would hang the exit for good.
+            if self._sockets is not None:
+                drive(self._sockets.close(drain_s=0))
+            return
         try:
+            if self._sockets is not None:
+                # Other threads' calls fail from now on; their requests in flight finish.
+                self._runner.refuse_calls(drain_s=0)
+                drive(self._sockets.close())
             self._runner.run(self._client.close())
+            self._runner.refuse_calls()
         finally:
             self._runner.stop()
 
@@ -411,20 +470,21 @@ class SyncClient:
         self.close()
 
     # Streams and $all
-    append = _Call(AsyncClient.append)
-    append_multi = _Call(AsyncClient.append_multi)
-    read_stream = _Call(AsyncClient.read_stream)
+    append = _Call(AsyncClient.append, here=True)
+    append_multi = _Call(AsyncClient.append_multi, here=True)
+    read_stream = _Call(AsyncClient.read_stream, here=True)
     iter_stream = _Iterate(AsyncClient.iter_stream)
-    read_all = _Call(AsyncClient.read_all)
+    read_all = _Call(AsyncClient.read_all, here=True)
+    read_all_compact = _Call(AsyncClient.read_all_compact, here=True)
     iter_all = _Iterate(AsyncClient.iter_all)
-    list_streams = _Call(AsyncClient.list_streams)
+    list_streams = _Call(AsyncClient.list_streams, here=True)
     iter_streams = _Iterate(AsyncClient.iter_streams)
-    stream_info = _Call(AsyncClient.stream_info)
-    set_stream_metadata = _Call(AsyncClient.set_stream_metadata)
-    delete_stream = _Call(AsyncClient.delete_stream)
-    tombstone_stream = _Call(AsyncClient.tombstone_stream)
-    cluster_status = _Call(AsyncClient.cluster_status)
-    health = _Call(AsyncClient.health)
+    stream_info = _Call(AsyncClient.stream_info, here=True)
+    set_stream_metadata = _Call(AsyncClient.set_stream_metadata, here=True)
+    delete_stream = _Call(AsyncClient.delete_stream, here=True)
+    tombstone_stream = _Call(AsyncClient.tombstone_stream, here=True)
+    cluster_status = _Call(AsyncClient.cluster_status, here=True)
+    health = _Call(AsyncClient.health, here=True)
 
     # Live and catch-up subscriptions, watches
     subscribe = _Open(AsyncClient.subscribe)
@@ -441,10 +501,10 @@ class SyncClient:
     consume = _Consume(AsyncClient.consume)
 
     # Snapshots
-    record_snapshot = _Call(AsyncClient.record_snapshot)
-    read_snapshot = _Call(AsyncClient.read_snapshot)
-    delete_snapshot = _Call(AsyncClient.delete_snapshot)
-    list_snapshots = _Call(AsyncClient.list_snapshots)
+    record_snapshot = _Call(AsyncClient.record_snapshot, here=True)
+    read_snapshot = _Call(AsyncClient.read_snapshot, here=True)
+    delete_snapshot = _Call(AsyncClient.delete_snapshot, here=True)
+    list_snapshots = _Call(AsyncClient.list_snapshots, here=True)
     iter_snapshots = _Iterate(AsyncClient.iter_snapshots)
 
     # Stores
@@ -455,10 +515,10 @@ class SyncClient:
     store_config = _Call(AsyncClient.store_config)
 
     # kurrentdbclient's names
-    append_to_stream = _Call(AsyncClient.append_to_stream)
+    append_to_stream = _Call(AsyncClient.append_to_stream, here=True)
     get_stream = _Call(AsyncClient.get_stream)
-    get_current_version = _Call(AsyncClient.get_current_version)
-    get_commit_position = _Call(AsyncClient.get_commit_position)
+    get_current_version = _Call(AsyncClient.get_current_version, here=True)
+    get_commit_position = _Call(AsyncClient.get_commit_position, here=True)
     subscribe_to_all = _Open(AsyncClient.subscribe_to_all)
     subscribe_to_stream = _Open(AsyncClient.subscribe_to_stream)
     create_subscription_to_all = _Call(AsyncClient.create_subscription_to_all)
@@ -467,6 +527,21 @@ class SyncClient:
     read_subscription_to_stream = _Consume(AsyncClient.read_subscription_to_stream)
     get_subscription_info = _Call(AsyncClient.get_subscription_info)
     replay_parked_events = _Call(AsyncClient.replay_parked_events)
+
+
+def _blocking_connection(client: AsyncClient) -> BlockingConnection | None:
+    """Blocking connections to `client`'s servers, with its options (see `blocking`), for
+    its request-reply calls; None when a server cannot be reached that way (websockets)."""
+    connection = client._connection
+    if not isinstance(connection, Connection) or not BlockingConnection.usable(connection.servers):
+        return None
+    return BlockingConnection(
+        connection.servers,
+        connection.url,
+        connection.timeout,
+        retry=connection.retry,
+        tls=connection.tls,
+    )
 
 
 def _add_untyped_twins(cls: type[SyncClient]) -> None:

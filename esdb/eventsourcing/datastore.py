@@ -9,8 +9,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from esdb.client import Client, SyncClient
-from esdb.client.sync import LoopThread
+from esdb.client import SyncClient
 
 T = TypeVar("T")
 
@@ -44,9 +43,8 @@ class EsdbDatastore:
     """One connection to one store, shared by the recorders of one factory (and by the
     threads using them)."""
 
-    def __init__(self, client: SyncClient, runner: LoopThread | None = None) -> None:
+    def __init__(self, client: SyncClient) -> None:
         self.client = client
-        self._runner = runner
         self._lock = threading.Lock()
         self._position = 0
         self._bases: OrderedDict[str, int] = OrderedDict()
@@ -56,13 +54,7 @@ class EsdbDatastore:
     @classmethod
     def connect(cls, url: str, store: str) -> EsdbDatastore:
         """Connect to `store` at `url` (a NATS URL or `esdb://` connection string)."""
-        runner = LoopThread()
-        try:
-            client = runner.run(Client.connect(url, store=store))
-        except BaseException:
-            runner.stop()
-            raise
-        return cls(SyncClient(client, runner), runner)
+        return cls(SyncClient.connect(url, store=store))
 
     @property
     def store(self) -> str:
@@ -121,6 +113,4 @@ class EsdbDatastore:
         connection."""
         for subscription in list(self._subscriptions):
             subscription.stop()
-        if self._runner is not None:
-            self._runner.refuse_calls()
         self.client.close()

@@ -10,15 +10,17 @@ event self-describing, so notifications read from `$all` need nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import fields
 from typing import Literal
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 import msgspec
 from eventsourcing.persistence import DataError, Notification, StoredEvent, Tracking
 
 from esdb.client import NewEvent, RecordedEvent
 from esdb.client.snapshots import RecordedSnapshot
-from esdb.contracts.api import JSON_CONTENT_TYPE, ReadFilter
+from esdb.contracts.api import JSON_CONTENT_TYPE, CompactEvent, ReadFilter
 from esdb.contracts.filter_regexes import not_starting_with
 
 OCTET_STREAM = "application/octet-stream"
@@ -56,6 +58,13 @@ class TrackingData(msgspec.Struct, frozen=True):
     notification_id: int
 
 
+_METADATA_KEPT = 4096
+"""Distinct metadata (one per originator version) whose decoding is remembered."""
+_UUID_TEXT = 36
+_UUID_DIGITS = 32
+_new = object.__new__
+_set = object.__setattr__
+_known_metadata: dict[bytes, EventMetadata] = {}
 _metadata_encoder = msgspec.json.Encoder()
 _event_metadata = msgspec.json.Decoder(EventMetadata)
 _snapshot_metadata = msgspec.json.Decoder(SnapshotMetadata)
@@ -98,7 +107,20 @@ def _id_type(originator_id: UUID | str) -> Literal["uuid", "str"]:
 
 
 def _originator_id(stream: str, id_type: str) -> UUID | str:
-    return UUID(stream) if id_type == "uuid" else stream
+    return uuid_of(stream) if id_type == "uuid" else stream
+
+
+def uuid_of(text: str) -> UUID:
+    """`UUID(text)`, at half the cost for the canonical text (`str(uuid)`, as every stream of
+    a UUID-keyed aggregate is named): the int is parsed once and set, as psycopg's C loader
+    does, instead of going through `UUID.__init__`'s checks of every accepted form."""
+    digits = text.replace("-", "")
+    if len(text) != _UUID_TEXT or len(digits) != _UUID_DIGITS or not digits.isalnum():
+        return UUID(text)
+    found = _new(UUID)
+    _set(found, "int", int(digits, 16))
+    _set(found, "is_safe", SafeUUID.unknown)
+    return found
 
 
 def new_event(stored: StoredEvent) -> NewEvent:
@@ -115,14 +137,27 @@ def new_event(stored: StoredEvent) -> NewEvent:
 def event_metadata(event: RecordedEvent) -> EventMetadata:
     """The originator version and id type of a recorded aggregate event; `DataError` for an
     event the library did not write."""
-    try:
-        return _event_metadata.decode(event.metadata)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    found = _known_metadata.get(event.metadata) or _decoded_metadata(event.metadata)
+    if found is None:
         msg = (
             f"event {event.position} of stream {event.stream_id!r} has no originator "
             f"version in its metadata: it was not written by the eventsourcing library"
         )
-        raise DataError(msg) from e
+        raise DataError(msg)
+    return found
+
+
+def _decoded_metadata(raw: bytes) -> EventMetadata | None:
+    """An aggregate event's metadata (None: the library did not write the event), remembered
+    by its bytes: there is one per originator version, and reads meet them again and again."""
+    try:
+        found = _event_metadata.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if len(_known_metadata) >= _METADATA_KEPT:
+        _known_metadata.clear()
+    _known_metadata[raw] = found
+    return found
 
 
 def stored_event(event: RecordedEvent, originator_id: UUID | str) -> StoredEvent:
@@ -135,20 +170,59 @@ def stored_event(event: RecordedEvent, originator_id: UUID | str) -> StoredEvent
     )
 
 
-def notification(event: RecordedEvent) -> Notification | None:
+def notification(event: RecordedEvent | CompactEvent) -> Notification | None:
     """A recorded aggregate event as a notification (its id is the event's position); None
     for an event that the library did not write (no originator version in its metadata)."""
-    try:
-        metadata = event_metadata(event)
-    except DataError:
-        return None
-    return Notification(
-        id=event.position,
-        originator_id=_originator_id(event.stream_id, metadata.originator_id_type),
-        originator_version=metadata.originator_version,
-        topic=event.event_type,
-        state=event.data,
-    )
+    found = notifications([event])
+    return found[0] if found else None
+
+
+def notifications(events: Iterable[RecordedEvent | CompactEvent]) -> list[Notification]:
+    """Recorded aggregate events as notifications, leaving out events the library did not
+    write. What is the same from event to event is worked out once: the metadata (one per
+    originator version), and the originator id of a stream.
+
+    Every notification an application reads is built here, so each has its fields set as
+    the frozen dataclass's `__init__` sets them (`object.__setattr__`), without the call of
+    `__init__` and its keyword arguments: 0.84-0.92 µs a notification kept against 1.19-1.28
+    (of about 2 µs of CPU per notification read). `_SETTABLE` says whether those are all of
+    `Notification`'s fields (a library version with more would get `__init__`)."""
+    selected: list[Notification] = []
+    known_ids: dict[str, UUID | str] = {}
+    for event in events:
+        metadata = _known_metadata.get(event.metadata) or _decoded_metadata(event.metadata)
+        if metadata is None:
+            continue
+        stream = event.stream_id
+        originator_id = known_ids.get(stream)
+        if originator_id is None:
+            originator_id = known_ids[stream] = _originator_id(stream, metadata.originator_id_type)
+        if _SETTABLE:
+            found = _new(Notification)
+            _set(found, "originator_id", originator_id)
+            _set(found, "originator_version", metadata.originator_version)
+            _set(found, "topic", event.event_type)
+            _set(found, "state", event.data)
+            _set(found, "id", event.position)
+        else:
+            found = Notification(
+                id=event.position,
+                originator_id=originator_id,
+                originator_version=metadata.originator_version,
+                topic=event.event_type,
+                state=event.data,
+            )
+        selected.append(found)
+    return selected
+
+
+def _settable() -> bool:
+    """Whether `notifications` sets every field of `Notification`, as `__init__` would."""
+    names = ("originator_id", "originator_version", "topic", "state", "id")
+    return tuple(f.name for f in fields(Notification)) == names
+
+
+_SETTABLE = _settable()
 
 
 def tracking_event(tracking: Tracking) -> NewEvent:

@@ -53,7 +53,7 @@ from esdb.eventsourcing.mapping import (
     event_metadata,
     is_tracking,
     new_event,
-    notification,
+    notifications,
     notifications_filter,
     stored_event,
     stream_of,
@@ -334,7 +334,8 @@ class EsdbAggregateRecorder(EsdbRecorder, AggregateRecorder):
             start = page.next
         if selected:
             self._learn_base(selected[0])
-            self.datastore.saw(max(event.position for event in selected))
+            # A stream's positions rise with its versions: the highest is at one end.
+            self.datastore.saw(max(selected[0].position, selected[-1].position))
         return selected
 
 
@@ -366,18 +367,17 @@ class EsdbApplicationRecorder(EsdbAggregateRecorder, ApplicationRecorder):
                 if stop is not None:
                     # Positions are dense: no more than this many can match before `stop`.
                     wanted = min(wanted, stop - position + 1)
-                page = self.client.read_all(
+                page = self.client.read_all_compact(
                     from_position=position,
                     limit=wanted,
                     filter=flt,
                     min_position=self.datastore.min_position,
                 )
-                for event in page.events:
-                    if stop is not None and event.position > stop:
-                        return selected
-                    found = notification(event)
-                    if found is not None:
-                        selected.append(found)
+                records = page.records
+                if stop is not None and records and records[-1].position > stop:
+                    selected.extend(notifications(r for r in records if r.position <= stop))
+                    return selected
+                selected.extend(notifications(records))
                 if page.next_position is None:
                     break
                 position = page.next_position
@@ -388,15 +388,15 @@ class EsdbApplicationRecorder(EsdbAggregateRecorder, ApplicationRecorder):
         position: int | Literal["end"] | None = "end"
         with translated():
             while position is not None:
-                page = self.client.read_all(
+                page = self.client.read_all_compact(
                     from_position=position,
                     direction="backward",
                     limit=1,
                     filter=flt,
                     min_position=self.datastore.min_position,
                 )
-                if page.events:
-                    return page.events[0].position
+                if page.records:
+                    return page.records[0].position
                 position = page.next_position  # only tracking records scanned so far
         return None
 

@@ -7,12 +7,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from nats.aio.msg import Msg
 from opentelemetry.trace import Span, SpanKind, Tracer
 
+from esdb.contracts.api import ReadAllRequest
 from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StoreQuery, StreamQuery
 from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest, Unavailable
 from esdb.contracts.subjects import (
@@ -30,7 +31,7 @@ from esdb.services.reader.reply_size import HEADROOM
 from esdb.shared.cluster_view import NatsClusterView
 from esdb.shared.metrics import OTHER, RequestMetrics
 from esdb.shared.nats_connection import connect_service, retry_until_ready
-from esdb.shared.reads import read_query
+from esdb.shared.reads import read_request
 from esdb.shared.requests import check_request, target
 from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
@@ -56,6 +57,10 @@ Answer = Callable[[Any], "msgspec.Struct | Awaitable[msgspec.Struct]"]
 awaitable of it."""
 
 
+Publish = Callable[[str, bytes], Awaitable[None]]
+"""Send a message: `nc.publish(subject, payload)`."""
+
+
 def _handler(
     operation: str,
     decode: Decode,
@@ -63,11 +68,14 @@ def _handler(
     metrics: RequestMetrics,
     tracer: Tracer | None,
     codec_before_decode: Callable[[Msg], Codec],
+    publish: Publish,
 ) -> Handler:
     """Decode a query, answer it, reply in the codec the request names; errors typed. A query
     that can be answered now is answered in the subscription's own callback: a task per read
     cost the reader about 10 µs of its ~100 for a small one. Only one that waits for its
-    `min_position` gets a task, so it holds up no other."""
+    `min_position` gets a task, so it holds up no other. The reply is published bare:
+    `Msg.respond` would copy the request's headers onto it, which nobody reads, for a few
+    µs of encoding here and of parsing at the client per read."""
     waiting: set[asyncio.Task[None]] = set()
 
     async def handle(msg: Msg) -> None:
@@ -119,7 +127,8 @@ def _handler(
             log.error("reader failed on %s", msg.subject, exc_info=failure)
             error = InternalError("internal error; see the reader log")
         data = encode_error(error, codec) if error is not None else encode(result, codec)
-        await msg.respond(data)
+        if msg.reply:
+            await publish(msg.reply, data)
         code = None if error is None else error.code.value
         metrics.answered(operation, time.perf_counter() - started, code)
         end_span(span, code)
@@ -147,7 +156,9 @@ def _public_read(settings: Settings) -> Decode:
         if store == SYSTEM_STORE:
             raise InvalidRequest(f"unknown system operation {operation!r}", field="operation")
         check_request(store, msg.data, settings)
-        query, _ = read_query(store, operation, msg.data, codec, settings)
+        query, request = read_request(store, operation, msg.data, codec, settings)
+        if isinstance(request, ReadAllRequest) and request.compact:
+            return queries.Compact(cast(AllQuery, query)), codec
         return query, codec
 
     return decode
@@ -170,12 +181,13 @@ def _handler_by_operation(handlers: dict[str, Handler], unknown: Handler) -> Han
 def _from_store(stores: ReadOnlyStores, answer: Callable[[Any, Any], msgspec.Struct]) -> Answer:
     """Answer from the query's store, once it has applied the query's `min_position`."""
 
-    def read(query: StreamQuery | AllQuery | ListQuery | InfoQuery) -> Any:
-        store = stores.get(query.store)
-        if isinstance(query, StreamQuery | AllQuery) and not queries.has_applied(
-            store, query.min_position
+    def read(query: StreamQuery | AllQuery | queries.Compact | ListQuery | InfoQuery) -> Any:
+        asked = query.query if isinstance(query, queries.Compact) else query
+        store = stores.get(asked.store)
+        if isinstance(asked, StreamQuery | AllQuery) and not queries.has_applied(
+            store, asked.min_position
         ):
-            return _after_position(store, query, answer)
+            return _after_position(store, query, asked.min_position, asked.wait_ms, answer)
         return answer(store, query)
 
     return read
@@ -183,10 +195,12 @@ def _from_store(stores: ReadOnlyStores, answer: Callable[[Any, Any], msgspec.Str
 
 async def _after_position(
     store: StoreReader,
-    query: StreamQuery | AllQuery,
+    query: object,
+    min_position: int | None,
+    wait_ms: int,
     answer: Callable[[Any, Any], msgspec.Struct],
 ) -> msgspec.Struct:
-    await queries.wait_for_position(store, query.min_position, query.wait_ms)
+    await queries.wait_for_position(store, min_position, wait_ms)
     return answer(store, query)
 
 
@@ -232,14 +246,20 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     metrics = RequestMetrics(telemetry.registry, answers, service="reader")
     routes: dict[str, Handler] = {
         operation: _handler(
-            operation, _internal_query(query_type), answer, metrics, telemetry.tracer, _msgpack
+            operation,
+            _internal_query(query_type),
+            answer,
+            metrics,
+            telemetry.tracer,
+            _msgpack,
+            nc.publish,
         )
         for operation, (query_type, answer) in answers.items()
     }
 
     def public_handler(operation: str, answer: Answer) -> Handler:
         decode, codec = _public_read(settings), lambda msg: codec_of(msg.headers)
-        return _handler(operation, decode, answer, metrics, telemetry.tracer, codec)
+        return _handler(operation, decode, answer, metrics, telemetry.tracer, codec, nc.publish)
 
     # An unknown operation fails in `_public_read`, before any answer is asked for.
     public = _handler_by_operation(

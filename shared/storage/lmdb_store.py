@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -129,6 +130,9 @@ class LmdbStore:
             max_readers=512,
         )
         self._dbs = {name: self._env.open_db(name, create=not readonly) for name in _DATABASES}
+        # The read transaction of the `read_all` this thread is in, for its predicate's
+        # stream-state lookups.
+        self._scanning = threading.local()
         self.path = path
 
     def _meta(self, txn: lmdb.Transaction, key: bytes) -> int:
@@ -144,8 +148,14 @@ class LmdbStore:
             return self._meta(txn, _LAST_POSITION)
 
     def stream_state(self, stream: str) -> StreamState | None:
-        with self._env.begin() as txn:
-            raw = txn.get(stream.encode(), db=self._dbs[b"stream_meta"])
+        scan = getattr(self._scanning, "txn", None)
+        if scan is not None:
+            # Asked by a `read_all` predicate (visibility): the scan's own snapshot, and no
+            # transaction of its own per stream (1.2 against 0.6 µs a lookup).
+            raw = scan.get(stream.encode(), db=self._dbs[b"stream_meta"])
+        else:
+            with self._env.begin() as txn:
+                raw = txn.get(stream.encode(), db=self._dbs[b"stream_meta"])
         return None if raw is None else stream_state_decoder.decode(raw)
 
     def event_position(self, event_id: bytes) -> int | None:
@@ -203,28 +213,32 @@ class LmdbStore:
             start = (last if backward else last + 1) if from_position is None else from_position
             cursor = txn.cursor(db=self._dbs[b"events"])
             records = self._scan(cursor, start, backward, last)
-            return page_of_all(
-                records,
-                backward=backward,
-                limit=limit,
-                predicate=predicate,
-                scan_budget=scan_budget,
-                last_position=last,
-            )
+            self._scanning.txn = txn
+            try:
+                return page_of_all(
+                    records,
+                    backward=backward,
+                    limit=limit,
+                    predicate=predicate,
+                    scan_budget=scan_budget,
+                    last_position=last,
+                )
+            finally:
+                self._scanning.txn = None
 
     @staticmethod
     def _scan(cursor: lmdb.Cursor, start: int, backward: bool, last: int) -> Iterator[EventRecord]:
         if backward:
             start = min(start, last)
             if start < 1 or not cursor.set_key(_u64(start)):
-                return
+                return iter(())
             values = cursor.iterprev(keys=False, values=True)
         else:
             if not cursor.set_range(_u64(max(start, 1))):
-                return
+                return iter(())
             values = cursor.iternext(keys=False, values=True)
-        for raw in values:
-            yield record_decoder.decode(raw)
+        # `map` rather than a generator: no Python frame to resume per record.
+        return map(record_decoder.decode, values)
 
     def list_streams(self, after: str | None, limit: int) -> list[tuple[str, StreamState]]:
         out: list[tuple[str, StreamState]] = []

@@ -145,15 +145,28 @@ def page_of_all(
 ) -> tuple[list[EventRecord], int | None]:
     """Take one `read_all` page from records in scan order: the matches and where to go on."""
     page: list[EventRecord] = []
-    last_seen: int | None = None
-    for scanned, record in enumerate(records, 1):
-        last_seen = record.position
-        if predicate is None or predicate(record):
-            page.append(record)
-        if len(page) >= limit or scanned >= scan_budget:
-            break
-    if last_seen is None:
+    last: EventRecord | None = None
+    scanned = 0
+    keep = page.append
+    if predicate is None:
+        bound = min(limit, scan_budget)
+        for last in records:
+            keep(last)
+            if len(page) >= bound:
+                break
+    else:
+        # Every event of a `read_all` passes here: one test per record and loop.
+        for last in records:
+            scanned += 1
+            if predicate(last):
+                keep(last)
+                if len(page) >= limit:
+                    break
+            if scanned >= scan_budget:
+                break
+    if last is None:
         return page, None
+    last_seen = last.position
     if backward:
         return page, (last_seen - 1 if last_seen > 1 else None)
     return page, (last_seen + 1 if last_seen < last_position else None)

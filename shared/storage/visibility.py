@@ -44,16 +44,28 @@ def is_visible(record: EventRecord, state: StreamState, now_us: int) -> bool:
 
 def visible_in(store: StoreReader, now_us: int, also: Predicate | None) -> Predicate:
     """A `read_all` predicate: visible, and matching `also`; stream states are looked up once
-    per stream per read."""
-    states: dict[str, StreamState] = {}
+    per stream per read. A stream whose every event is visible (no metadata, not tombstoned:
+    most) is remembered as such, which spares its other events `is_visible`."""
+    states: dict[str, StreamState | None] = {}
     lookup: Callable[[str], StreamState | None] = store.stream_state
 
     def predicate(record: EventRecord) -> bool:
         if also is not None and not also(record):
             return False
-        state = states.get(record.stream)
-        if state is None:
-            state = states[record.stream] = lookup(record.stream) or StreamState()
-        return is_visible(record, state, now_us)
+        stream = record.stream
+        state = states.get(stream, _UNSEEN)
+        if state is _UNSEEN:
+            found = lookup(stream) or _NO_STATE
+            state = states[stream] = None if _shows_all(found) else found
+        return state is None or is_visible(record, state, now_us)
 
     return predicate
+
+
+_UNSEEN = StreamState(state="unseen")
+_NO_STATE = StreamState()
+
+
+def _shows_all(state: StreamState) -> bool:
+    """Whether reads return every event of a stream in `state`, whatever the event."""
+    return state.state != STREAM_TOMBSTONED and not state.metadata

@@ -13,6 +13,7 @@ import msgspec
 import nats
 
 from esdb.client import Client, NewEvent
+from esdb.client.events import compact_event
 from tests.stack import Stack
 
 
@@ -42,6 +43,11 @@ async def test_reads_are_answered_without_the_gateway(stack: Stack) -> None:
                 from_position=written.last_position, min_position=written.last_position
             )
             assert [event.position for event in page.events] == [written.last_position]
+            compact = await client.read_all_compact(
+                from_position=written.first_position, min_position=written.last_position
+            )
+            assert [compact_event(event) for event in page.events] == compact.records[-1:]
+            assert [record.stream_id for record in compact.records[-3:]] == ["direct-1"] * 3
             listed = await client.list_streams(after="direct-0", limit=1)
             assert [entry.stream for entry in listed.streams] == ["direct-1"]
 

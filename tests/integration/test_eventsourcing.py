@@ -9,6 +9,8 @@ not collect the abstract ones themselves.
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -475,6 +477,21 @@ class TestDocsExamples(OnEsdb):
         assert list(subscription) == []
         with pytest.raises(OperationalError):
             recorder.max_notification_id()
+
+    def test_an_application_never_closed_lets_the_process_exit(self) -> None:
+        # The library closes it when it is collected, at the interpreter's exit, when the
+        # client's loop thread can no longer run: closing must not wait for it.
+        script = (
+            "from esdb.benchmarks.es_app import DogSchool\n"
+            f"school = DogSchool(env={self.environment()!r})\n"
+            "school.register_dog('Rex')\n"
+            "assert school.recorder.max_notification_id() == 4\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=DEADLINE_S
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Exception ignored" not in done.stderr
 
     def test_the_module_is_found_by_its_name(self) -> None:
         factory = InfrastructureFactory.construct(Environment(env=self.environment()))

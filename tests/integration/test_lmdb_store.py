@@ -14,7 +14,7 @@ import pytest
 
 from esdb.shared.names import MAX_STREAM_BYTES
 from esdb.shared.storage.lmdb_store import LmdbStore, store_exists
-from esdb.shared.storage.records import StreamState
+from esdb.shared.storage.records import EventRecord, StreamState
 from tests.builders import commit
 from tests.store_contract import StoreContract
 
@@ -130,5 +130,30 @@ def test_the_longest_stream_id_the_gateway_accepts_fits_lmdb_keys(tmp_path: Path
     try:
         (written,) = commit(store, 1, [(stream, "Happened")])
         assert store.read_stream(stream, 0, backward=False, limit=1) == [written]
+    finally:
+        store.close()
+
+
+def test_a_read_all_predicate_sees_stream_states_of_the_scan_s_own_snapshot(
+    tmp_path: Path,
+) -> None:
+    store = LmdbStore(tmp_path / "store", map_size=MAP_SIZE)
+    try:
+        commit(store, 2, [("order-1", "Created"), ("order-2", "Created")])
+        seen: list[StreamState | None] = []
+
+        def predicate(record: EventRecord) -> bool:
+            if not seen:
+                # A write landing during the scan is not in its snapshot...
+                with store.transaction(3) as txn:
+                    txn.put_stream_state("order-2", StreamState(version=0, state="tombstoned"))
+            seen.append(store.stream_state(record.stream))
+            return True
+
+        page, _ = store.read_all(1, backward=False, limit=10, predicate=predicate)
+        assert len(page) == 2
+        assert seen == [StreamState(version=0), StreamState(version=0)]
+        # ...and outside a scan, lookups see the latest state again.
+        assert store.stream_state("order-2") == StreamState(version=0, state="tombstoned")
     finally:
         store.close()

@@ -4,10 +4,12 @@ leader, reads through a reader)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+from esdb.client import Client
 from esdb.services.supervisor.nats_server import free_port, nats_server_binary, wait_for_port
 from tests.integration.test_metrics import sample
 from tests.stack import connect_api, http_get, launch_stack
@@ -43,6 +45,11 @@ async def test_without_the_mapping_the_gateway_serves_writes(tmp_path: Path) -> 
             assert error["code"] == "wrong_expected_version"
             page = await api.ok("read_stream", {"stream": "plain-1"})
             assert [e["data"] for e in page["events"]] == [{"n": 1}]
+            # The gateway passes a compact read on as a usual one; the client takes either.
+            async with Client.connect(url) as client:
+                compact = await client.read_all_compact(from_position=result["last_position"])
+                found = [(r.stream_id, json.loads(r.data)) for r in compact.records]
+                assert found == [("plain-1", {"n": 1})]
             status, metrics = await http_get(stack.http_url("gateway") + "/metrics")
             assert status == 200
             answered = "esdb_gateway_request_seconds_count"

@@ -15,7 +15,7 @@ import nats.errors
 import pytest
 import trustme
 
-from esdb.client import Client, NewEvent, Unauthorized
+from esdb.client import Client, NewEvent, SyncClient, Unauthorized
 from esdb.services.supervisor.nats_server import free_port_block
 from tests.stack import Api, Stack, launch_stack, wait_until
 from tests.system.cluster import wait_converged
@@ -94,12 +94,30 @@ async def test_a_tenant_uses_its_own_store(tenants: dict[str, str]) -> None:
             assert getattr(first, "position", None) == appended.last_position
 
 
+async def test_a_tenant_uses_its_own_store_from_blocking_calls(tenants: dict[str, str]) -> None:
+    def append_and_read() -> None:
+        with SyncClient.connect(tenants["a"], store="storea") as client:
+            appended = client.append("order-2", [NewEvent("Placed", {"n": 2})])
+            assert client.read_stream("order-2").events[0].position == appended.last_position
+
+    await asyncio.to_thread(append_and_read)
+
+
 async def test_a_tenant_cannot_reach_another_store(tenants: dict[str, str]) -> None:
     async with Client.connect(tenants["a"], store="storeb", timeout=1.0) as client:
         with pytest.raises(Unauthorized):  # the server refuses the request at once
             await client.append("order-1", [NewEvent("Placed", {})])
         with pytest.raises(Unauthorized):
             await client.read_stream("order-1")
+
+    def blocking_calls() -> None:
+        with SyncClient.connect(tenants["a"], store="storeb", timeout=1.0) as client:
+            with pytest.raises(Unauthorized):  # the blocking connections are refused too
+                client.append("order-1", [NewEvent("Placed", {})])
+            with pytest.raises(Unauthorized):
+                client.read_stream("order-1")
+
+    await asyncio.to_thread(blocking_calls)
 
     async def read_other(nc: nats.NATS) -> None:
         with pytest.raises(nats.errors.Error):
@@ -163,6 +181,16 @@ async def test_tls_end_to_end(tmp_path: Path) -> None:
                                   f"?tls=true&tls_ca_file={ca_file}") as client:  # fmt: skip
             result = await client.append("order-1", [NewEvent("Placed", {})])
             assert (await client.read_stream("order-1")).events[0].position == result.last_position
+
+        def blocking_calls() -> None:
+            secret = url.split("://")[1].split("@")[0]
+            with SyncClient.connect(
+                f"esdb://{secret}@{host}?tls=true&tls_ca_file={ca_file}"
+            ) as client:
+                appended = client.append("order-2", [NewEvent("Placed", {})])
+                assert client.read_stream("order-2").events[0].position == appended.last_position
+
+        await asyncio.to_thread(blocking_calls)
         port = int(host.rsplit(":", 1)[1])
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         info = await asyncio.wait_for(reader.readline(), DEADLINE_S)

@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from esdb.contracts.api import ReadFilter
 from esdb.contracts.filter_regexes import exactly, excluded_prefix, not_starting_with
 from esdb.eventsourcing.mapping import NOT_TRACKING, TRACKING_PREFIX
-from esdb.shared.read_filters import regex_matcher, value_matcher
+from esdb.shared.read_filters import compile_filter, regex_matcher
+from tests.builders import record
 
 # Prefixes and ids drawn from few characters, so ids often share part of a prefix.
 CHARACTERS = st.sampled_from(list("_-tr]^\\[.*é中a"))
@@ -64,4 +66,9 @@ def test_other_regexes_are_not_taken_for_a_prefix(pattern: str) -> None:
 @given(prefix=st.text(CHARACTERS, min_size=1, max_size=6), value=st.text(CHARACTERS, max_size=9))
 def test_the_prefix_test_answers_as_the_regex(prefix: str, value: str) -> None:
     pattern = not_starting_with(prefix)
-    assert value_matcher(pattern)(value) == regex_matcher(pattern)(value)
+    by_stream = compile_filter(ReadFilter(stream_regex=pattern))
+    by_type = compile_filter(ReadFilter(event_type_regex=pattern))
+    assert by_stream is not None and by_type is not None
+    expected = regex_matcher(pattern)(value)
+    assert by_stream(record(value, 0, 1)) == expected
+    assert by_type(record("s", 0, 1, type=value)) == expected

@@ -3,14 +3,17 @@ item kept, in both directions, so paging on returns every visible item exactly o
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from esdb.contracts.commands import AllQuery, ListQuery, StreamQuery
+from esdb.contracts.api import ReadAllResult
+from esdb.contracts.commands import ListQuery, StreamQuery
 from esdb.services.reader import queries
 from esdb.services.reader.reply_size import event_bytes, stream_bytes
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.records import StreamState
-from tests.builders import DEFAULT_STORE, commit
+from esdb.shared.wire import Codec, encode
+from tests.builders import DEFAULT_STORE, all_query, commit
 
 STREAM = "order-1"
 
@@ -60,17 +63,7 @@ def test_all_pages_through_cuts(catalog: Catalog, backward: bool) -> None:
     seen: list[int] = []
     start: int | None = None if backward else 1  # None: from the end
     while True:
-        query = AllQuery(
-            store=DEFAULT_STORE,
-            from_position=start,
-            backward=backward,
-            limit=100,
-            filter=None,
-            min_position=None,
-            wait_ms=0,
-            codec="msgpack",
-        )
-        page = queries.read_all(store, query, max_bytes=budget)
+        page = queries.read_all(store, all_query(start, backward=backward), max_bytes=budget)
         assert 1 <= len(page.events) <= 4
         seen.extend(e.position for e in page.events)
         if page.next_position is None:
@@ -95,3 +88,28 @@ def test_streams_list_through_cuts(catalog: Catalog) -> None:
             break
         after = page.next
     assert listed == [f"s-{n}" for n in range(7)]
+
+
+@pytest.mark.parametrize("backward", [False, True])
+@pytest.mark.parametrize("codec", ["msgpack", "json"])
+def test_compact_pages_are_cut_to_their_exact_size(
+    catalog: Catalog, backward: bool, codec: str
+) -> None:
+    store = catalog.get(DEFAULT_STORE)
+    written = commit(store, 2, [(f"s-{n % 3}", "T") for n in range(10)])
+    encoder = msgspec.msgpack if codec == "msgpack" else msgspec.json
+    budget = len(encoder.encode(written[:3])) + 2  # three records' worth, exactly
+    seen: list[int] = []
+    start: int | None = None if backward else 1
+    while True:
+        query = all_query(start, backward=backward, codec=codec)
+        page = queries.read_all(store, queries.Compact(query), max_bytes=budget)
+        reply = encoder.decode(encode(page, Codec(codec)), type=ReadAllResult)
+        assert reply.records is not None and reply.events == []
+        # Cut by the estimate when over: at least one record, and never more than fit.
+        assert 1 <= len(reply.records) <= 3
+        seen.extend(r.position for r in reply.records)
+        if page.next_position is None:
+            break
+        start = page.next_position
+    assert seen == (list(range(10, 0, -1)) if backward else list(range(1, 11)))

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from esdb.contracts.api import JSON_CONTENT_TYPE, ListStreamsResult, StreamSummary
-from esdb.services.reader.reply_size import event_bytes, fitting, stream_bytes
+from esdb.services.reader.reply_size import event_bytes, events_fitting, fitting, stream_bytes
 from esdb.shared.storage.records import EventRecord, StreamState
 from esdb.shared.wire import Codec, encode, event_out
 
@@ -75,3 +75,10 @@ def test_a_page_keeps_the_longest_prefix_that_fits_and_never_nothing() -> None:
     assert fitting(sizes, lambda n: n, 18) == sizes
     assert fitting(sizes, lambda n: n, 1) == [3]
     assert fitting([], lambda n: n, 1) == []
+
+
+@given(st.lists(records(), max_size=8), st.integers(1, 4_000))
+def test_a_page_of_events_is_cut_where_the_estimates_cut_it(
+    page: list[EventRecord], budget: int
+) -> None:
+    assert list(events_fitting(page, budget)) == list(fitting(page, event_bytes, budget))
