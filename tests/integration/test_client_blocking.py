@@ -20,6 +20,7 @@ from esdb.client import StreamNotFoundError, SyncClient, Timeout, TooLarge, Unav
 from esdb.client.sync import ClientClosed
 from esdb.contracts.errors import ErrorBody, ErrorReply
 from tests.integration.conftest import NatsServer
+from tests.waiting import eventually
 
 READ_STREAM = "esdb.api.default.read_stream"
 DEADLINE_S = 10.0
@@ -80,15 +81,19 @@ async def test_a_read_runs_in_the_calling_thread_while_the_loop_is_busy(
     await answering(service, READ_STREAM, answer)
     client = await asyncio.to_thread(connect, server.url)
     try:
-        busy = threading.Event()
-        # The client's own loop is held up for 3 s: a call handed to it would wait that out.
-        client.loop.call_soon_threadsafe(lambda: (busy.set(), time.sleep(3)))
+        busy, release = threading.Event(), threading.Event()
+        # The client's own loop is held until the read is done: a call handed to it would
+        # never be answered in time.
+        client.loop.call_soon_threadsafe(lambda: (busy.set(), release.wait(DEADLINE_S)))
         assert await asyncio.to_thread(busy.wait, DEADLINE_S)
-        started = time.monotonic()
-        read = await asyncio.to_thread(client.read_stream, "order-1")
-        assert read.last_version == 7
-        assert read.events[0].event_type == "Placed"
-        assert time.monotonic() - started < 2
+        try:
+            started = time.monotonic()
+            read = await asyncio.to_thread(client.read_stream, "order-1")
+            assert read.last_version == 7
+            assert read.events[0].event_type == "Placed"
+            assert time.monotonic() - started < 2
+        finally:
+            release.set()
     finally:
         await asyncio.to_thread(client.close)
 
@@ -212,18 +217,21 @@ async def test_reads_go_on_after_the_server_restarts(
 async def test_closing_lets_a_call_in_flight_finish_and_refuses_new_ones(
     server: NatsServer, service: NatsClient
 ) -> None:
-    heard = asyncio.Event()
+    heard, closing_started = asyncio.Event(), asyncio.Event()
 
-    async def answer_slowly(msg: Msg) -> None:
+    async def answer_once_closing(msg: Msg) -> None:
         heard.set()
-        await asyncio.sleep(0.5)
+        await asyncio.wait_for(closing_started.wait(), DEADLINE_S)
         await msg.respond(page(5))
 
-    await answering(service, READ_STREAM, answer_slowly)
+    await answering(service, READ_STREAM, answer_once_closing)
     client = await asyncio.to_thread(connect, server.url)
     reading = asyncio.ensure_future(asyncio.to_thread(client.read_stream, "order-1"))
     await asyncio.wait_for(heard.wait(), DEADLINE_S)
-    await asyncio.to_thread(client.close)
+    closing = asyncio.ensure_future(asyncio.to_thread(client.close))
+    await eventually(lambda: client._sockets.closed, what="the close to begin")
+    closing_started.set()
+    await asyncio.wait_for(closing, DEADLINE_S)
     assert (await reading).last_version == 5
     with pytest.raises(ClientClosed):
         await asyncio.to_thread(client.read_stream, "order-1")
