@@ -158,7 +158,7 @@ class AppendFailed(Exception):
         self.code = code
 
 
-async def _drive(plan: AppendPlan, append_once: AppendOnce, progress: Progress) -> AppendRun:
+async def drive(plan: AppendPlan, append_once: AppendOnce, progress: Progress) -> AppendRun:
     """Run `plan.clients` workers, each appending its share one event at a time.
 
     A worker moves to a fresh stream when its stream is full, and also after a failed append:
@@ -233,7 +233,7 @@ async def esdb_appends(
             raise AppendFailed(result.error.code)
         return result.last_version, result.first_position
 
-    return await _drive(plan, append_once, progress)
+    return await drive(plan, append_once, progress)
 
 
 async def ensure_jetstream_stream(
@@ -284,7 +284,7 @@ async def jetstream_appends(
         sequence = int(ack.seq)
         return sequence, sequence
 
-    return await _drive(plan, append_once, progress)
+    return await drive(plan, append_once, progress)
 
 
 async def report_progress(progress: Progress, every: float, write: Callable[[str], None]) -> None:
