@@ -28,6 +28,9 @@ from esdb.shared.storage.catalog import (
 )
 from esdb.shared.storage.lmdb_store import LmdbStore
 
+GAP_SETTLE_S = 10.0
+"""How long a node asks again about a gap between its data and the log before it gives up."""
+GAP_RETRY_S = 0.5
 DOWNLOAD_STALL_S = 30.0
 """An image download that writes nothing for this long is given up and tried again."""
 
@@ -148,21 +151,34 @@ async def restore_image(images: ObjectStore, data_dir: Path) -> ImageInfo:
     return image
 
 
-async def prepare_data_dir(js: JetStreamContext, images: ObjectStore, data_dir: Path) -> None:
+async def prepare_data_dir(
+    js: JetStreamContext, images: ObjectStore, data_dir: Path, *, settle_s: float = GAP_SETTLE_S
+) -> None:
     """Restore the latest image into a new, wiped or hopelessly behind node, so that the log
-    still holds every entry after what its data directory reflects."""
-    first, _ = await log_bounds(js)
-    applied = applied_on_disk(data_dir)
-    image = await latest_image(images)
-    fresh_and_image = applied == 0 and image is not None and image.sequence > 0
-    if applied + 1 >= first and not fresh_and_image:
-        return
-    if image is None or image.sequence + 1 < first:
-        raise ImageError(
+    still holds every entry after what its data directory reflects.
+
+    A gap no image covers is asked about again for `settle_s` before it is an error: the log's
+    bounds and the image are two reads of a cluster that keeps taking images and purging."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settle_s
+    while True:
+        first, _ = await log_bounds(js)
+        applied = applied_on_disk(data_dir)
+        image = await latest_image(images)
+        fresh_and_image = applied == 0 and image is not None and image.sequence > 0
+        if applied + 1 >= first and not fresh_and_image:
+            return
+        if image is not None and image.sequence + 1 >= first:
+            await restore_image(images, data_dir)
+            return
+        problem = (
             f"{data_dir} reflects log sequence {applied} but the log starts at {first}, and "
             f"no image covers the gap (latest image: {image})"
         )
-    await restore_image(images, data_dir)
+        if loop.time() > deadline:
+            raise ImageError(problem)
+        log.warning("%s; asking again", problem)
+        await asyncio.sleep(GAP_RETRY_S)
 
 
 async def log_bounds(js: JetStreamContext) -> tuple[int, int]:
