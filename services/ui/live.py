@@ -4,7 +4,9 @@ Each open live page is one NATS subscription to the live fan-out subject of its 
 on the connection of the session's user, relayed without decoding: the fan-out message is
 already the event's JSON. A page that resumes (after a pause, or a dropped connection, from
 `after` or the browser's `Last-Event-ID`) first reads what it missed from the store, then
-goes on live without a gap or a duplicate (positions only rise)."""
+goes on live without a gap or a duplicate (positions only rise). Before the first live event
+it also reads anything between the last event sent and that one, since the fan-out can
+publish an event before this node's reader has applied it."""
 
 from __future__ import annotations
 
@@ -109,7 +111,7 @@ class LiveStream:
                 head = msgspec.json.encode({"head": newest})
                 await response.write(sse_message(newest, head, "opened"))
             else:
-                await self._catch_up(response, newest)
+                await self._catch_up(response, newest, self._after + 1)
             await self._relay(response)
         except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
             pass  # the browser left
@@ -129,11 +131,17 @@ class LiveStream:
             return self.last
         return head.events[0].position if head.events else 0
 
-    async def _catch_up(self, response: web.StreamResponse, newest: int) -> None:
-        """Send what was committed after `after` and is in the store."""
+    async def _catch_up(
+        self,
+        response: web.StreamResponse,
+        newest: int,
+        start: int,
+        min_position: int | None = None,
+    ) -> None:
+        """Send what is in the store from `start` (once the reader has applied `min_position`,
+        when given)."""
         client = self._account.client(self._store)
         filter_ = self._selection.read_filter()
-        start = self._after + 1 if self._after is not None else 1
         try:
             if newest - start > MAX_CATCH_UP:
                 start = newest - MAX_CATCH_UP + 1
@@ -141,7 +149,7 @@ class LiveStream:
                 await response.write(sse_message(start - 1, skipped, "skipped"))
             position: int | None = start
             while position is not None and not self._closing.is_set():
-                page = await read_page(client, position, filter_)
+                page = await read_page(client, position, filter_, min_position)
                 chunk = bytearray()
                 for event in page.events:
                     if event.position > self.last:
@@ -154,7 +162,18 @@ class LiveStream:
         except EsdbError as e:
             await response.write(sse_message(self.last, _error(e), "problem"))
 
+    async def _fill_before(self, response: web.StreamResponse, first_live: int) -> None:
+        """Send what the store holds between the last event sent and the first live one.
+
+        The fan-out publishes an event once it is in the log, which can be before this node's
+        reader has applied it: an event published before the subscription began and not yet
+        readable when the page read the store would otherwise be missing. The reader waits
+        until it has applied everything before `first_live` (`min_position`)."""
+        if first_live > self.last + 1:
+            await self._catch_up(response, first_live - 1, self.last + 1, first_live - 1)
+
     async def _relay(self, response: web.StreamResponse) -> None:
+        first_live = True
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             while not self._closing.is_set():
@@ -171,6 +190,9 @@ class LiveStream:
                 if self._overflow:
                     await response.write(sse_message(self.last, b'{"behind": true}', "gap"))
                     return
+                if first_live:
+                    first_live = False
+                    await self._fill_before(response, self._queue[0][0])
                 batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
                 chunk = bytearray()
                 for position, payload in batch:
@@ -185,12 +207,19 @@ class LiveStream:
 
 
 async def read_page(
-    client: Client, position: int, filter_: dict[str, object] | None
+    client: Client,
+    position: int,
+    filter_: dict[str, object] | None,
+    min_position: int | None = None,
 ) -> ReadAllPage:
     """One forward page of `$all` from `position`, filtered as the live page is."""
     read_filter = None if filter_ is None else msgspec.convert(filter_, ReadFilter)
     return await client.read_all(
-        from_position=position, direction="forward", limit=CATCH_UP_PAGE, filter=read_filter
+        from_position=position,
+        direction="forward",
+        limit=CATCH_UP_PAGE,
+        filter=read_filter,
+        min_position=min_position,
     )
 
 
