@@ -26,6 +26,12 @@ def checkpoint_key(store: str, consumer: str) -> str:
     return f"checkpoint:{store}/{consumer}"
 
 
+def _checkpoint_keys(system: StoreReader, store: str) -> list[str]:
+    """Every checkpoint key the system store holds for `store`."""
+    prefix = checkpoint_key(store, "")
+    return [key for key, _ in system.list_streams(prefix, 1 << 30) if key.startswith(prefix)]
+
+
 def read_checkpoint(system: StoreReader, store: str, consumer: str) -> int:
     """The last position `consumer` checkpointed in `store` (0 when none)."""
     state = system.stream_state(checkpoint_key(store, consumer))
@@ -165,15 +171,20 @@ class Catalog:
         their `configs`) and forgetting those it `removed`, the consumer checkpoints it moved,
         and the running log hash after it."""
         configs = configs or {}
+        removed = removed or []
         with self.system.transaction(sequence) as txn:
-            for name in removed or []:
+            for name in removed:
                 txn.delete_stream_state(_STORE_PREFIX + name)
+                # A store made again under this name starts with no consumer where it was.
+                for key in _checkpoint_keys(self.system, name):
+                    txn.delete_stream_state(key)
             for name in {*created, *configs}:
                 txn.put_stream_state(
                     _STORE_PREFIX + name, StreamState(metadata=configs.get(name, {}))
                 )
             for (store, consumer), position in (checkpoints or {}).items():
-                txn.put_stream_state(checkpoint_key(store, consumer), StreamState(position))
+                if store not in removed:
+                    txn.put_stream_state(checkpoint_key(store, consumer), StreamState(position))
             if log_hash is not None:
                 txn.put_stream_state(
                     _HASH_KEY, StreamState(sequence, metadata={"hash": log_hash.hex()})

@@ -8,9 +8,16 @@ from typing import Any
 import pytest
 
 from esdb.contracts.commands import EXPECT_ANY, EXPECT_NO_STREAM
-from esdb.contracts.log import AppendOp, CreateStoreOp, LogEntry, StampedEvent
+from esdb.contracts.log import (
+    AppendOp,
+    CheckpointOp,
+    CreateStoreOp,
+    LogEntry,
+    RemoveStoreOp,
+    StampedEvent,
+)
 from esdb.services.writer.apply import ApplyError, apply_entry
-from esdb.shared.storage.catalog import Catalog, memory_catalog
+from esdb.shared.storage.catalog import Catalog, memory_catalog, read_checkpoint
 from esdb.shared.storage.memory import MemoryStore
 from esdb.shared.storage.records import EventRecord, StreamState
 from tests.builders import NOW_US, append, create_store, new_event, plan_and_apply, write
@@ -230,3 +237,31 @@ def test_applying_again_after_a_crash_between_stores_does_not_duplicate() -> Non
     assert catalog.applied_sequence() == 2
     assert store.last_position() == 2
     assert store.stream_state("order-1") == StreamState(version=1)
+
+
+def test_a_removed_store_takes_its_checkpoints_and_a_namesake_starts_without_them(
+    catalog: Catalog,
+) -> None:
+    apply_entry(catalog, 2, LogEntry(ops=[CreateStoreOp("audit"), CreateStoreOp("audit-2")]))
+    apply_entry(
+        catalog,
+        3,
+        LogEntry(
+            ops=[
+                append_op("order-1", 0, 1, events=5, store="audit"),
+                CheckpointOp("audit", "$emitter", 5),
+                CheckpointOp("audit", "sub-1", 3),
+                CheckpointOp("audit-2", "$emitter", 7),
+            ]
+        ),
+    )
+    assert read_checkpoint(catalog.system, "audit", "sub-1") == 3
+
+    apply_entry(
+        catalog, 4, LogEntry(ops=[CheckpointOp("audit", "sub-1", 4), RemoveStoreOp("audit")])
+    )
+    apply_entry(catalog, 5, LogEntry(ops=[CreateStoreOp("audit")]))
+
+    assert read_checkpoint(catalog.system, "audit", "$emitter") == 0
+    assert read_checkpoint(catalog.system, "audit", "sub-1") == 0
+    assert read_checkpoint(catalog.system, "audit-2", "$emitter") == 7  # a neighbour keeps its own
