@@ -117,6 +117,16 @@ def _event(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewE
     return NewEvent(event_id, event.type, data, metadata, event.content_type)
 
 
+def event_command(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewEvent:
+    """A validated event to append (`field` names it in errors)."""
+    return _event(event, codec, field, settings)
+
+
+def check_type(name: str, field: str) -> None:
+    """`InvalidRequest` unless `name` is a valid event type."""
+    _check_name(name, MAX_TYPE_BYTES, _types, field)
+
+
 def _stream_append(
     stream: str,
     expected: ExpectedVersionIn,
@@ -224,6 +234,18 @@ def timeout_ms_of(data: bytes, codec: Codec) -> int | None:
 def _wait_ms(timeout_ms: int | None, settings: Settings) -> int:
     check_timeout(timeout_ms, settings)
     return timeout_ms or settings.timeout_ms
+
+
+def read_bounds(
+    direction: str, limit: int, min_position: int | None, timeout_ms: int | None, settings: Settings
+) -> tuple[bool, int, int | None, int]:
+    """A read's validated direction (True: backward), limit, `min_position` and wait (ms)."""
+    return (
+        _backward(direction),
+        _limit(limit, settings),
+        _min_position(min_position),
+        _wait_ms(timeout_ms, settings),
+    )
 
 
 def _start(value: int | str, field: str, *, first: int) -> int | None:

@@ -205,6 +205,7 @@ def event_out(record: EventRecord, codec: Codec) -> EventOut:
         content_type=record.content_type,
         # Positional: a third cheaper than `microseconds=`, for every event sent out.
         created=_EPOCH + timedelta(0, 0, record.created_us),
+        tags=list(record.tags),
     )
 
 

@@ -11,6 +11,7 @@ import msgspec
 
 from esdb.client.connection import DEFAULT_URL, Connection, Requests, live
 from esdb.client.connection_string import ConnectionSettings, parse_connection_string
+from esdb.client.dcb import DcbOperations
 from esdb.client.events import (
     AppendSpec,
     CompactReply,
@@ -82,7 +83,14 @@ DEFAULT_STORE = "default"
 DEFAULT_TIMEOUT_S = 5.0
 
 
-class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperations, ClosedOnExit):
+class Client(
+    KurrentNames,
+    SnapshotOperations,
+    PersistentOperations,
+    StoreOperations,
+    DcbOperations,
+    ClosedOnExit,
+):
     """An esdb client bound to one store; create it with `await Client.connect(...)`."""
 
     def __init__(self, connection: Requests, store: str) -> None:
