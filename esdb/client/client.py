@@ -11,7 +11,7 @@ import msgspec
 
 from esdb.client.connection import DEFAULT_URL, Connection, Requests, live
 from esdb.client.connection_string import ConnectionSettings, parse_connection_string
-from esdb.client.dcb import DcbOperations
+from esdb.client.dcb import DcbOperations, DcbQuery
 from esdb.client.events import (
     AppendSpec,
     CompactReply,
@@ -335,6 +335,7 @@ class Client(
         event_type: str | None = None,
         pattern: str | None = None,
         all: bool = False,
+        query: DcbQuery | None = None,
         from_position: StartPosition | None = None,
         from_version: int | None = None,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
@@ -346,10 +347,11 @@ class Client(
         every selected event appended afterwards is delivered.
 
         Select with exactly one of: `stream`, `category` (the stream id before its first
-        `-`), `event_type`, `all=True`, or `pattern`, a NATS wildcard pattern over
-        `<category>.<stream>.<event_type>` (the subject after `esdb.events.<store>.`; `*` is
-        one token, a final `>` the rest; literal tokens escaped as `contracts.topics.
-        escape_token` does, e.g. `order.*.Order%20Placed`).
+        `-`), `event_type`, `all=True`, `query` (a `DcbQuery`: the DCB events that match it,
+        checked here on each event of the store's `$dcb` stream), or `pattern`, a NATS
+        wildcard pattern over `<category>.<stream>.<event_type>` (the subject after
+        `esdb.events.<store>.`; `*` is one token, a final `>` the rest; literal tokens escaped
+        as `contracts.topics.escape_token` does, e.g. `order.*.Order%20Placed`).
 
         Without `from_position`/`from_version` the subscription is transient: live events
         only, those above the store's head when it opened. With them it catches up: history
@@ -369,6 +371,7 @@ class Client(
             event_type=event_type,
             pattern=pattern,
             all=all,
+            query=None if query is None else query.checked_items(),
         )
         return Subscribing(
             live(self._connection),

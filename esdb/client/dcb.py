@@ -12,7 +12,7 @@ import msgspec
 from esdb.client.connection import Requests
 from esdb.client.events import JsonPayload, NewEvent
 from esdb.client.requests import EventBody, event_bodies, ids_complete
-from esdb.contracts.api import DcbAppendResult
+from esdb.contracts.api import DcbAppendResult, DcbQueryIn, DcbQueryItemIn
 from esdb.contracts.commands import DcbItem
 from esdb.contracts.dcb import matches
 from esdb.contracts.subjects import Op, api_subject
@@ -42,10 +42,17 @@ class DcbQuery:
 
     def matches(self, event_type: str, tags: Iterable[str]) -> bool:
         """Whether an event of `event_type` with `tags` matches this query."""
-        return matches(self._items(), event_type, tags)
+        return matches(self.checked_items(), event_type, tags)
 
-    def _items(self) -> tuple[DcbItem, ...]:
+    def checked_items(self) -> tuple[DcbItem, ...]:
+        """The items as a selector holds them."""
         return tuple(DcbItem(tuple(i.types), tuple(i.tags)) for i in self.items)
+
+    def spec(self) -> DcbQueryIn:
+        """The query as a subscription's selector carries it."""
+        return DcbQueryIn(
+            items=[DcbQueryItemIn(types=list(i.types), tags=list(i.tags)) for i in self.items]
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,6 +204,10 @@ class Subscription(ClosedOnExit):
             self.selector.stream is not None and event.version <= self._last_version
         ):
             return None
+        if self.selector.query is not None and not self.selector.matches(
+            event.stream_id, event.event_type, tuple(event.tags)
+        ):
+            return None  # the subject carries every DCB event: the query is checked here
         return event
 
     def _delivered(self, event: RecordedEvent) -> None:
@@ -224,7 +228,7 @@ class Subscription(ClosedOnExit):
             if before is not None and event.position >= before:
                 return
             if event.position <= self._last or not self.selector.matches(
-                event.stream_id, event.event_type
+                event.stream_id, event.event_type, tuple(event.tags)
             ):
                 continue
             self._delivered(event)
