@@ -73,9 +73,7 @@ def test_a_logged_append_gets_one_message_per_event_at_consecutive_places(
     stream: str, first_version: int, first_position: int, events: list[EventRecord]
 ) -> None:
     stamped = [
-        StampedEvent(
-            e.event_id, e.type, e.data, e.metadata, e.content_type, e.created_us, e.tags
-        )
+        StampedEvent(e.event_id, e.type, e.data, e.metadata, e.content_type, e.created_us, e.tags)
         for e in events
     ]
     frames: list[bytes] = []
