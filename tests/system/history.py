@@ -34,6 +34,8 @@ class History:
     acked: list[Acked] = field(default_factory=list)
     failed_ids: set[str] = field(default_factory=set)
     retries: int = 0
+    dcb_acked: list[tuple[list[str], int]] = field(default_factory=list)
+    """`dcb_append`s acknowledged: their event ids and the position of the last one."""
 
 
 async def append_until_acked(
@@ -77,6 +79,46 @@ async def append_until_acked(
         if error["code"] not in RETRYABLE or loop.time() > give_up:
             history.failed_ids.update(ids)
             raise AssertionError(f"append to {stream} failed: {error}")
+        history.retries += 1
+        await asyncio.sleep(0.05)
+
+
+async def dcb_append_until_acked(
+    api: Api,
+    history: History,
+    events: list[dict[str, Any]],
+    condition: dict[str, Any] | None,
+    *,
+    deadline_s: float = 60.0,
+) -> int | None:
+    """A `dcb_append` of `events`, retried with the same ids through faults; the position of
+    its last event, or None when its condition failed (then none of it may land)."""
+    ids = [str(uuid.uuid4()) for _ in events]
+    body: dict[str, Any] = {
+        "events": [{**event, "event_id": i} for event, i in zip(events, ids, strict=True)],
+        "timeout_ms": 2000,
+    }
+    if condition is not None:
+        body["condition"] = condition
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline_s
+    while True:
+        try:
+            reply = await api.call("dcb_append", body, timeout=3)
+        except Exception:  # a NATS-level timeout or disconnect: outcome unknown, retry
+            reply = {"error": {"code": "timeout"}}
+        error = reply.get("error")
+        if error is None:
+            history.dcb_acked.append((ids, int(reply["position"])))
+            return int(reply["position"])
+        if error["code"] == "append_condition_failed":
+            # A retry of an append that landed returns its position (idempotency), so a
+            # failed condition means this append is not in the store.
+            history.failed_ids.update(ids)
+            return None
+        if error["code"] not in RETRYABLE or loop.time() > give_up:
+            history.failed_ids.update(ids)
+            raise AssertionError(f"dcb_append failed: {error}")
         history.retries += 1
         await asyncio.sleep(0.05)
 
