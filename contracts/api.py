@@ -117,11 +117,12 @@ class DcbEventOut(msgspec.Struct, kw_only=True):
 
 class DcbReadResult(msgspec.Struct, kw_only=True):
     """A page of DCB events and `head`, the store's last position when it was read (null: the
-    store is empty). A page of `limit` events may have more after it: read on from the
-    last one's position."""
+    store is empty). `more`: the page holds `limit` events or was cut short to fit in one
+    reply, so more may match after its last event (read on from that position)."""
 
     events: list[DcbEventOut]
     head: int | None
+    more: bool = False
 
 
 class ReadFilter(msgspec.Struct, kw_only=True):

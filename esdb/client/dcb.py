@@ -77,10 +77,12 @@ class DcbRecordedEvent(msgspec.Struct, JsonPayload, frozen=True, kw_only=True):
 
 
 class DcbReadPage(msgspec.Struct, frozen=True, kw_only=True):
-    """Matching DCB events and `head`, the store's last position when read (None: empty)."""
+    """Matching DCB events and `head`, the store's last position when read (None: empty);
+    `more`: more may match after the last event (the page is full, or was cut to fit)."""
 
     events: list[DcbRecordedEvent]
     head: int | None
+    more: bool = False
 
 
 class _QueryItemBody(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -81,7 +81,7 @@ class EsdbDCBRecorder(DCBRecorder):
                 DCBSequencedEvent(DCBEvent(e.type, e.data, list(e.tags)), e.position)
                 for e in page.events
             )
-            if len(page.events) < asked:
+            if not page.more or not page.events:
                 break
             cursor = page.events[-1].position
         if head is not None:

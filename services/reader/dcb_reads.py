@@ -19,9 +19,11 @@ def dcb_read(
         query.items, query.after, backward=query.backward, limit=query.limit
     )
     codec = Codec(query.codec)
+    page = events_fitting(found, max_bytes)
     return DcbReadResult(
-        events=[dcb_event_out(r, codec) for r in events_fitting(found, max_bytes)],
+        events=[dcb_event_out(r, codec) for r in page],
         head=head or None,
+        more=len(found) >= query.limit or len(page) < len(found),
     )
 
 

@@ -91,8 +91,10 @@ async def test_json_api_appends_reads_and_refuses_by_condition(
     # The stream event is not a DCB event, though it is in $all, where tags come back too.
     everything = await store_api.ok("dcb_read", {})
     assert [e["position"] for e in everything["events"]] == [2, 3]
+    assert everything["more"] is False
     backward = await store_api.ok("dcb_read", {"direction": "backward", "limit": 1})
     assert [e["position"] for e in backward["events"]] == [3]
+    assert backward["more"] is True
     log = await store_api.ok("read_all", {"from_position": "start"})
     assert [(e["stream_id"], e.get("tags")) for e in log["events"]] == [
         ("order-1", None),
