@@ -113,6 +113,8 @@ class DcbEventOut(msgspec.Struct, kw_only=True):
     event_id: str
     content_type: str
     created: datetime
+    version: int
+    """The event's version in the store's `$dcb` stream (as `read_all` shows it)."""
 
 
 class DcbReadResult(msgspec.Struct, kw_only=True):

@@ -347,8 +347,9 @@ class Client(
         every selected event appended afterwards is delivered.
 
         Select with exactly one of: `stream`, `category` (the stream id before its first
-        `-`), `event_type`, `all=True`, `query` (a `DcbQuery`: the DCB events that match it,
-        checked here on each event of the store's `$dcb` stream), or `pattern`, a NATS
+        `-`), `event_type`, `all=True`, `query` (a `DcbQuery`: the DCB events that match it;
+        live, each event of the store's `$dcb` stream is checked here; history comes from
+        `dcb_read`, through the store's tag index), or `pattern`, a NATS
         wildcard pattern over `<category>.<stream>.<event_type>` (the subject after
         `esdb.events.<store>.`; `*` is one token, a final `>` the rest; literal tokens escaped
         as `contracts.topics.escape_token` does, e.g. `order.*.Order%20Placed`).

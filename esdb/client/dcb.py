@@ -10,11 +10,11 @@ from typing import Literal
 import msgspec
 
 from esdb.client.connection import Requests
-from esdb.client.events import JsonPayload, NewEvent
+from esdb.client.events import JsonPayload, NewEvent, RecordedEvent
 from esdb.client.requests import EventBody, event_bodies, ids_complete
 from esdb.contracts.api import DcbAppendResult, DcbQueryIn, DcbQueryItemIn
 from esdb.contracts.commands import DcbItem
-from esdb.contracts.dcb import matches
+from esdb.contracts.dcb import DCB_STREAM, matches
 from esdb.contracts.subjects import Op, api_subject
 
 
@@ -74,6 +74,22 @@ class DcbRecordedEvent(msgspec.Struct, JsonPayload, frozen=True, kw_only=True):
     event_id: str
     content_type: str
     created: datetime
+    version: int
+
+    def recorded(self) -> RecordedEvent:
+        """The event as stream reads and subscriptions give it (stream `$dcb`)."""
+        return RecordedEvent(
+            event_id=self.event_id,
+            stream_id=DCB_STREAM,
+            version=self.version,
+            position=self.position,
+            event_type=self.type,
+            data=self.data,
+            metadata=self.metadata,
+            content_type=self.content_type,
+            created=self.created,
+            tags=self.tags,
+        )
 
 
 class DcbReadPage(msgspec.Struct, frozen=True, kw_only=True):

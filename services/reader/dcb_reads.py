@@ -39,4 +39,5 @@ def dcb_event_out(record: EventRecord, codec: Codec) -> DcbEventOut:
         event_id=out.event_id,
         content_type=record.content_type,
         created=out.created,
+        version=record.version,
     )

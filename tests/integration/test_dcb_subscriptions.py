@@ -55,7 +55,10 @@ async def test_live_and_catch_up_subscriptions_select_by_query(client: Client) -
     # History is read when the subscription is first iterated: it may hold `after` too.
     caught_up = [i for i, e in enumerate(history) if isinstance(e, CaughtUp)]
     assert len(caught_up) == 1 and caught_up[0] >= len(before)
-    assert [e.position for e in history if not isinstance(e, CaughtUp)] == before + after
+    replayed = [e for e in history if not isinstance(e, CaughtUp)]
+    assert [e.position for e in replayed] == before + after
+    assert {e.stream_id for e in replayed} == {"$dcb"}
+    assert [e.tags for e in replayed[:2]] == [["course-1", "s1"], ["course-3"]]
 
 
 async def test_watches_and_persistent_subscriptions_select_by_query(client: Client) -> None:
