@@ -175,7 +175,11 @@ class LmdbStore:
             readahead=False,
             max_readers=512,
         )
-        self._dbs = {name: self._env.open_db(name, create=not readonly) for name in _DATABASES}
+        self._dbs = {
+            name: self._env.open_db(name, create=not readonly)
+            for name in _DATABASES
+            if name != _DCB_INDEX or not readonly
+        }
         # The read transaction of the `read_all` this thread is in, for its predicate's
         # stream-state lookups.
         self._scanning = threading.local()
@@ -291,8 +295,11 @@ class LmdbStore:
     def dcb_read(
         self, items: tuple[DcbItem, ...], after: int | None, *, backward: bool, limit: int
     ) -> tuple[list[EventRecord], int]:
+        index = self._dcb_index()  # before the transaction: a table opened later is not in it
+        if index is None:  # a store no writer of this version has opened yet
+            return [], self.last_position()
         with self._env.begin() as txn:
-            postings = _LmdbPostings(txn, self._dbs[_DCB_INDEX])
+            postings = _LmdbPostings(txn, index)
             events = txn.cursor(db=self._dbs[b"events"])
             found: list[EventRecord] = []
             if limit > 0:
@@ -302,6 +309,17 @@ class LmdbStore:
                         break
             self.index_steps += postings.steps
             return found, self._meta(txn, _LAST_POSITION)
+
+    def _dcb_index(self) -> lmdb._Database | None:
+        """The DCB index table. A reader may open a store written before DCB existed, before
+        its writer (which creates the table) has: then it opens the table once it exists."""
+        found = self._dbs.get(_DCB_INDEX)
+        if found is None:
+            try:
+                found = self._dbs[_DCB_INDEX] = self._env.open_db(_DCB_INDEX, create=False)
+            except lmdb.NotFoundError:
+                return None
+        return found
 
     def list_streams(self, after: str | None, limit: int) -> list[tuple[str, StreamState]]:
         out: list[tuple[str, StreamState]] = []
