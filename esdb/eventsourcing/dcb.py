@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 from eventsourcing.dcb.api import (
     DCBAppendCondition,
@@ -29,6 +28,7 @@ from esdb.client import (
     DcbQueryItem,
     EsdbError,
     RecordedEvent,
+    SyncClient,
 )
 from esdb.client.sync import BlockingIterator
 from esdb.eventsourcing.datastore import PAGE_SIZE, EsdbDatastore
@@ -52,7 +52,7 @@ class EsdbDCBRecorder(DCBRecorder):
         self.datastore = datastore
 
     @property
-    def client(self) -> Any:
+    def client(self) -> SyncClient:
         """The datastore's blocking client."""
         return self.datastore.client
 
@@ -106,7 +106,7 @@ class EsdbDCBRecorder(DCBRecorder):
             query = esdb_query(condition.fail_if_events_match) or DcbQuery()
             wanted = DcbCondition(query, condition.after)
         with translated():
-            position: int = self.client.dcb_append(sent, wanted)
+            position = self.client.dcb_append(sent, wanted)
         self.datastore.saw(position)
         return position
 
