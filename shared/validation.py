@@ -33,6 +33,7 @@ from esdb.contracts.errors import EsdbError, InvalidRequest, TooLarge
 from esdb.contracts.event_ids import new_event_id
 from esdb.shared.names import (
     CONTROL_CHARACTERS,
+    check_readable_stream,
     check_stream,
 )
 from esdb.shared.read_filters import RegexError, compile_regex
@@ -264,7 +265,7 @@ def stream_query(
     """A validated `read_stream`."""
     return StreamQuery(
         store=store,
-        stream=check_stream(request.stream, max_bytes=settings.max_stream_bytes),
+        stream=check_readable_stream(request.stream, max_bytes=settings.max_stream_bytes),
         from_version=_start(request.from_, "from", first=0),
         backward=_backward(request.direction),
         limit=_limit(request.limit, settings),
@@ -323,5 +324,5 @@ def info_query(
 ) -> InfoQuery:
     """A validated `stream_info`."""
     check_timeout(request.timeout_ms, settings)
-    stream = check_stream(request.stream, max_bytes=settings.max_stream_bytes)
+    stream = check_readable_stream(request.stream, max_bytes=settings.max_stream_bytes)
     return InfoQuery(store=store, stream=stream, codec=codec.value)

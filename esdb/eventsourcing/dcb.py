@@ -118,16 +118,16 @@ class EsdbDCBRecorder(DCBRecorder):
 
 
 class EsdbDCBSubscription(DCBListenNotifySubscription[EsdbDCBRecorder]):
-    """Reads matching events in pages, and reads again whenever the store's live events say
-    something was appended (a live subscription opened before the first read, so nothing
-    appended after that read goes unnoticed)."""
+    """Reads matching events in pages, and reads again whenever a matching event is appended
+    (a live subscription by the same query, opened before the first read, so nothing appended
+    after that read goes unnoticed)."""
 
     def __init__(
         self, recorder: EsdbDCBRecorder, query: DCBQuery | None = None, after: int | None = None
     ) -> None:
         with translated():
             self._live: BlockingIterator[RecordedEvent | CaughtUp] = recorder.client.subscribe(
-                all=True
+                query=esdb_query(query) or DcbQuery()
             )
         super().__init__(recorder=recorder, query=query, after=after)
         self._listener = threading.Thread(target=self._listen, daemon=True)

@@ -101,8 +101,25 @@ async def test_json_api_appends_reads_and_refuses_by_condition(
         ("$dcb", ["course-1"]),
         ("$dcb", ["course-1", "student-7"]),
     ]
-    stream_read = await store_api.error("read_stream", {"stream": "$dcb"})
-    assert (stream_read["code"], stream_read["details"]["field"]) == ("invalid_request", "stream")
+    # `$dcb` is a stream that reads may name (list_streams shows it), but only dcb_append
+    # writes it.
+    as_stream = await store_api.ok("read_stream", {"stream": "$dcb"})
+    assert [(e["version"], e["tags"]) for e in as_stream["events"]] == [
+        (0, ["course-1"]),
+        (1, ["course-1", "student-7"]),
+    ]
+    info = await store_api.ok("stream_info", {"stream": "$dcb"})
+    assert info["version"] == 1
+    for operation, body in (
+        ("append", {"stream": "$dcb", "events": [{"type": "T", "data": {}}]}),
+        ("delete_stream", {"stream": "$dcb"}),
+        ("set_stream_metadata", {"stream": "$dcb", "metadata": {"max_count": 1}}),
+    ):
+        refused_write = await store_api.error(operation, body)
+        assert (refused_write["code"], refused_write["details"]["field"]) == (
+            "invalid_request",
+            "stream",
+        ), operation
 
 
 async def test_client_round_trip_and_typed_condition_failure(client: Client) -> None:
