@@ -3,7 +3,11 @@ against the in-memory store (tests/unit) and LMDB (tests/integration)."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from esdb.contracts.commands import (
     EXPECT_ANY,
@@ -14,7 +18,7 @@ from esdb.contracts.commands import (
     WriteOutcome,
     WriteRequest,
 )
-from esdb.contracts.dcb import DCB_STREAM
+from esdb.contracts.dcb import DCB_STREAM, matches
 from esdb.contracts.errors import ErrorCode
 from esdb.shared.storage.catalog import Catalog
 from tests.builders import DEFAULT_STORE, append, event_id, plan_and_apply, write
@@ -203,3 +207,103 @@ class DcbContract:
         # Leapfrogging the rare tag's postings against the busy one's: a handful of seeks,
         # however many events share `busy` (a scan would visit thousands).
         assert short <= 8 and long <= 8, (short, long)
+
+
+TYPES = ("A", "B", "C")
+TAGS = ("t1", "t2", "t3", "t4")
+ITEMS = st.lists(
+    st.builds(
+        DcbItem,
+        st.lists(st.sampled_from(TYPES), max_size=2, unique=True).map(tuple),
+        st.lists(st.sampled_from(TAGS), max_size=2, unique=True).map(tuple),
+    ),
+    max_size=3,
+).map(tuple)
+EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(TYPES),
+        st.lists(st.sampled_from(TAGS), max_size=3, unique=True).map(tuple),
+    ),
+    min_size=1,
+    max_size=3,
+)
+CONDITIONS = st.none() | st.builds(DcbCondition, ITEMS, st.none() | st.integers(0, 30))
+Decision = tuple[list[tuple[str, tuple[str, ...]]], DcbCondition | None]
+
+
+class Model:
+    """The reference: DCB events in a list; a condition looks at each of them."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, str, tuple[str, ...]]] = []
+
+    def decide(self, decision: Decision, head: int) -> tuple[int | None, int | None]:
+        """(position of the last event appended, None) or (None, first matching position);
+        `head` is the store's last position, stream events included."""
+        events, condition = decision
+        if condition is not None:
+            for position, kind, tags in self.events:
+                if position > (condition.after or 0) and matches(condition.items, kind, tags):
+                    return None, position
+        for offset, (kind, tags) in enumerate(events, start=1):
+            self.events.append((head + offset, kind, tags))
+        return head + len(events), None
+
+    def read(self, items: tuple[DcbItem, ...], after: int | None) -> list[int]:
+        return [p for p, k, t in self.events if p > (after or 0) and matches(items, k, t)]
+
+
+class DcbModelContract:
+    """Random decisions, in random batches, agree with the reference model: each one lands
+    or fails as the model says, and reads by random queries find what the model finds.
+    Override `fresh_catalog` (a catalog whose default store exists, closed on exit)."""
+
+    def fresh_catalog(self) -> AbstractContextManager[Catalog]:
+        raise NotImplementedError
+
+    # One suite, two stores: the same test runs on each subclass (its executor), which is
+    # what `differing_executors` warns of; each example builds its own catalog.
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
+    )
+    @given(
+        decided=st.lists(st.tuples(EVENTS, CONDITIONS), min_size=1, max_size=12),
+        sizes=st.lists(st.integers(1, 4), min_size=12, max_size=12),
+        queries=st.lists(st.tuples(ITEMS, st.none() | st.integers(0, 30)), max_size=4),
+    )
+    def test_random_decisions_agree_with_the_reference_model(
+        self,
+        decided: list[Decision],
+        sizes: list[int],
+        queries: list[tuple[tuple[DcbItem, ...], int | None]],
+    ) -> None:
+        model = Model()
+        with self.fresh_catalog() as catalog:
+            plan_and_apply(catalog, write(append("order-1")))  # a stream event: position 1
+            head = 1
+            start = 0
+            for size in sizes:
+                batch = decided[start : start + size]
+                start += size
+                if not batch:
+                    break
+                requests = [
+                    dcb_write(*(dcb_event(k, *t) for k, t in events), condition=condition)
+                    for events, condition in batch
+                ]
+                outcomes, _ = plan_and_apply(catalog, *requests)
+                for decision, outcome in zip(batch, outcomes, strict=True):
+                    landed, refused = model.decide(decision, head)
+                    if landed is None:
+                        assert refused_at(outcome) == refused
+                    else:
+                        assert position_of(outcome) == landed
+                        head = landed
+            for items, after in [((), None), *queries]:
+                assert [p for p, _, _ in read(catalog, *items, after=after)] == model.read(
+                    items, after
+                )
+                backward = read(catalog, *items, after=None, backward=True)
+                assert [p for p, _, _ in backward] == model.read(items, None)[::-1]

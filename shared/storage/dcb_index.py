@@ -107,6 +107,8 @@ def _distinct(positions: Iterator[int]) -> Iterator[int]:
 def _item_positions(postings: Postings, item: DcbItem, start: int, backward: bool) -> Iterator[int]:
     if item.tags:
         return _tagged(postings, item, start, backward)
+    if not item.types:  # an empty item matches every DCB event
+        return (position for position, _ in postings.scan(ALL_PREFIX, start, backward))
     types = [
         (position for position, _ in postings.scan(type_prefix(kind), start, backward))
         for kind in dict.fromkeys(item.types)

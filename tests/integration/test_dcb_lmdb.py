@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lmdb
@@ -16,7 +18,7 @@ from esdb.shared.storage.catalog import Catalog, lmdb_catalog
 from esdb.shared.storage.lmdb_store import LmdbStore
 from esdb.shared.storage.port import ITEM_TABLES
 from tests.builders import create_store
-from tests.dcb_contract import DcbContract
+from tests.dcb_contract import DcbContract, DcbModelContract
 
 MAP_SIZE = 64 << 20
 
@@ -28,6 +30,18 @@ class TestLmdbDcb(DcbContract):
         create_store(catalog)
         yield catalog
         catalog.close()
+
+
+class TestLmdbDcbModel(DcbModelContract):
+    @contextmanager
+    def fresh_catalog(self) -> Iterator[Catalog]:
+        with tempfile.TemporaryDirectory(prefix="esdb-dcb-model-") as tmp:
+            catalog = lmdb_catalog(Path(tmp), map_size=MAP_SIZE)
+            create_store(catalog)
+            try:
+                yield catalog
+            finally:
+                catalog.close()
 
 
 _WRITER = textwrap.dedent(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
 from esdb.contracts.commands import DcbItem, DcbReadQuery
 from esdb.services.reader.dcb_reads import dcb_read
 from esdb.shared.storage.catalog import Catalog, memory_catalog
 from tests.builders import DEFAULT_STORE, create_store
-from tests.dcb_contract import DcbContract, append_dcb, dcb_event
+from tests.dcb_contract import DcbContract, DcbModelContract, append_dcb, dcb_event
 
 
 class TestMemoryDcb(DcbContract):
@@ -17,6 +20,14 @@ class TestMemoryDcb(DcbContract):
         catalog = memory_catalog()
         create_store(catalog)
         return catalog
+
+
+class TestMemoryDcbModel(DcbModelContract):
+    @contextmanager
+    def fresh_catalog(self) -> Iterator[Catalog]:
+        catalog = memory_catalog()
+        create_store(catalog)
+        yield catalog
 
 
 def _query(limit: int) -> DcbReadQuery:
