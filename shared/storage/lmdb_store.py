@@ -11,6 +11,7 @@ from pathlib import Path
 import lmdb
 
 from esdb.contracts.commands import DcbItem
+from esdb.contracts.dcb import DCB_STREAM
 from esdb.contracts.errors import Unavailable
 from esdb.shared.storage import dcb_index
 from esdb.shared.storage.port import DEFAULT_SCAN_BUDGET, ITEM_TABLES, Predicate, page_of_all
@@ -89,6 +90,9 @@ class _LmdbTransaction:
         self._txn.delete(_u64(record.position), db=db[b"events"])
         self._txn.delete(_stream_key(record.stream, record.version), db=db[b"streams"])
         self._txn.delete(record.event_id, db=db[b"event_ids"])
+        if record.stream == DCB_STREAM:
+            for key, _ in dcb_index.postings_of(record.position, record.type, record.tags):
+                self._txn.delete(key, db=db[_DCB_INDEX])
 
     def stream_state(self, stream: str) -> StreamState | None:
         raw = self._txn.get(stream.encode(), db=self._store._dbs[b"stream_meta"])
@@ -304,7 +308,9 @@ class LmdbStore:
             found: list[EventRecord] = []
             if limit > 0:
                 for position in dcb_index.matching_positions(postings, items, after, backward):
-                    found.append(record_decoder.decode(events.get(_u64(position)) or b""))
+                    raw = events.get(_u64(position))
+                    if raw is not None:  # postings leave with their event (`delete_event`)
+                        found.append(record_decoder.decode(raw))
                     if len(found) >= limit:
                         break
             self.index_steps += postings.steps
