@@ -12,7 +12,8 @@ read by query (`StoreReader.dcb_read`, as a reader runs it).
 
 `appends`: `clients` threads, each deciding on an account of its own in a loop: append one
 tagged event, conditional on nothing matching the account's tag after the position its
-previous append returned. esdb through `PERSISTENCE_MODULE=esdb.eventsourcing` (the bench's own
+previous append returned; then every account's events are read back by its tag, one read
+after another. esdb through `PERSISTENCE_MODULE=esdb.eventsourcing` (the bench's own
 one-node stack in fsync mode, or `--url`), PostgreSQL through `eventsourcing.dcb.postgres_tt`
 (Debian's PostgreSQL 15, a throwaway server with fsync on, as `esdb bench --scenario
 eventsourcing` runs it), both through the library's `DCBRecorder` interface, one after the
@@ -200,11 +201,18 @@ class AppendRun:
     seconds: float
     cpu_s: float
     refused: int
+    read_events: int = 0
+    read_s: float = 0.0
 
     @property
     def per_s(self) -> float:
         """Appends per wall-clock second."""
         return self.appends / self.seconds
+
+    @property
+    def read_per_s(self) -> float:
+        """Events read by query per wall-clock second."""
+        return self.read_events / self.read_s if self.read_s else 0.0
 
 
 def conditional_appends(
@@ -241,12 +249,22 @@ def conditional_appends(
     stop.set()
     for thread in threads:
         thread.join()
+    seconds_taken = time.perf_counter() - started
+    cpu_taken = time.process_time() - cpu
+    # Then each account's whole history by query (its tag), one read after another.
+    read_started = time.perf_counter()
+    read_events = sum(
+        len(list(recorder.read(DCBQuery([DCBQueryItem(tags=[f"acct-{run_id}-{n}"])]))))
+        for n in range(clients)
+    )
     return AppendRun(
         backend,
         sum(counts),
-        time.perf_counter() - started,
-        time.process_time() - cpu,
+        seconds_taken,
+        cpu_taken,
         sum(refused),
+        read_events,
+        time.perf_counter() - read_started,
     )
 
 
@@ -302,7 +320,8 @@ async def run_appends(clients: int, seconds: float, url: str | None) -> None:
         print(
             f"  {run.backend}: {run.per_s:,.0f} appends/s ({run.appends:,} in "
             f"{run.seconds:.1f} s; this process {run.cpu_s / max(run.appends, 1) * 1e6:.0f} µs "
-            f"CPU per append; refused {run.refused})"
+            f"CPU per append; refused {run.refused}); then each account read by its tag: "
+            f"{run.read_per_s:,.0f} events/s ({run.read_events:,} events)"
         )
     if len(runs) == 2 and runs[1].per_s:
         print(f"  esdb / PostgreSQL: {runs[0].per_s / runs[1].per_s:.2f}x")
