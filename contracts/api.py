@@ -48,6 +48,85 @@ class AppendMultiRequest(msgspec.Struct, kw_only=True):
     timeout_ms: int | None = None
 
 
+class DcbEventIn(EventIn, kw_only=True):
+    """One event of a `dcb_append`: an event with `tags`."""
+
+    tags: list[str] = []
+
+
+class DcbQueryItemIn(msgspec.Struct, kw_only=True):
+    """One item of a DCB query: events of one of `types` (any type when empty) that carry
+    all of `tags`."""
+
+    types: list[str] = []
+    tags: list[str] = []
+
+
+class DcbQueryIn(msgspec.Struct, kw_only=True):
+    """A DCB query: events matching any of its `items`; no items match every DCB event."""
+
+    items: list[DcbQueryItemIn] = []
+
+
+class DcbConditionIn(msgspec.Struct, kw_only=True):
+    """A `dcb_append` condition: fail if an event after `after` (null: any) matches."""
+
+    fail_if_events_match: DcbQueryIn = msgspec.field(default_factory=DcbQueryIn)
+    after: int | None = None
+
+
+class DcbAppendRequest(msgspec.Struct, kw_only=True):
+    """`esdb.api.<store>.dcb_append`: tagged events into the store's `$dcb` stream, all or
+    none, unless `condition` fails."""
+
+    events: list[DcbEventIn]
+    condition: DcbConditionIn | None = None
+    timeout_ms: int | None = None
+
+
+class DcbAppendResult(msgspec.Struct, kw_only=True):
+    """Where a `dcb_append` landed: the position of its last event."""
+
+    position: int
+
+
+class DcbReadRequest(msgspec.Struct, kw_only=True):
+    """`esdb.api.<store>.dcb_read`: DCB events matching `query` (null: all) beyond `after`
+    (null: from the start forward, from the end backward)."""
+
+    query: DcbQueryIn | None = None
+    after: int | None = None
+    limit: int = 100
+    direction: str = "forward"
+    min_position: int | None = None
+    timeout_ms: int | None = None
+
+
+class DcbEventOut(msgspec.Struct, kw_only=True):
+    """A DCB event as read back; `data`/`metadata` as in `EventOut`."""
+
+    position: int
+    type: str
+    data: msgspec.Raw | bytes | None
+    metadata: msgspec.Raw | bytes | None
+    tags: list[str]
+    event_id: str
+    content_type: str
+    created: datetime
+    version: int
+    """The event's version in the store's `$dcb` stream (as `read_all` shows it)."""
+
+
+class DcbReadResult(msgspec.Struct, kw_only=True):
+    """A page of DCB events and `head`, the store's last position when it was read (null: the
+    store is empty). `more`: the page holds `limit` events or was cut short to fit in one
+    reply, so more may match after its last event (read on from that position)."""
+
+    events: list[DcbEventOut]
+    head: int | None
+    more: bool = False
+
+
 class ReadFilter(msgspec.Struct, kw_only=True):
     """Server-side filters of `read_all`; all given conditions must hold. The regexes are RE2
     syntax, matched anywhere in the stream id or event type."""
@@ -203,7 +282,7 @@ class AppendMultiResult(msgspec.Struct, kw_only=True):
     results: list[AppendResult]
 
 
-class EventOut(msgspec.Struct, kw_only=True):
+class EventOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A stored event as read back. `data`/`metadata` are JSON values for JSON content,
     base64 in JSON replies otherwise, raw bytes in msgpack replies."""
 
@@ -216,6 +295,8 @@ class EventOut(msgspec.Struct, kw_only=True):
     metadata: msgspec.Raw | bytes | None
     content_type: str
     created: datetime
+    tags: list[str] = []
+    """DCB tags (omitted when there are none)."""
 
 
 class ReadStreamResult(msgspec.Struct, kw_only=True):
@@ -228,7 +309,7 @@ class ReadStreamResult(msgspec.Struct, kw_only=True):
 
 class CompactEvent(msgspec.Struct, array_like=True, frozen=True):
     """A stored event as an array, in a `compact` `read_all` reply: `[event_id, stream_id,
-    version, position, event_type, data, metadata, content_type, created_us]`. `event_id` is
+    version, position, event_type, data, metadata, content_type, created_us, tags]`. `event_id` is
     the UUID's 16 bytes, `data`/`metadata` the stored bytes (base64 in JSON, whatever the
     content type), `created_us` microseconds since the Unix epoch (UTC)."""
 
@@ -241,6 +322,8 @@ class CompactEvent(msgspec.Struct, array_like=True, frozen=True):
     metadata: bytes
     content_type: str
     created_us: int
+    tags: tuple[str, ...] = ()
+    """DCB tags (an empty array when there are none)."""
 
 
 class ReadAllResult(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -73,6 +73,21 @@ OPERATIONS: Final[tuple[ApiOperation, ...]] = (
         "Read a page of every stream in position order ($all), filtered on the server.",
     ),
     ApiOperation(
+        Op.DCB_APPEND,
+        api.DcbAppendRequest,
+        api.DcbAppendResult,
+        "dcb",
+        "Append tagged events (stream `$dcb`) unless an event after `after` matches the "
+        "condition's query (`append_condition_failed`).",
+    ),
+    ApiOperation(
+        Op.DCB_READ,
+        api.DcbReadRequest,
+        api.DcbReadResult,
+        "dcb",
+        "Read DCB events matching a query (types and tags), with the store's head.",
+    ),
+    ApiOperation(
         Op.LIST_STREAMS,
         api.ListStreamsRequest,
         api.ListStreamsResult,
@@ -291,6 +306,8 @@ OPERATIONS: Final[tuple[ApiOperation, ...]] = (
 
 TAGS: Final = {
     "streams": "Appends, reads and stream lifecycle.",
+    "dcb": "Dynamic consistency boundaries: tagged events, conditional appends, reads by "
+    "query (docs/dcb.md).",
     "subscriptions": "Persistent subscriptions (consumer groups) and watches.",
     "snapshots": "Snapshots of aggregates.",
     "stores": "Creating, configuring and removing stores (cluster-wide, on `_sys`).",

@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     TIMEOUT = "timeout"
     INTERNAL = "internal"
+    APPEND_CONDITION_FAILED = "append_condition_failed"
 
 
 class ErrorBody(msgspec.Struct, frozen=True):
@@ -160,6 +161,17 @@ class Timeout(EsdbError):
     retryable = True
 
 
+class AppendConditionFailed(EsdbError):
+    """A `dcb_append` condition failed: an event after its `after` matches its query."""
+
+    code = ErrorCode.APPEND_CONDITION_FAILED
+
+    @property
+    def position(self) -> int | None:
+        """The position of the first event that matched."""
+        return _int_detail(self.details, "position")
+
+
 class InternalError(EsdbError):
     """An unexpected server fault; details are in the server log."""
 
@@ -181,6 +193,7 @@ _BY_CODE: dict[str, type[EsdbError]] = {
         Unavailable,
         Timeout,
         InternalError,
+        AppendConditionFailed,
     )
 }
 
@@ -214,3 +227,4 @@ IdempotencyConflictError = IdempotencyConflict
 UnauthorizedError = Unauthorized
 UnavailableError = Unavailable
 RequestTimeoutError = Timeout
+AppendConditionFailedError = AppendConditionFailed

@@ -16,6 +16,8 @@ class StampedEvent(msgspec.Struct, array_like=True, frozen=True):
     metadata: bytes
     content_type: str
     created_us: int
+    tags: tuple[str, ...] = ()
+    """DCB tags (events of `dcb_append` only); trailing, so entries without them decode."""
 
 
 class AppendOp(msgspec.Struct, tag="append", array_like=True, frozen=True):

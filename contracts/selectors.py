@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from esdb.contracts.api import ReadFilter
+from esdb.contracts.commands import DcbItem
+from esdb.contracts.dcb import DCB_STREAM
+from esdb.contracts.dcb import matches as dcb_matches
 from esdb.contracts.errors import InvalidRequest
 from esdb.contracts.filter_regexes import exactly
 from esdb.contracts.topics import (
@@ -44,9 +47,14 @@ class Selector:
     dense: bool = False
     """Every event of the store is selected, so consecutive events have consecutive
     positions and a missing one is visible as a gap."""
+    query: tuple[DcbItem, ...] | None = None
+    """Set for a DCB query: the `$dcb` stream's events that match it, checked by whoever
+    receives them (live subjects and `read_all` filters know nothing of tags)."""
 
-    def matches(self, stream: str, event_type: str) -> bool:
-        """Whether an event read from the store belongs to this selector."""
+    def matches(self, stream: str, event_type: str, tags: tuple[str, ...] = ()) -> bool:
+        """Whether an event read from the store (or received live) belongs to this selector."""
+        if self.query is not None:
+            return stream == DCB_STREAM and dcb_matches(self.query, event_type, tags)
         if self.pattern is None:
             return True
         subject = event_subject(self.store, stream, event_type)
@@ -62,6 +70,7 @@ def select(
     event_type: str | None = None,
     pattern: str | None = None,
     all: bool = False,
+    query: tuple[DcbItem, ...] | None = None,
 ) -> Selector:
     """The selector named by exactly one of the arguments; `InvalidRequest` otherwise."""
     given = [
@@ -71,12 +80,13 @@ def select(
             ("category", category),
             ("event_type", event_type),
             ("pattern", pattern),
+            ("query", query),
         )
         if value is not None
     ] + (["all"] if all else [])
     if len(given) != 1:
         raise InvalidRequest(
-            "give exactly one of stream, category, event_type, pattern or all=True"
+            "give exactly one of stream, category, event_type, pattern, query or all=True"
             + (f" (got {', '.join(given)})" if given else ""),
             field="selector",
         )
@@ -99,6 +109,13 @@ def select(
             f"{EVENTS_PREFIX}.{store}.{pattern}",
             filter=_pattern_filter(tokens),
             pattern=tokens,
+        )
+    if query is not None:
+        return Selector(
+            store,
+            stream_subject(store, DCB_STREAM),
+            filter=ReadFilter(stream_prefix=DCB_STREAM, stream_regex=exactly(DCB_STREAM)),
+            query=query,
         )
     return Selector(store, all_events_subject(store), dense=True)
 

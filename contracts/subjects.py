@@ -167,12 +167,15 @@ class Op:
     SNAPSHOT_DELETE = "snapshot_delete"
     SNAPSHOT_LIST = "snapshot_list"
     SCAVENGE = "scavenge"
+    DCB_APPEND = "dcb_append"
+    DCB_READ = "dcb_read"
 
 
-READ_OPERATIONS = frozenset({Op.READ_STREAM, Op.READ_ALL, Op.LIST_STREAMS, Op.STREAM_INFO})
 LIFECYCLE_OPERATIONS = frozenset({Op.SET_STREAM_METADATA, Op.DELETE_STREAM, Op.TOMBSTONE_STREAM})
-WRITE_OPERATIONS = frozenset({Op.APPEND, Op.APPEND_MULTI}) | LIFECYCLE_OPERATIONS
-READ_OPERATIONS = frozenset({Op.READ_STREAM, Op.READ_ALL, Op.LIST_STREAMS, Op.STREAM_INFO})
+WRITE_OPERATIONS = frozenset({Op.APPEND, Op.APPEND_MULTI, Op.DCB_APPEND}) | LIFECYCLE_OPERATIONS
+READ_OPERATIONS = frozenset(
+    {Op.READ_STREAM, Op.READ_ALL, Op.LIST_STREAMS, Op.STREAM_INFO, Op.DCB_READ}
+)
 """The reads the servers send straight to a reader (`api_mappings`)."""
 # Operations the gateway forwards, as they came, to the node-local service that owns them.
 FORWARDED_OPERATIONS = {

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import msgspec
 
+from esdb.contracts.api import DcbQueryIn
 from esdb.contracts.payload_filter import PayloadCondition
 
 SUBS_PREFIX = "esdb.subs"
@@ -34,8 +35,9 @@ def delivery_subject(store: str, name: str) -> str:
 
 
 class SelectorSpec(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    """Which events a group receives: exactly one of stream, category, event type, pattern or
-    all, optionally narrowed by `payload` conditions on the event's JSON data."""
+    """Which events a group receives: exactly one of stream, category, event type, pattern,
+    all or `query` (DCB events matching a DCB query, docs/dcb.md), optionally narrowed by
+    `payload` conditions on the event's JSON data."""
 
     stream: str | None = None
     category: str | None = None
@@ -43,6 +45,7 @@ class SelectorSpec(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True
     pattern: str | None = None
     all: bool = False
     payload: list[PayloadCondition] | None = None
+    query: DcbQueryIn | None = None
 
 
 class SubscriptionCreateRequest(msgspec.Struct, kw_only=True):

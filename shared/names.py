@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from esdb.contracts.dcb import DCB_STREAM
 from esdb.contracts.errors import InvalidRequest, TooLarge
 from esdb.shared.settings import NAME, STREAM_ID_CEILING
 
@@ -23,6 +24,15 @@ def check_store(store: str, field: str = "store") -> str:
             field=field,
         )
     return store
+
+
+def check_readable_stream(
+    stream: str, field: str = "stream", max_bytes: int = MAX_STREAM_BYTES
+) -> str:
+    """A stream a read may name: any `check_stream` takes, and the DCB events' own `$dcb`
+    (read-only: it is written by `dcb_append` alone), so every stream `list_streams` shows
+    can be read."""
+    return stream if stream == DCB_STREAM else check_stream(stream, field, max_bytes)
 
 
 def check_stream(stream: str, field: str = "stream", max_bytes: int = MAX_STREAM_BYTES) -> str:

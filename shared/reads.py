@@ -11,20 +11,22 @@ from typing import Any
 import msgspec
 
 from esdb.contracts import api
-from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StreamQuery
+from esdb.contracts.commands import AllQuery, DcbReadQuery, InfoQuery, ListQuery, StreamQuery
 from esdb.contracts.errors import InvalidRequest
 from esdb.contracts.subjects import Op
 from esdb.shared import validation
+from esdb.shared.dcb_requests import dcb_read_query
 from esdb.shared.settings import Settings
 from esdb.shared.wire import Codec, decode_request
 
-ReadQuery = StreamQuery | AllQuery | ListQuery | InfoQuery
+ReadQuery = StreamQuery | AllQuery | ListQuery | InfoQuery | DcbReadQuery
 
 _REQUESTS: dict[str, tuple[type[msgspec.Struct], Callable[..., Any]]] = {
     Op.READ_STREAM: (api.ReadStreamRequest, validation.stream_query),
     Op.READ_ALL: (api.ReadAllRequest, validation.all_query),
     Op.LIST_STREAMS: (api.ListStreamsRequest, validation.list_query),
     Op.STREAM_INFO: (api.StreamInfoRequest, validation.info_query),
+    Op.DCB_READ: (api.DcbReadRequest, dcb_read_query),
 }
 
 

@@ -33,6 +33,7 @@ from esdb.contracts.errors import EsdbError, InvalidRequest, TooLarge
 from esdb.contracts.event_ids import new_event_id
 from esdb.shared.names import (
     CONTROL_CHARACTERS,
+    check_readable_stream,
     check_stream,
 )
 from esdb.shared.read_filters import RegexError, compile_regex
@@ -115,6 +116,16 @@ def _event(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewE
             limit=settings.max_event_bytes,
         )
     return NewEvent(event_id, event.type, data, metadata, event.content_type)
+
+
+def event_command(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewEvent:
+    """A validated event to append (`field` names it in errors)."""
+    return _event(event, codec, field, settings)
+
+
+def check_type(name: str, field: str) -> None:
+    """`InvalidRequest` unless `name` is a valid event type."""
+    _check_name(name, MAX_TYPE_BYTES, _types, field)
 
 
 def _stream_append(
@@ -226,6 +237,18 @@ def _wait_ms(timeout_ms: int | None, settings: Settings) -> int:
     return timeout_ms or settings.timeout_ms
 
 
+def read_bounds(
+    direction: str, limit: int, min_position: int | None, timeout_ms: int | None, settings: Settings
+) -> tuple[bool, int, int | None, int]:
+    """A read's validated direction (True: backward), limit, `min_position` and wait (ms)."""
+    return (
+        _backward(direction),
+        _limit(limit, settings),
+        _min_position(min_position),
+        _wait_ms(timeout_ms, settings),
+    )
+
+
 def _start(value: int | str, field: str, *, first: int) -> int | None:
     if value == "start":
         return first
@@ -242,7 +265,7 @@ def stream_query(
     """A validated `read_stream`."""
     return StreamQuery(
         store=store,
-        stream=check_stream(request.stream, max_bytes=settings.max_stream_bytes),
+        stream=check_readable_stream(request.stream, max_bytes=settings.max_stream_bytes),
         from_version=_start(request.from_, "from", first=0),
         backward=_backward(request.direction),
         limit=_limit(request.limit, settings),
@@ -301,5 +324,5 @@ def info_query(
 ) -> InfoQuery:
     """A validated `stream_info`."""
     check_timeout(request.timeout_ms, settings)
-    stream = check_stream(request.stream, max_bytes=settings.max_stream_bytes)
+    stream = check_readable_stream(request.stream, max_bytes=settings.max_stream_bytes)
     return InfoQuery(store=store, stream=stream, codec=codec.value)

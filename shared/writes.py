@@ -6,7 +6,7 @@ and the gateway, which serves them where no mapping routes them (a NATS it did n
 from __future__ import annotations
 
 from esdb.contracts import api
-from esdb.contracts.api import AppendMultiResult, StreamVersionResult
+from esdb.contracts.api import AppendMultiResult, DcbAppendResult, StreamVersionResult
 from esdb.contracts.commands import WriteOutcome, WriteRequest
 from esdb.contracts.errors import (
     EsdbError,
@@ -16,6 +16,7 @@ from esdb.contracts.errors import (
 )
 from esdb.contracts.subjects import LIFECYCLE_OPERATIONS, Op
 from esdb.shared import validation
+from esdb.shared.dcb_requests import dcb_append_command
 from esdb.shared.lifecycle import lifecycle_command
 from esdb.shared.settings import Settings
 from esdb.shared.wire import Codec, decode_request, encode, encode_error
@@ -33,6 +34,9 @@ def write_command(
     if operation == Op.APPEND_MULTI:
         multi = decode_request(data, api.AppendMultiRequest, codec)
         return validation.append_multi_command(store, multi, codec, settings), multi.timeout_ms
+    if operation == Op.DCB_APPEND:
+        dcb = decode_request(data, api.DcbAppendRequest, codec)
+        return dcb_append_command(store, dcb, codec, settings), dcb.timeout_ms
     raise InvalidRequest(f"unknown operation {operation!r}", field="operation")
 
 
@@ -46,6 +50,8 @@ def write_reply(operation: str, outcome: WriteOutcome, codec: Codec) -> tuple[by
         return encode(AppendMultiResult(results=results), codec), None
     if operation in LIFECYCLE_OPERATIONS:
         return encode(StreamVersionResult(version=results[0].last_version), codec), None
+    if operation == Op.DCB_APPEND:
+        return encode(DcbAppendResult(position=results[0].last_position), codec), None
     return encode(results[0], codec), None
 
 

@@ -9,6 +9,14 @@ from esdb.client.aggregator import Overwrite, Sum, finalize, foldl
 from esdb.client.client import Client, Connecting
 from esdb.client.connection import DEFAULT_URL
 from esdb.client.connection_string import InvalidConnectionString, parse_connection_string
+from esdb.client.dcb import (
+    DcbCondition,
+    DcbEvent,
+    DcbQuery,
+    DcbQueryItem,
+    DcbReadPage,
+    DcbRecordedEvent,
+)
 from esdb.client.events import (
     AppendSpec,
     ExpectedVersion,
@@ -40,6 +48,8 @@ from esdb.contracts.api import (
 from esdb.contracts.errors import (
     AlreadyExists,
     AlreadyExistsError,
+    AppendConditionFailed,
+    AppendConditionFailedError,
     ErrorCode,
     EsdbError,
     IdempotencyConflict,
@@ -70,6 +80,8 @@ __all__ = [
     "DEFAULT_URL",
     "AlreadyExists",
     "AlreadyExistsError",
+    "AppendConditionFailed",
+    "AppendConditionFailedError",
     "AppendResult",
     "AppendSpec",
     "CaughtUp",
@@ -77,6 +89,12 @@ __all__ = [
     "ClusterStatus",
     "CompactEvent",
     "Connecting",
+    "DcbCondition",
+    "DcbEvent",
+    "DcbQuery",
+    "DcbQueryItem",
+    "DcbReadPage",
+    "DcbRecordedEvent",
     "ErrorCode",
     "EsdbError",
     "ExpectedVersion",

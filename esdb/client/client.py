@@ -11,6 +11,7 @@ import msgspec
 
 from esdb.client.connection import DEFAULT_URL, Connection, Requests, live
 from esdb.client.connection_string import ConnectionSettings, parse_connection_string
+from esdb.client.dcb import DcbOperations, DcbQuery
 from esdb.client.events import (
     AppendSpec,
     CompactReply,
@@ -82,7 +83,14 @@ DEFAULT_STORE = "default"
 DEFAULT_TIMEOUT_S = 5.0
 
 
-class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperations, ClosedOnExit):
+class Client(
+    KurrentNames,
+    SnapshotOperations,
+    PersistentOperations,
+    StoreOperations,
+    DcbOperations,
+    ClosedOnExit,
+):
     """An esdb client bound to one store; create it with `await Client.connect(...)`."""
 
     def __init__(self, connection: Requests, store: str) -> None:
@@ -327,6 +335,7 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
         event_type: str | None = None,
         pattern: str | None = None,
         all: bool = False,
+        query: DcbQuery | None = None,
         from_position: StartPosition | None = None,
         from_version: int | None = None,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
@@ -338,10 +347,12 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
         every selected event appended afterwards is delivered.
 
         Select with exactly one of: `stream`, `category` (the stream id before its first
-        `-`), `event_type`, `all=True`, or `pattern`, a NATS wildcard pattern over
-        `<category>.<stream>.<event_type>` (the subject after `esdb.events.<store>.`; `*` is
-        one token, a final `>` the rest; literal tokens escaped as `contracts.topics.
-        escape_token` does, e.g. `order.*.Order%20Placed`).
+        `-`), `event_type`, `all=True`, `query` (a `DcbQuery`: the DCB events that match it;
+        live, each event of the store's `$dcb` stream is checked here; history comes from
+        `dcb_read`, through the store's tag index), or `pattern`, a NATS
+        wildcard pattern over `<category>.<stream>.<event_type>` (the subject after
+        `esdb.events.<store>.`; `*` is one token, a final `>` the rest; literal tokens escaped
+        as `contracts.topics.escape_token` does, e.g. `order.*.Order%20Placed`).
 
         Without `from_position`/`from_version` the subscription is transient: live events
         only, those above the store's head when it opened. With them it catches up: history
@@ -361,6 +372,7 @@ class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperat
             event_type=event_type,
             pattern=pattern,
             all=all,
+            query=None if query is None else query.checked_items(),
         )
         return Subscribing(
             live(self._connection),

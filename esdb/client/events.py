@@ -99,6 +99,8 @@ class RecordedEvent(msgspec.Struct, JsonPayload, frozen=True, kw_only=True):
     metadata: bytes
     content_type: str
     created: datetime
+    tags: list[str] = []
+    """DCB tags (events of the store's `$dcb` stream)."""
 
 
 class _JsonEvent(msgspec.Struct, kw_only=True):
@@ -113,6 +115,7 @@ class _JsonEvent(msgspec.Struct, kw_only=True):
     metadata: msgspec.Raw = msgspec.Raw(b"null")
     content_type: str
     created: datetime
+    tags: list[str] = []
 
 
 _json_event = msgspec.json.Decoder(_JsonEvent)
@@ -132,6 +135,7 @@ def event_from_json(payload: bytes) -> RecordedEvent:
         metadata=_json_payload(event.metadata, event.content_type),
         content_type=event.content_type,
         created=event.created,
+        tags=event.tags,
     )
 
 

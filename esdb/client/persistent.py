@@ -9,6 +9,7 @@ import msgspec
 
 from esdb.client.connection import Requests, live
 from esdb.client.consumer import Consuming
+from esdb.client.dcb import DcbQuery
 from esdb.client.watch import Watching
 from esdb.contracts.payload_filter import PayloadCondition
 from esdb.contracts.subjects import Op, api_subject
@@ -44,8 +45,10 @@ def selector_spec(
     pattern: str | None = None,
     all: bool = False,
     payload: Sequence[PayloadCondition | dict[str, object]] | None = None,
+    query: DcbQuery | None = None,
 ) -> SelectorSpec:
-    """A selector from keyword arguments; `payload` conditions as structs or plain dicts."""
+    """A selector from keyword arguments; `payload` conditions as structs or plain dicts;
+    `query` selects the DCB events that match it."""
     conditions = None
     if payload is not None:
         conditions = [
@@ -59,6 +62,7 @@ def selector_spec(
         pattern=pattern,
         all=all,
         payload=conditions,
+        query=None if query is None else query.spec(),
     )
 
 
@@ -81,6 +85,7 @@ class PersistentOperations:
         pattern: str | None = None,
         all: bool = False,
         payload: Sequence[PayloadCondition | dict[str, object]] | None = None,
+        query: DcbQuery | None = None,
         start: int | Literal["start", "end"] = "start",
         message_timeout_ms: int = DEFAULT_MESSAGE_TIMEOUT_MS,
         max_retries: int = DEFAULT_MAX_RETRIES,
@@ -97,6 +102,7 @@ class PersistentOperations:
                 pattern=pattern,
                 all=all,
                 payload=payload,
+                query=query,
             ),
             start=start,
             message_timeout_ms=message_timeout_ms,
@@ -186,6 +192,7 @@ class PersistentOperations:
         pattern: str | None = None,
         all: bool = False,
         payload: Sequence[PayloadCondition | dict[str, object]] | None = None,
+        query: DcbQuery | None = None,
         after: int | None = None,
     ) -> Watching:
         """Events the server selects, `payload` conditions included, as they are committed
@@ -198,5 +205,6 @@ class PersistentOperations:
             pattern=pattern,
             all=all,
             payload=payload,
+            query=query,
         )
         return Watching(live(self._connection), self.store, spec, after)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from esdb.client.connection import Connection
+from esdb.client.dcb import DcbQuery, DcbQueryItem, DcbReadPage
 from esdb.client.events import ReadAllPage, ReadStreamPage, RecordedEvent, event_from_json
 from esdb.client.live import LiveFeed, LiveMessage, NatsFeed
 from esdb.client.opening import ClosedOnExit, Opening
@@ -84,6 +85,16 @@ class History(Protocol):
         limit: int = 100,
         min_position: int | None = None,
     ) -> ReadStreamPage: ...
+
+    async def dcb_read(
+        self,
+        query: DcbQuery | None = None,
+        *,
+        after: int | None = None,
+        limit: int = 100,
+        direction: Literal["forward", "backward"] = "forward",
+        min_position: int | None = None,
+    ) -> DcbReadPage: ...
 
 
 class Subscription(ClosedOnExit):
@@ -204,6 +215,10 @@ class Subscription(ClosedOnExit):
             self.selector.stream is not None and event.version <= self._last_version
         ):
             return None
+        if self.selector.query is not None and not self.selector.matches(
+            event.stream_id, event.event_type, tuple(event.tags)
+        ):
+            return None  # the subject carries every DCB event: the query is checked here
         return event
 
     def _delivered(self, event: RecordedEvent) -> None:
@@ -215,16 +230,17 @@ class Subscription(ClosedOnExit):
     ) -> AsyncIterator[RecordedEvent]:
         """Selected events above `after` (and `_last`) and below `before`, from a reader that
         has applied `min_position`; each is marked delivered."""
-        events = (
-            self._stream_events(min_position)
-            if self.selector.stream is not None
-            else self._all_events(after, min_position, before)
-        )
+        if self.selector.stream is not None:
+            events = self._stream_events(min_position)
+        elif self.selector.query is not None:
+            events = self._dcb_events(after, min_position, before)
+        else:
+            events = self._all_events(after, min_position, before)
         async for event in events:
             if before is not None and event.position >= before:
                 return
             if event.position <= self._last or not self.selector.matches(
-                event.stream_id, event.event_type
+                event.stream_id, event.event_type, tuple(event.tags)
             ):
                 continue
             self._delivered(event)
@@ -268,6 +284,24 @@ class Subscription(ClosedOnExit):
             start = page.next_position
             if before is not None and start is not None and start >= before:
                 return
+
+    async def _dcb_events(
+        self, after: int, min_position: int, before: int | None
+    ) -> AsyncIterator[RecordedEvent]:
+        """A query selector's history, through the store's DCB index (`dcb_read`)."""
+        assert self.selector.query is not None
+        query = DcbQuery([DcbQueryItem(item.types, item.tags) for item in self.selector.query])
+        cursor = after
+        while before is None or cursor + 1 < before:
+            limit = self._page_size if before is None else min(self._page_size, before - cursor)
+            page = await self._history.dcb_read(
+                query, after=cursor, limit=limit, min_position=min_position or None
+            )
+            for event in page.events:
+                yield event.recorded()
+            if not page.more or not page.events:
+                return
+            cursor = page.events[-1].position
 
     async def _probe_head(self) -> int:
         page = await self._history.read_all(from_position="end", direction="backward", limit=1)

@@ -507,6 +507,10 @@ class SyncClient:
     list_snapshots = _Call(AsyncClient.list_snapshots, here=True)
     iter_snapshots = _Iterate(AsyncClient.iter_snapshots)
 
+    # Dynamic consistency boundaries
+    dcb_append = _Call(AsyncClient.dcb_append, here=True)
+    dcb_read = _Call(AsyncClient.dcb_read, here=True)
+
     # Stores
     create_store = _Call(AsyncClient.create_store)
     remove_store = _Call(AsyncClient.remove_store)

@@ -18,6 +18,7 @@ from eventsourcing.persistence import (
 
 from esdb.client import (
     AlreadyExistsError,
+    AppendConditionFailedError,
     EsdbError,
     IdempotencyConflictError,
     InvalidRequestError,
@@ -38,6 +39,8 @@ _TRANSLATIONS: tuple[tuple[type[EsdbError], type[PersistenceError]], ...] = (
     (IdempotencyConflictError, IntegrityError),
     (AlreadyExistsError, IntegrityError),
     (StreamDeletedError, IntegrityError),
+    # A DCB decision's boundary changed since it was read.
+    (AppendConditionFailedError, IntegrityError),
     (InvalidRequestError, DataError),
     (TooLargeError, DataError),
     # The store is missing (removed while in use): PEP 249's "table not found".

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import TypeVar
 
+from eventsourcing.dcb.api import DCBRecorder
+from eventsourcing.dcb.persistence import DCBInfrastructureFactory
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
@@ -21,6 +23,7 @@ from esdb.client import (
     parse_connection_string,
 )
 from esdb.eventsourcing.datastore import EsdbDatastore
+from esdb.eventsourcing.dcb import EsdbDCBRecorder
 from esdb.eventsourcing.errors import persistence_error
 from esdb.eventsourcing.recorders import (
     EsdbAggregateRecorder,
@@ -36,8 +39,11 @@ DEFAULT_STORE = "default"
 _NOT_IN_STORE_NAMES = re.compile(r"[^A-Za-z0-9_-]")
 
 
-class EsdbFactory(InfrastructureFactory[EsdbTrackingRecorder]):
-    """Recorders on one esdb store, sharing one connection.
+class EsdbFactory(
+    InfrastructureFactory[EsdbTrackingRecorder], DCBInfrastructureFactory[EsdbTrackingRecorder]
+):
+    """Recorders on one esdb store, sharing one connection; also the library's DCB factory
+    (`dcb_recorder`, for a `DCBApplication`).
 
     Environment (each also read with the application's name as a prefix, e.g.
     `DOGSCHOOL_ESDB_STORE`): `ESDB_URL`, a NATS URL or `esdb://` connection string (default
@@ -121,6 +127,10 @@ class EsdbFactory(InfrastructureFactory[EsdbTrackingRecorder]):
         if topic:
             cls = _subclass(resolve_topic(topic), EsdbProcessRecorder)
         return cls(self.datastore)
+
+    def dcb_recorder(self) -> DCBRecorder:
+        """The store's DCB events (tagged, in its `$dcb` stream; docs/dcb.md)."""
+        return EsdbDCBRecorder(self.datastore)
 
     def close(self) -> None:
         """Close the connection: the recorders and their subscriptions stop working."""

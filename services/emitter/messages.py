@@ -142,6 +142,8 @@ class StoreMessages:
                 known_texts.get(content_type) or texts.encode(content_type),
                 self._created,
             )
+            if event.tags:  # DCB events only; `EventOut` leaves out an empty list
+                body = b'%s,"tags":%s}' % (body[:-1], _json.encode(event.tags))
             position_text = b"%d" % position
             header_bytes = _HEADER_BYTES + len(position_text)
             size = header_bytes + len(body)

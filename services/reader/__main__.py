@@ -14,7 +14,14 @@ from nats.aio.msg import Msg
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from esdb.contracts.api import ReadAllRequest
-from esdb.contracts.commands import AllQuery, InfoQuery, ListQuery, StoreQuery, StreamQuery
+from esdb.contracts.commands import (
+    AllQuery,
+    DcbReadQuery,
+    InfoQuery,
+    ListQuery,
+    StoreQuery,
+    StreamQuery,
+)
 from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest, Unavailable
 from esdb.contracts.subjects import (
     READ_OPERATIONS,
@@ -27,6 +34,7 @@ from esdb.contracts.subjects import (
 from esdb.services.reader import queries
 from esdb.services.reader import stores as store_queries
 from esdb.services.reader.catch_up import log_end, wait_caught_up
+from esdb.services.reader.dcb_reads import dcb_read
 from esdb.services.reader.reply_size import HEADROOM
 from esdb.shared.cluster_view import NatsClusterView
 from esdb.shared.metrics import OTHER, RequestMetrics
@@ -45,7 +53,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Msg], Coroutine[Any, Any, None]]
 
 
-Query = StreamQuery | AllQuery | ListQuery | InfoQuery | StoreQuery
+Query = StreamQuery | AllQuery | ListQuery | InfoQuery | StoreQuery | DcbReadQuery
 
 
 Decode = Callable[[Msg], tuple[Any, Codec]]
@@ -181,10 +189,12 @@ def _handler_by_operation(handlers: dict[str, Handler], unknown: Handler) -> Han
 def _from_store(stores: ReadOnlyStores, answer: Callable[[Any, Any], msgspec.Struct]) -> Answer:
     """Answer from the query's store, once it has applied the query's `min_position`."""
 
-    def read(query: StreamQuery | AllQuery | queries.Compact | ListQuery | InfoQuery) -> Any:
+    def read(
+        query: StreamQuery | AllQuery | queries.Compact | ListQuery | InfoQuery | DcbReadQuery,
+    ) -> Any:
         asked = query.query if isinstance(query, queries.Compact) else query
         store = stores.get(asked.store)
-        if isinstance(asked, StreamQuery | AllQuery) and not queries.has_applied(
+        if isinstance(asked, StreamQuery | AllQuery | DcbReadQuery) and not queries.has_applied(
             store, asked.min_position
         ):
             return _after_position(store, query, asked.min_position, asked.wait_ms, answer)
@@ -234,6 +244,7 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
             _from_store(stores, partial(queries.list_streams, max_bytes=fits)),
         ),
         Op.STREAM_INFO: (InfoQuery, _from_store(stores, queries.stream_info)),
+        Op.DCB_READ: (DcbReadQuery, _from_store(stores, partial(dcb_read, max_bytes=fits))),
         **{
             operation: (StoreQuery, _from_system(settings, stores, answer))
             for operation, answer in (

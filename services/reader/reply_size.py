@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import msgspec
 
+from esdb.contracts.dcb import MAX_TAG_BYTES
 from esdb.shared.storage.records import EventRecord, StreamState
 
 HEADROOM = 64 * 1024
@@ -29,6 +30,7 @@ def event_bytes(record: EventRecord) -> int:
     base64 in JSON, and a character of a string is at most 4 bytes of UTF-8 (or an escape)."""
     payload = len(record.data) + len(record.metadata)
     text = len(record.stream) + len(record.type) + len(record.content_type)
+    text += sum(map(len, record.tags)) + 2 * len(record.tags)
     return payload * 4 // 3 + 8 + 6 * text + _FIELDS
 
 
@@ -38,6 +40,7 @@ def events_fitting(records: Sequence[EventRecord], budget: int) -> Sequence[Even
     payload = sum(map(len, map(_DATA, records))) + sum(map(len, map(_METADATA, records)))
     text = sum(map(len, map(_STREAM, records))) + sum(map(len, map(_TYPE, records)))
     text += sum(map(len, map(_CONTENT_TYPE, records)))
+    text += (MAX_TAG_BYTES + 2) * sum(map(len, map(_TAGS, records)))  # at most, for a tag
     if payload * 4 // 3 + 6 * text + (8 + _FIELDS) * len(records) <= budget:
         return records  # at least the sum of `event_bytes` (each rounds its payload down)
     return fitting(records, event_bytes, budget)
@@ -45,6 +48,7 @@ def events_fitting(records: Sequence[EventRecord], budget: int) -> Sequence[Even
 
 _DATA, _METADATA = attrgetter("data"), attrgetter("metadata")
 _STREAM, _TYPE, _CONTENT_TYPE = attrgetter("stream"), attrgetter("type"), attrgetter("content_type")
+_TAGS = attrgetter("tags")
 
 
 def stream_bytes(item: tuple[str, StreamState]) -> int:

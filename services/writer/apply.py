@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from esdb.contracts.dcb import DCB_STREAM
 from esdb.contracts.log import (
     AppendOp,
     CheckpointOp,
@@ -25,6 +26,7 @@ from esdb.contracts.log import (
 )
 from esdb.contracts.snapshots import StoredSnapshot, StoredSummary
 from esdb.contracts.subscriptions import ParkedRecord
+from esdb.services.writer.dcb_apply import index_dcb_append
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.port import StoreReader, StoreTransaction
@@ -236,6 +238,9 @@ def _apply_append(
                 metadata=event.metadata,
                 content_type=event.content_type,
                 created_us=event.created_us,
+                tags=event.tags,
             )
         )
+    if op.stream == DCB_STREAM:
+        index_dcb_append(txn, op)
     return next_position + len(op.events)

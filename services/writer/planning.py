@@ -24,6 +24,7 @@ from esdb.contracts.commands import (
     WriteOutcome,
     WriteRequest,
 )
+from esdb.contracts.dcb import DCB_STREAM
 from esdb.contracts.errors import (
     AlreadyExists,
     EsdbError,
@@ -42,6 +43,7 @@ from esdb.contracts.log import (
     StoreConfigOp,
     StreamMetaOp,
 )
+from esdb.services.writer.dcb_conditions import PlannedDcbEvent, check_condition, plan_dcb_events
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.records import (
     STREAM_ACTIVE,
@@ -60,6 +62,7 @@ class _StoreOverlay:
     versions: dict[str, int] = field(default_factory=dict)
     states: dict[str, StreamState] = field(default_factory=dict)
     event_ids: dict[bytes, tuple[str, int, int]] = field(default_factory=dict)
+    dcb_events: list[PlannedDcbEvent] = field(default_factory=list)
 
 
 @dataclass
@@ -145,6 +148,9 @@ class Planner:
             replayed = None if request.fresh_ids else self._replayed(request)
             if replayed is not None:
                 return [], WriteOutcome(results=replayed)
+            if request.condition is not None:
+                store = self._catalog.get(request.store)
+                check_condition(store, overlay.dcb_events, request.condition)
             ops: list[AppendOp] = []
             results: list[AppendResult] = []
             position = overlay.last_position + 1
@@ -157,7 +163,13 @@ class Planner:
                     first_position=position,
                     events=[
                         StampedEvent(
-                            e.event_id, e.type, e.data, e.metadata, e.content_type, self._now_us
+                            e.event_id,
+                            e.type,
+                            e.data,
+                            e.metadata,
+                            e.content_type,
+                            self._now_us,
+                            e.tags,
                         )
                         for e in append.events
                     ],
@@ -182,6 +194,8 @@ class Planner:
                     state.version, STREAM_ACTIVE, state.metadata
                 )
             overlay.versions[op.stream] = op.first_version + len(op.events) - 1
+            if op.stream == DCB_STREAM:
+                plan_dcb_events(overlay.dcb_events, op)
             for offset, event in enumerate(op.events):
                 overlay.event_ids[event.event_id] = (
                     op.stream,

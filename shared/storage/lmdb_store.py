@@ -10,7 +10,10 @@ from pathlib import Path
 
 import lmdb
 
+from esdb.contracts.commands import DcbItem
+from esdb.contracts.dcb import DCB_STREAM
 from esdb.contracts.errors import Unavailable
+from esdb.shared.storage import dcb_index
 from esdb.shared.storage.port import DEFAULT_SCAN_BUDGET, ITEM_TABLES, Predicate, page_of_all
 from esdb.shared.storage.records import (
     EventRecord,
@@ -25,7 +28,8 @@ _U64 = struct.Struct(">Q")
 _APPLIED = b"applied_sequence"
 _LAST_POSITION = b"last_position"
 _TABLES = tuple(table.encode() for table in ITEM_TABLES)
-_DATABASES = (b"events", b"streams", b"stream_meta", b"event_ids", b"meta", *_TABLES)
+_DCB_INDEX = b"dcb_index"
+_DATABASES = (b"events", b"streams", b"stream_meta", b"event_ids", b"meta", _DCB_INDEX, *_TABLES)
 
 
 def _u64(value: int) -> bytes:
@@ -73,6 +77,11 @@ class _LmdbTransaction:
         self._txn.put(record.event_id, position, db=db[b"event_ids"])
         self.last_position = record.position
 
+    def index_dcb(self, position: int, event_type: str, tags: tuple[str, ...]) -> None:
+        db = self._store._dbs[_DCB_INDEX]
+        for key, value in dcb_index.postings_of(position, event_type, tags):
+            self._txn.put(key, value, db=db)
+
     def delete_stream_state(self, stream: str) -> None:
         self._txn.delete(stream.encode(), db=self._store._dbs[b"stream_meta"])
 
@@ -81,6 +90,9 @@ class _LmdbTransaction:
         self._txn.delete(_u64(record.position), db=db[b"events"])
         self._txn.delete(_stream_key(record.stream, record.version), db=db[b"streams"])
         self._txn.delete(record.event_id, db=db[b"event_ids"])
+        if record.stream == DCB_STREAM:
+            for key, _ in dcb_index.postings_of(record.position, record.type, record.tags):
+                self._txn.delete(key, db=db[_DCB_INDEX])
 
     def stream_state(self, stream: str) -> StreamState | None:
         raw = self._txn.get(stream.encode(), db=self._store._dbs[b"stream_meta"])
@@ -102,6 +114,44 @@ class _LmdbTransaction:
         found = cursor.set_range(prefix)
         while found and bytes(cursor.key()).startswith(prefix):
             found = cursor.delete()  # moves to the next key
+
+
+class _LmdbPostings:
+    """The DCB index in one read transaction, counting the entries it visits."""
+
+    def __init__(self, txn: lmdb.Transaction, db: lmdb._Database) -> None:
+        self._txn = txn
+        self._db = db
+        self._cursor = txn.cursor(db=db)
+        self.steps = 0
+
+    def seek(self, prefix: bytes, position: int, backward: bool) -> tuple[int, bytes] | None:
+        return self._seek(self._cursor, prefix, position, backward)
+
+    def _seek(
+        self, cursor: lmdb.Cursor, prefix: bytes, position: int, backward: bool
+    ) -> tuple[int, bytes] | None:
+        self.steps += 1
+        if backward:
+            if not _seek_last_below(cursor, dcb_index.position_key(prefix, position + 1)):
+                return None
+        elif not cursor.set_range(dcb_index.position_key(prefix, position)):
+            return None
+        key = bytes(cursor.key())
+        if len(key) != len(prefix) + 8 or not key.startswith(prefix):
+            return None
+        return dcb_index.position_of(key), bytes(cursor.value())
+
+    def scan(self, prefix: bytes, position: int, backward: bool) -> Iterator[tuple[int, bytes]]:
+        cursor = self._txn.cursor(db=self._db)  # its own: scans of one query interleave
+        if self._seek(cursor, prefix, position, backward) is None:
+            return
+        size = len(prefix) + 8
+        for key, value in cursor.iterprev() if backward else cursor.iternext():
+            if len(key) != size or not bytes(key).startswith(prefix):
+                return
+            self.steps += 1
+            yield dcb_index.position_of(bytes(key)), bytes(value)
 
 
 class LmdbStore:
@@ -129,11 +179,17 @@ class LmdbStore:
             readahead=False,
             max_readers=512,
         )
-        self._dbs = {name: self._env.open_db(name, create=not readonly) for name in _DATABASES}
+        self._dbs = {
+            name: self._env.open_db(name, create=not readonly)
+            for name in _DATABASES
+            if name != _DCB_INDEX or not readonly
+        }
         # The read transaction of the `read_all` this thread is in, for its predicate's
         # stream-state lookups.
         self._scanning = threading.local()
         self.path = path
+        self.index_steps = 0
+        """DCB index entries visited so far (tests count them: conditions must not scan)."""
 
     def _meta(self, txn: lmdb.Transaction, key: bytes) -> int:
         raw = txn.get(key, db=self._dbs[b"meta"])
@@ -239,6 +295,37 @@ class LmdbStore:
             values = cursor.iternext(keys=False, values=True)
         # `map` rather than a generator: no Python frame to resume per record.
         return map(record_decoder.decode, values)
+
+    def dcb_read(
+        self, items: tuple[DcbItem, ...], after: int | None, *, backward: bool, limit: int
+    ) -> tuple[list[EventRecord], int]:
+        index = self._dcb_index()  # before the transaction: a table opened later is not in it
+        if index is None:  # a store no writer of this version has opened yet
+            return [], self.last_position()
+        with self._env.begin() as txn:
+            postings = _LmdbPostings(txn, index)
+            events = txn.cursor(db=self._dbs[b"events"])
+            found: list[EventRecord] = []
+            if limit > 0:
+                for position in dcb_index.matching_positions(postings, items, after, backward):
+                    raw = events.get(_u64(position))
+                    if raw is not None:  # postings leave with their event (`delete_event`)
+                        found.append(record_decoder.decode(raw))
+                    if len(found) >= limit:
+                        break
+            self.index_steps += postings.steps
+            return found, self._meta(txn, _LAST_POSITION)
+
+    def _dcb_index(self) -> lmdb._Database | None:
+        """The DCB index table. A reader may open a store written before DCB existed, before
+        its writer (which creates the table) has: then it opens the table once it exists."""
+        found = self._dbs.get(_DCB_INDEX)
+        if found is None:
+            try:
+                found = self._dbs[_DCB_INDEX] = self._env.open_db(_DCB_INDEX, create=False)
+            except lmdb.NotFoundError:
+                return None
+        return found
 
     def list_streams(self, after: str | None, limit: int) -> list[tuple[str, StreamState]]:
         out: list[tuple[str, StreamState]] = []

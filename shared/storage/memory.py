@@ -6,6 +6,8 @@ import bisect
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from esdb.contracts.commands import DcbItem
+from esdb.shared.storage import dcb_index
 from esdb.shared.storage.port import DEFAULT_SCAN_BUDGET, ITEM_TABLES, Predicate, page_of_all
 from esdb.shared.storage.records import EventRecord, StreamState
 
@@ -18,6 +20,10 @@ class _MemoryTransaction:
         self.items: list[tuple[str, bytes, bytes | None, bool]] = []
         self.removed: list[EventRecord] = []
         self.forgotten: list[str] = []
+        self.indexed: list[tuple[int, str, tuple[str, ...]]] = []
+
+    def index_dcb(self, position: int, event_type: str, tags: tuple[str, ...]) -> None:
+        self.indexed.append((position, event_type, tags))
 
     def delete_stream_state(self, stream: str) -> None:
         self.forgotten.append(stream)
@@ -58,6 +64,9 @@ class MemoryStore:
         self._applied = 0
         self._items: dict[str, dict[bytes, bytes]] = {table: {} for table in ITEM_TABLES}
         self._item_keys: dict[str, list[bytes]] = {table: [] for table in ITEM_TABLES}
+        self._postings = _MemoryPostings()
+        self.index_steps = 0
+        """DCB index entries visited so far (tests count them: conditions must not scan)."""
 
     def applied_sequence(self) -> int:
         return self._applied
@@ -128,6 +137,19 @@ class MemoryStore:
             last_position=last,
         )
 
+    def dcb_read(
+        self, items: tuple[DcbItem, ...], after: int | None, *, backward: bool, limit: int
+    ) -> tuple[list[EventRecord], int]:
+        found: list[EventRecord] = []
+        steps = self._postings.steps
+        if limit > 0:
+            for position in dcb_index.matching_positions(self._postings, items, after, backward):
+                found.append(self._live(position))
+                if len(found) >= limit:
+                    break
+        self.index_steps += self._postings.steps - steps
+        return found, len(self._events)
+
     def list_streams(self, after: str | None, limit: int) -> list[tuple[str, StreamState]]:
         start = 0 if after is None else bisect.bisect_right(self._stream_names, after)
         names = self._stream_names[start : start + limit]
@@ -169,6 +191,9 @@ class MemoryStore:
             self._events.append(record)
             self._stream_positions.setdefault(record.stream, []).append(record.position)
             self._event_ids[record.event_id] = record.position
+        for position, event_type, tags in txn.indexed:
+            for key, kind in dcb_index.postings_of(position, event_type, tags):
+                self._postings.add(key, kind)
         for record in txn.removed:
             self._events[record.position - 1] = None
             self._stream_positions[record.stream][record.version] = None
@@ -200,6 +225,43 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+class _MemoryPostings:
+    """The DCB index as sorted lists of (position, value) per prefix."""
+
+    def __init__(self) -> None:
+        self._lists: dict[bytes, list[tuple[int, bytes]]] = {}
+        self.steps = 0
+
+    def add(self, key: bytes, value: bytes) -> None:
+        prefix = key[:-8]
+        self._lists.setdefault(prefix, []).append((dcb_index.position_of(key), value))
+
+    def seek(self, prefix: bytes, position: int, backward: bool) -> tuple[int, bytes] | None:
+        self.steps += 1
+        entries = self._lists.get(prefix, [])
+        if backward:
+            index = bisect.bisect_right(entries, position, key=_position) - 1
+            return entries[index] if index >= 0 else None
+        index = bisect.bisect_left(entries, position, key=_position)
+        return entries[index] if index < len(entries) else None
+
+    def scan(self, prefix: bytes, position: int, backward: bool) -> Iterator[tuple[int, bytes]]:
+        entries = self._lists.get(prefix, [])
+        self.steps += 1
+        if backward:
+            index = bisect.bisect_right(entries, position, key=_position) - 1
+            chosen = entries[index::-1] if index >= 0 else []
+        else:
+            chosen = entries[bisect.bisect_left(entries, position, key=_position) :]
+        for entry in chosen:
+            self.steps += 1
+            yield entry
+
+
+def _position(entry: tuple[int, bytes]) -> int:
+    return entry[0]
 
 
 def _table(name: str) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from esdb.contracts.commands import DcbItem
 from esdb.shared.storage.records import EventRecord, StreamState
 
 Predicate = Callable[[EventRecord], bool]
@@ -64,6 +65,13 @@ class StoreReader(Protocol):
         """Streams in name order after `after`."""
         ...
 
+    def dcb_read(
+        self, items: tuple[DcbItem, ...], after: int | None, *, backward: bool, limit: int
+    ) -> tuple[list[EventRecord], int]:
+        """Up to `limit` DCB events matching one of `items` (none: all) beyond position
+        `after`, found through the DCB index, and the last position as of that read."""
+        ...
+
     def get_item(self, table: str, key: bytes) -> bytes | None:
         """The value of `key` in one of the `ITEM_TABLES`."""
         ...
@@ -91,6 +99,10 @@ class StoreTransaction(Protocol):
 
     def put_event(self, record: EventRecord) -> None:
         """Store an event and index it by stream version and event id."""
+        ...
+
+    def index_dcb(self, position: int, event_type: str, tags: tuple[str, ...]) -> None:
+        """Index the DCB event at `position` (stored with `put_event`) by type and tags."""
         ...
 
     def stream_state(self, stream: str) -> StreamState | None:

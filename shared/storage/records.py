@@ -23,6 +23,8 @@ class EventRecord(msgspec.Struct, array_like=True, frozen=True):
     metadata: bytes
     content_type: str
     created_us: int
+    tags: tuple[str, ...] = ()
+    """DCB tags; trailing, so records stored without them decode."""
 
     @property
     def category(self) -> str:

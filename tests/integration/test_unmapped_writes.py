@@ -1,6 +1,6 @@
 """Writes and reads on a NATS that `esdb up` did not configure: without the servers' subject
 mapping they reach the gateway, which still serves them (writes in coalesced batches to the
-leader, reads through a reader)."""
+leader, reads through a reader), DCB appends and reads included."""
 
 from __future__ import annotations
 
@@ -50,6 +50,20 @@ async def test_without_the_mapping_the_gateway_serves_writes(tmp_path: Path) -> 
                 compact = await client.read_all_compact(from_position=result["last_position"])
                 found = [(r.stream_id, json.loads(r.data)) for r in compact.records]
                 assert found == [("plain-1", {"n": 1})]
+            # DCB: the condition is checked by the leader, the read answered by a reader.
+            tagged = {"type": "Tagged", "data": {}, "tags": ["g-1"]}
+            condition = {"fail_if_events_match": {"items": [{"tags": ["g-1"]}]}}
+            first = await api.ok("dcb_append", {"events": [tagged], "condition": condition})
+            refused = await api.error("dcb_append", {"events": [tagged], "condition": condition})
+            assert (refused["code"], refused["details"]["position"]) == (
+                "append_condition_failed",
+                first["position"],
+            )
+            by_tag = await api.ok("dcb_read", {"query": {"items": [{"tags": ["g-1"]}]}})
+            assert ([e["position"] for e in by_tag["events"]], by_tag["head"]) == (
+                [first["position"]],
+                first["position"],
+            )
             status, metrics = await http_get(stack.http_url("gateway") + "/metrics")
             assert status == 200
             answered = "esdb_gateway_request_seconds_count"

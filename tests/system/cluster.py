@@ -13,6 +13,7 @@ from typing import Any
 
 import nats.errors
 
+from esdb.contracts.dcb import DCB_STREAM
 from esdb.shared.storage.lmdb_store import LmdbStore
 from tests.stack import Api, Stack, wait_until
 from tests.system.history import History, append_until_acked
@@ -192,6 +193,12 @@ def verify_replica_events(replicas: dict[Any, list[tuple[Any, ...]]], history: H
         versions.setdefault(event[2], []).append(event[3])
     for stream, seen in versions.items():
         assert seen == list(range(len(seen))), f"{stream} has version gaps"
+    for ids, last_position in history.dcb_acked:
+        first_position = last_position - len(ids) + 1
+        for offset, event_id in enumerate(ids):
+            event = by_id.get(uuid.UUID(event_id).hex)
+            assert event is not None, f"acknowledged DCB event {event_id} is missing"
+            assert (event[0], event[2]) == (first_position + offset, DCB_STREAM)
     failed = {uuid.UUID(i).hex for i in history.failed_ids}
     assert not failed & by_id.keys(), "a failed append left events behind"
 

@@ -34,6 +34,29 @@ class History:
     acked: list[Acked] = field(default_factory=list)
     failed_ids: set[str] = field(default_factory=set)
     retries: int = 0
+    dcb_acked: list[tuple[list[str], int]] = field(default_factory=list)
+    """`dcb_append`s acknowledged: their event ids and the position of the last one."""
+
+
+async def _until_answered(
+    api: Api, history: History, operation: str, body: dict[str, Any], deadline_s: float
+) -> tuple[dict[str, Any], float]:
+    """Send a write, again with the same ids while its outcome is unknown (a timeout, no
+    leader), until it is answered otherwise or `deadline_s` passes; the reply and when the
+    attempt it answers was sent (`time.monotonic()`)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline_s
+    while True:
+        sent_at = time.monotonic()
+        try:
+            reply = await api.call(operation, body, timeout=3)
+        except Exception:  # a NATS-level timeout or disconnect: outcome unknown, retry
+            reply = {"error": {"code": "timeout"}}
+        error = reply.get("error")
+        if error is None or error["code"] not in RETRYABLE or loop.time() > give_up:
+            return reply, sent_at
+        history.retries += 1
+        await asyncio.sleep(0.05)
 
 
 async def append_until_acked(
@@ -53,32 +76,52 @@ async def append_until_acked(
         "events": [{"event_id": i, "type": "Loaded", "data": {"id": i}} for i in ids],
         "timeout_ms": 2000,
     }
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + deadline_s
-    while True:
-        sent_at = time.monotonic()
-        try:
-            reply = await api.call("append", body, timeout=3)
-        except Exception:  # a NATS-level timeout or disconnect: outcome unknown, retry
-            reply = {"error": {"code": "timeout"}}
-        error = reply.get("error")
-        if error is None:
-            history.acked.append(
-                Acked(
-                    stream,
-                    ids,
-                    reply["first_version"],
-                    reply["first_position"],
-                    sent_at=sent_at,
-                    acked_at=time.monotonic(),
-                )
-            )
-            return int(reply["last_version"])
-        if error["code"] not in RETRYABLE or loop.time() > give_up:
-            history.failed_ids.update(ids)
-            raise AssertionError(f"append to {stream} failed: {error}")
-        history.retries += 1
-        await asyncio.sleep(0.05)
+    reply, sent_at = await _until_answered(api, history, "append", body, deadline_s)
+    error = reply.get("error")
+    if error is not None:
+        history.failed_ids.update(ids)
+        raise AssertionError(f"append to {stream} failed: {error}")
+    history.acked.append(
+        Acked(
+            stream,
+            ids,
+            reply["first_version"],
+            reply["first_position"],
+            sent_at=sent_at,
+            acked_at=time.monotonic(),
+        )
+    )
+    return int(reply["last_version"])
+
+
+async def dcb_append_until_acked(
+    api: Api,
+    history: History,
+    events: list[dict[str, Any]],
+    condition: dict[str, Any] | None,
+    *,
+    deadline_s: float = 60.0,
+) -> int | None:
+    """A `dcb_append` of `events`, retried with the same ids through faults; the position of
+    its last event, or None when its condition failed (then none of it may land)."""
+    ids = [str(uuid.uuid4()) for _ in events]
+    body: dict[str, Any] = {
+        "events": [{**event, "event_id": i} for event, i in zip(events, ids, strict=True)],
+        "timeout_ms": 2000,
+    }
+    if condition is not None:
+        body["condition"] = condition
+    reply, _ = await _until_answered(api, history, "dcb_append", body, deadline_s)
+    error = reply.get("error")
+    if error is None:
+        history.dcb_acked.append((ids, int(reply["position"])))
+        return int(reply["position"])
+    history.failed_ids.update(ids)
+    if error["code"] == "append_condition_failed":
+        # A retry of an append that landed returns its position (idempotency), so a failed
+        # condition means this append is not in the store.
+        return None
+    raise AssertionError(f"dcb_append failed: {error}")
 
 
 async def verify(api: Api, history: History) -> list[dict[str, Any]]:

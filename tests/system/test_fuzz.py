@@ -84,6 +84,8 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "snapshot_delete": ("source_uuid", "stream_uuid", "version"),
     "snapshot_list": ("source_uuid", "stream_uuid", "after", "limit"),
     "scavenge": (),
+    "dcb_append": ("events", "condition"),
+    "dcb_read": ("query", "after", "limit", "direction", "min_position"),
 }
 # Store administration on `_sys` (store_create, store_remove, ...) is left out: a fuzzed
 # store_remove could remove the very store whose data the test checks.
@@ -117,6 +119,8 @@ RESULT_KEYS: dict[str, set[str]] = {
     "health": {"status", "leader", "readers"},
     "cluster_status": {"leader", "nodes"},
     "scavenge": {"store", "streams", "events"},
+    "dcb_append": {"position"},
+    "dcb_read": {"events", "head"},
 }
 CONTRACT_CODES = {code.value for code in ErrorCode} - {ErrorCode.INTERNAL.value}
 CODES_NAMING_A_FIELD = {ErrorCode.INVALID_REQUEST.value, ErrorCode.TOO_LARGE.value}
@@ -249,7 +253,7 @@ NAMES = st.sampled_from(
 DROP = object()
 
 NESTED: dict[str, tuple[str, ...]] = {
-    "events": ("event_id", "type", "data", "metadata", "content_type"),
+    "events": ("event_id", "type", "data", "metadata", "content_type", "tags"),
     "appends": ("stream", "expected_version", "events"),
     "after": ("source_uuid", "stream_uuid", "version"),
 }
@@ -302,6 +306,21 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "data": st.sampled_from(({"n": 1}, "aGVsbG8=", [1, 2], "x")),
     "note": st.text(max_size=20),
     "after": st.one_of(NAMES, st.integers(0, 10)),
+    "tags": st.lists(NAMES, max_size=3),
+    "query": st.fixed_dictionaries(
+        {
+            "items": st.lists(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "types": st.lists(NAMES, max_size=2),
+                        "tags": st.lists(NAMES, max_size=2),
+                    },
+                ),
+                max_size=3,
+            )
+        }
+    ),
 }
 STRING_FIELDS = {
     "stream",
@@ -857,6 +876,11 @@ VALID: dict[str, dict[str, Any]] = {
     },
 }
 VALID["scavenge"] = {}
+VALID["dcb_append"] = {
+    "events": [{"type": "T", "data": {"n": 1}, "tags": ["fuzz-1"]}],
+    "condition": {"fail_if_events_match": {"items": [{"tags": ["fuzz-none"]}]}},
+}
+VALID["dcb_read"] = {"query": {"items": [{"types": ["T"], "tags": ["fuzz-1"]}]}, "limit": 5}
 assert VALID.keys() == OPERATIONS.keys()
 for _request in VALID.values():
     _request["timeout_ms"] = 2000

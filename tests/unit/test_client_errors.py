@@ -27,6 +27,7 @@ EXPECTED_NAMES = {
     ErrorCode.UNAVAILABLE: "UnavailableError",
     ErrorCode.TIMEOUT: "RequestTimeoutError",
     ErrorCode.INTERNAL: "InternalError",
+    ErrorCode.APPEND_CONDITION_FAILED: "AppendConditionFailedError",
 }
 
 

@@ -32,7 +32,7 @@ text = st.text(st.characters(codec="utf-8"), max_size=12)
 @st.composite
 def records(draw: st.DrawFn) -> EventRecord:
     """Stored events of every shape a store holds: JSON payloads (or none), raw bytes under
-    other content types, odd stream ids and types, any time."""
+    other content types, odd stream ids and types, any time, DCB tags or none."""
     content_type = draw(
         st.sampled_from([JSON_CONTENT_TYPE, "application/octet-stream", "text/plain; ü"])
     )
@@ -50,6 +50,7 @@ def records(draw: st.DrawFn) -> EventRecord:
         metadata=draw(payloads),
         content_type=content_type,
         created_us=draw(st.integers(0, 253_402_300_799_999_999)),  # up to 9999-12-31
+        tags=tuple(draw(st.lists(text.filter(bool), max_size=3))),  # DCB tags, or none
     )
 
 
@@ -72,7 +73,7 @@ def test_a_logged_append_gets_one_message_per_event_at_consecutive_places(
     stream: str, first_version: int, first_position: int, events: list[EventRecord]
 ) -> None:
     stamped = [
-        StampedEvent(e.event_id, e.type, e.data, e.metadata, e.content_type, e.created_us)
+        StampedEvent(e.event_id, e.type, e.data, e.metadata, e.content_type, e.created_us, e.tags)
         for e in events
     ]
     frames: list[bytes] = []
