@@ -42,7 +42,9 @@ from esdb.contracts.log import (
     StoreConfigOp,
     StreamMetaOp,
 )
+from esdb.services.writer.projection_planning import plan_projection_commit
 from esdb.shared.storage.catalog import Catalog
+from esdb.shared.storage.port import StoreReader
 from esdb.shared.storage.records import (
     STREAM_ACTIVE,
     STREAM_DELETED,
@@ -60,6 +62,8 @@ class _StoreOverlay:
     versions: dict[str, int] = field(default_factory=dict)
     states: dict[str, StreamState] = field(default_factory=dict)
     event_ids: dict[bytes, tuple[str, int, int]] = field(default_factory=dict)
+    projections: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """(epoch, checkpoint) of projections committed by this batch's or in-flight entries."""
 
 
 @dataclass
@@ -105,6 +109,10 @@ class Planner:
             found = self._overlays[store] = _StoreOverlay(self._catalog.get(store).last_position())
         return found
 
+    def store(self, store: str) -> StoreReader:
+        """The applied state of `store`; `NotFound` when it does not exist."""
+        return self._catalog.get(store)
+
     def stream_state(self, store: str, stream: str) -> StreamState:
         overlay = self.overlay(store)
         state = overlay.states.get(stream)
@@ -139,6 +147,8 @@ class Planner:
             return [], WriteOutcome(error=gone.to_body())
         if request.lifecycle is not None:
             return self._plan_lifecycle(request.store, request.lifecycle)
+        if request.projection is not None:
+            return plan_projection_commit(self, request)
         try:
             check_shape(request)
             overlay = self.overlay(request.store)
