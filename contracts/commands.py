@@ -113,6 +113,7 @@ class StreamQuery(msgspec.Struct, kw_only=True, frozen=True):
     min_position: int | None
     wait_ms: int
     codec: str
+    resolve_links: bool = False
 
 
 class AllQuery(msgspec.Struct, kw_only=True, frozen=True):
@@ -126,6 +127,7 @@ class AllQuery(msgspec.Struct, kw_only=True, frozen=True):
     min_position: int | None
     wait_ms: int
     codec: str
+    resolve_links: bool = False
 
 
 class ListQuery(msgspec.Struct, kw_only=True, frozen=True):

@@ -213,10 +213,12 @@ class Client(
         direction: Direction = "forward",
         limit: int = 100,
         min_position: int | None = None,
+        resolve_links: bool = False,
     ) -> ReadStreamPage:
         """One page of a stream from version `from_` (raises `StreamNotFound` for a stream
         without events); `min_position` waits until the serving node has applied that
-        position, which gives read-your-writes."""
+        position, which gives read-your-writes. With `resolve_links`, each link event
+        (`linkTo`) comes as the event it points to, at the link's position."""
         request = ReadStreamRequest(
             stream=stream,
             from_=from_,
@@ -224,6 +226,7 @@ class Client(
             limit=limit,
             min_position=min_position,
             timeout_ms=self._connection.server_timeout_ms,
+            resolve_links=resolve_links,
         )
         return await self._connection.request(
             self._subjects[Op.READ_STREAM], request, _stream_page, idempotent=True
@@ -260,9 +263,12 @@ class Client(
         limit: int = 100,
         filter: ReadFilter | None = None,
         min_position: int | None = None,
+        resolve_links: bool = False,
     ) -> ReadAllPage:
-        """One page of the store's global log (`$all`), filtered on the server."""
+        """One page of the store's global log (`$all`), filtered on the server; with
+        `resolve_links`, links come as the events they point to (`read_stream`)."""
         request = self._read_all_request(from_position, direction, limit, filter, min_position)
+        request.resolve_links = resolve_links
         return await self._connection.request(
             self._subjects[Op.READ_ALL], request, _all_page, idempotent=True
         )

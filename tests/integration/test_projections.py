@@ -196,6 +196,22 @@ async def test_link_to_by_category(api: Api) -> None:
     read = await api.ok("read_stream", {"stream": links})
     assert [e["event_type"] for e in read["events"]] == ["$>", "$>"]
     assert read["events"][0]["content_type"] == "text/plain"
+    link_positions = [e["position"] for e in read["events"]]
+    resolved = await api.ok("read_stream", {"stream": links, "resolve_links": True})
+    assert [(e["stream_id"], e["version"], e["event_type"]) for e in resolved["events"]] == [
+        (f"{category}-1", 0, "Registered"),
+        (f"{category}-2", 0, "Registered"),
+    ]
+    assert [e["position"] for e in resolved["events"]] == link_positions
+    everything = await api.ok(
+        "read_all",
+        {"from_position": link_positions[0], "limit": 2, "resolve_links": True},
+    )
+    assert [e["stream_id"] for e in everything["events"]] == [f"{category}-1", f"{category}-2"]
+    # A link to an event that is no longer readable resolves to nothing.
+    await api.ok("delete_stream", {"stream": f"{category}-1"})
+    after = await api.ok("read_stream", {"stream": links, "resolve_links": True})
+    assert [e["stream_id"] for e in after["events"]] == [f"{category}-2"]
 
 
 async def test_faulting_projection_beside_a_healthy_one(api: Api) -> None:
