@@ -153,3 +153,14 @@ def projection_status(stored: StoredProjection) -> str:
     if stored.reason:
         return STATUS_FAULTED
     return STATUS_RUNNING if stored.enabled else STATUS_STOPPED
+
+
+def link_target(event_type: str, data: bytes) -> tuple[str, int] | None:
+    """(stream, version) a link event (type `$>`, data `<version>@<stream>`) points to;
+    None for any other event."""
+    if event_type != LINK_EVENT_TYPE:
+        return None
+    version, at, stream = data.decode("utf-8", "replace").partition("@")
+    if not at or not stream or not version.isdigit():
+        return None
+    return stream, int(version)

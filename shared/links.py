@@ -9,20 +9,10 @@ from collections.abc import Iterable
 
 import msgspec
 
-from esdb.contracts.projections import LINK_EVENT_TYPE
+from esdb.contracts.projections import link_target
 from esdb.shared.storage.port import StoreReader
 from esdb.shared.storage.records import EventRecord
 from esdb.shared.storage.visibility import is_visible
-
-
-def link_target(record: EventRecord) -> tuple[str, int] | None:
-    """(stream, version) a link event points to; None for any other event."""
-    if record.type != LINK_EVENT_TYPE:
-        return None
-    version, at, stream = record.data.decode("utf-8", "replace").partition("@")
-    if not at or not stream or not version.isdigit():
-        return None
-    return stream, int(version)
 
 
 def resolve_links(
@@ -32,7 +22,7 @@ def resolve_links(
     resolve to nothing left out."""
     out: list[EventRecord] = []
     for record in records:
-        target = link_target(record)
+        target = link_target(record.type, record.data)
         if target is None:
             out.append(record)
             continue

@@ -345,6 +345,7 @@ class Client(
         from_version: int | None = None,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         page_size: int = DEFAULT_PAGE_SIZE,
+        resolve_links: bool = False,
     ) -> Subscribing:
         """Events as the leader commits them, in position order and without duplicates: use
         `async with client.subscribe(...) as sub: async for event in sub`, or
@@ -367,7 +368,10 @@ class Client(
         Lost live messages (a NATS reconnect, more than `buffer_size` waiting) are re-read
         from the store by catch-up subscriptions, and by `all=True` ones (a gap in positions
         shows them); a transient subscription with another selector raises
-        `SubscriptionDropped` instead, as such gaps cannot be seen in its positions."""
+        `SubscriptionDropped` instead, as such gaps cannot be seen in its positions.
+
+        With `resolve_links`, each link event (a projection's `linkTo`) is delivered as the
+        event it points to, at the link's position; links to unreadable events are skipped."""
         selector = select(
             self.store,
             stream=stream,
@@ -385,6 +389,7 @@ class Client(
             buffer_size=buffer_size,
             page_size=page_size,
             opened=self._subscriptions,
+            resolve_links=resolve_links,
         )
 
     async def list_streams(

@@ -3,10 +3,11 @@ requests, faults and limits beside a healthy projection, the lifecycle, and the 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
-from esdb.client import Client, NewEvent
+from esdb.client import Client, NewEvent, RecordedEvent
 from tests.stack import Api, Stack, wait_until
 
 TIMEOUT_S = 60.0
@@ -350,3 +351,38 @@ async def test_client_methods(stack: Stack) -> None:
         updated = await client.update_projection(name, emit_enabled=True)
         assert updated.emit_enabled is True
         await client.delete_projection(name)
+
+
+async def _first(subscription: Any, count: int) -> list[Any]:
+    got: list[Any] = []
+    async for item in subscription:
+        if isinstance(item, RecordedEvent):
+            got.append(item)
+            if len(got) == count:
+                return got
+    return got
+
+
+async def test_emitted_and_linked_events_reach_subscriptions(stack: Stack) -> None:
+    category = _uid("pay")
+    derived, links, name = _uid("paid-"), _uid("paylinks-"), _uid("payments-")
+    async with Client.connect(stack.url) as client:
+        emitted = await client.subscribe(stream=derived)  # live only: what comes from now on
+        linked = await client.subscribe(stream=links, from_position="start", resolve_links=True)
+        async with emitted, linked:
+            await client.append(f"{category}-1", [NewEvent("Paid", {"amount": 3})])
+            query = f"""fromCategory('{category}').when({{
+              Paid: (s, e) => {{
+                emit('{derived}', 'PaymentSeen', {{ amount: e.data.amount }});
+                linkTo('{links}', e);
+              }}
+            }})"""
+            await client.create_projection(name, query, emit_enabled=True)
+            live = await asyncio.wait_for(_first(emitted, 1), TIMEOUT_S)
+            assert [(e.event_type, e.json()) for e in live] == [("PaymentSeen", {"amount": 3})]
+            resolved = await asyncio.wait_for(_first(linked, 1), TIMEOUT_S)
+            assert [(e.stream_id, e.event_type, e.json()) for e in resolved] == [
+                (f"{category}-1", "Paid", {"amount": 3})
+            ]
+            link_page = await client.read_stream(links)
+            assert resolved[0].position == link_page.events[0].position
