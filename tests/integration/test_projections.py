@@ -4,7 +4,10 @@ requests, faults and limits beside a healthy projection, the lifecycle, and the 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 from esdb.client import Client, NewEvent, RecordedEvent
@@ -386,3 +389,49 @@ async def test_emitted_and_linked_events_reach_subscriptions(stack: Stack) -> No
             ]
             link_page = await client.read_stream(links)
             assert resolved[0].position == link_page.events[0].position
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "projections.md"
+_EXAMPLE = re.compile(
+    r"<!-- projection: (?P<name>\S+)(?P<emit> emit)? -->\s*```js\n(?P<query>.*?)```"
+    r"(?P<checks>(?:\s*<!-- (?:state|result|stream)[^>]*-->\s*```json\n.*?```)+)",
+    re.S,
+)
+_CHECK = re.compile(
+    r"<!-- (?P<kind>state|result|stream) ?(?P<arg>[^>]*?) -->\s*```json\n(?P<want>.*?)```", re.S
+)
+
+
+async def test_the_documented_examples_run(stack: Stack, api: Api) -> None:
+    text = DOCS.read_text()
+    store = _uid("docs")
+    await api.ok("store_create", {"store": store}, store="_sys")
+    docs = Api(api.nc, store)
+    fixture = re.search(r"<!-- events -->\s*```json\n(.*?)```", text, re.S)
+    assert fixture is not None
+    events = json.loads(fixture[1])
+    for stream, kind, data in events:
+        await _append(docs, stream, (kind, data))
+    examples = list(_EXAMPLE.finditer(text))
+    assert len(examples) == 6
+    for example in examples:
+        name = example["name"]
+        await docs.ok(
+            "projection_create",
+            {"name": name, "query": example["query"], "emit_enabled": bool(example["emit"])},
+        )
+    for example in examples:
+        name = example["name"]
+        await _caught_up(docs, name)
+        for check in _CHECK.finditer(example["checks"]):
+            want = json.loads(check["want"])
+            arg = check["arg"].strip()
+            if check["kind"] == "stream":
+                read = await docs.ok("read_stream", {"stream": arg, "resolve_links": True})
+                got = [[e["event_type"], e["data"]] for e in read["events"]]
+            else:
+                body: dict[str, Any] = {"name": name}
+                if arg:
+                    body["partition"] = arg.removeprefix("partition=")
+                got = (await docs.ok(f"projection_{check['kind']}", body))[check["kind"]]
+            assert got == want, (name, check["kind"], arg)
