@@ -5,10 +5,17 @@ projections)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import cast
 
 import msgspec
-from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException, MiniRacer
+from py_mini_racer import (
+    JSEvalException,
+    JSFunction,
+    JSOOMException,
+    JSTimeoutException,
+    MiniRacer,
+)
 
 from esdb.services.projection.prelude import PRELUDE
 
@@ -91,6 +98,7 @@ class Isolate:
     context: MiniRacer
     shape: Shape
     batch_timeout_s: float
+    _functions: dict[str, JSFunction] = field(default_factory=dict)
 
     @classmethod
     def compile(
@@ -120,29 +128,37 @@ class Isolate:
 
     def load(self, states: dict[str, msgspec.Raw], shared: msgspec.Raw | None) -> None:
         """Give the isolate the stored partition states (JSON texts) to continue from."""
-        loaded = _json.encode({"states": states, "shared": shared})
-        self._run(f"__esdb.load({_json.encode(loaded.decode()).decode()})")
+        self._call("__esdb.load", _json.encode({"states": states, "shared": shared}))
 
     def process(self, batch: bytes) -> BatchOutcome:
         """Handle a batch (a JSON array of prelude events); `ProjectionFault` on a throw,
         the time limit or the memory limit."""
-        out = self._run(f"__esdb.process({_json.encode(batch.decode()).decode()})")
-        return _outcome.decode(out)
+        return _outcome.decode(self._call("__esdb.process", batch))
 
-    def _run(self, code: str) -> str:
+    def _call(self, function: str, argument: bytes) -> str:
+        # The argument goes in as a JS string through a function object: evaluating a new
+        # script per batch would have V8 compile (and cache) each batch's text, and a long
+        # run hits the heap limit on the cache alone.
+        found = self._functions.get(function)
+        if found is None:
+            found = self._functions[function] = cast(JSFunction, self.context.eval(function))
         try:
-            out = self.context.eval(code, timeout_sec=self.batch_timeout_s)
-        except JSTimeoutException as e:
-            raise ProjectionFault(
-                f"the batch took over its time limit of {self.batch_timeout_s:g} s",
-                self._index(),
-            ) from e
-        except JSOOMException as e:
-            raise ProjectionFault("the projection went over its memory limit", -1) from e
+            out = found(argument.decode(), timeout_sec=self.batch_timeout_s)
         except JSEvalException as e:
-            raise ProjectionFault(_message(e)[0], self._index()) from e
+            raise self._fault(e) from e
         assert isinstance(out, str)
         return out
+
+    def _fault(self, error: JSEvalException) -> ProjectionFault:
+        if isinstance(error, JSTimeoutException):
+            return ProjectionFault(
+                f"the batch took over its time limit of {self.batch_timeout_s:g} s",
+                self._index(),
+            )
+        # A function call reports the heap limit as a bare termination, not as JSOOMException.
+        if isinstance(error, JSOOMException) or self.context.was_hard_memory_limit_reached():
+            return ProjectionFault("the projection went over its memory limit", -1)
+        return ProjectionFault(_message(error)[0], self._index())
 
     def _index(self) -> int:
         try:

@@ -1,0 +1,265 @@
+"""What projections cost and how fast they go (issue 15's "Measure and report").
+
+`python -m esdb.benchmarks.projection_bench [--runtime-events N] [--events N]
+[--load-seconds S] [--rounds R] [--durability MODE] [--runtime-only]`
+
+1. **runtime** (no NATS, no disk): a counting query and a `linkTo` query over
+   `--runtime-events` (1,000,000) generated events, through what a runner does per batch of
+   1,000: select, build the batch's JSON, run it in the isolate, and (for `linkTo`) turn the
+   emits into appends with their ids. CPU time of this process (V8's thread included).
+2. **backfill** (its own `esdb up`): `--events` (100,000) events appended first (100 per
+   append), then a counting projection and a `linkTo` projection created from `start`; each
+   is timed from its creation until it has processed every event (wall), with the projection
+   service's CPU time over that span. Commits go through the log, so this is end to end.
+3. **lag**: the closed-loop maximum append rate (32 clients, one event per append), then
+   appends open-loop at 50 % of it for `--load-seconds` with a counting projection running;
+   its `lag` (positions behind the store's last) is sampled every 100 ms.
+4. **append cost**: closed-loop appends/s with no projection running and with one counting
+   projection running (`fromAll`), alternating, `--rounds` (3) times each; medians.
+
+The machine is shared and noisy (2 cores): prefer the CPU figures, and the medians."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client as NatsClient
+
+from esdb.benchmarks.appends import AppendPlan, Progress, esdb_appends, event_payload
+from esdb.benchmarks.open_loop import OpenLoop, esdb_sender
+from esdb.benchmarks.stack import BenchStack, process_usage
+from esdb.client import Client, NewEvent
+from esdb.services.projection.batches import batch_json, emitted_appends, selects
+from esdb.services.projection.runtime import Isolate
+from esdb.shared.storage.records import EventRecord
+
+STORE = "default"
+BATCH = 1000
+COUNTING = """fromAll().when({
+  $init: function () { return { count: 0 }; },
+  $any: function (s, e) { s.count += 1; }
+})"""
+LINKING = """fromAll().when({
+  $any: function (s, e) {
+    var dash = e.streamId.indexOf("-");
+    if (dash > 0) linkTo("ce-" + e.streamId.substring(0, dash), e);
+  }
+})"""
+_json = msgspec.json.Encoder()
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def generated(count: int) -> list[EventRecord]:
+    """`count` events of 160-byte JSON bodies over streams of 100 in 10 categories."""
+    body = event_payload()
+    return [
+        EventRecord(
+            event_id=i.to_bytes(16, "big"),
+            stream=f"cat{i % 10}-{i // 1000}",
+            version=i % 100,
+            position=i + 1,
+            type="BenchEvent",
+            data=body,
+            metadata=b"",
+            content_type="application/json",
+            created_us=0,
+        )
+        for i in range(count)
+    ]
+
+
+def runtime_rate(query: str, events: list[EventRecord], *, emit: bool) -> tuple[float, int]:
+    """Events per CPU second through select, batch JSON, the isolate and the emits' appends;
+    and how many events were emitted."""
+    isolate = Isolate.compile(query, emit_enabled=emit)
+    emitted = 0
+    try:
+        started = time.process_time()
+        for first in range(0, len(events), BATCH):
+            wanted = [r for r in events[first : first + BATCH] if selects(isolate.shape, r)]
+            outcome = isolate.process(batch_json(wanted))
+            if outcome.emits:
+                emitted += sum(
+                    len(a.events) for a in emitted_appends("bench", 0, outcome.emits, wanted)
+                )
+        spent = time.process_time() - started
+    finally:
+        isolate.close()
+    return len(events) / spent, emitted
+
+
+async def fill(nc: NatsClient, count: int, *, per_append: int = 100, clients: int = 8) -> None:
+    """Append `count` events, `per_append` to a request, from `clients` tasks."""
+    subject = f"esdb.api.{STORE}.append"
+    body = event_payload().decode()
+    left = list(range(0, count, per_append))
+
+    async def client(n: int) -> None:
+        while left:
+            first = left.pop()
+            events = [
+                {"type": "BenchEvent", "data": msgspec.json.decode(body)}
+                for _ in range(min(per_append, count - first))
+            ]
+            request = {"stream": f"fill{n}-{first}", "expected_version": "any", "events": events}
+            reply = msgspec.json.decode(await _ask(nc, subject, request))
+            if "error" in reply:
+                raise RuntimeError(f"fill append failed: {reply['error']}")
+
+    await asyncio.gather(*(client(n) for n in range(clients)))
+
+
+async def _ask(nc: NatsClient, subject: str, request: dict[str, Any]) -> bytes:
+    reply = await nc.request(subject, _json.encode(request), timeout=30)
+    return bytes(reply.data)
+
+
+def _service_cpu(stack: BenchStack) -> float:
+    pid = stack.pid("projection-node1")
+    usage = None if pid is None else process_usage("projection", pid)
+    return 0.0 if usage is None else usage.cpu_s
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the projection did not catch up in time")
+        await asyncio.sleep(0.05)
+
+
+async def backfill(client: Client, stack: BenchStack, name: str, query: str, emit: bool) -> None:
+    """Time a projection from `start` over everything in the store."""
+    last = (await client.read_all(from_position="end", direction="backward", limit=1)).events
+    total = last[0].position if last else 0
+    cpu = _service_cpu(stack)
+    started = time.perf_counter()
+    await client.create_projection(name, query, emit_enabled=emit)
+
+    async def done() -> bool:
+        info = await client.projection_info(name)
+        if info.status == "faulted":
+            raise RuntimeError(f"{name} faulted: {info.reason}")
+        return info.position >= total
+
+    await _until(done, 1800)
+    seconds = time.perf_counter() - started
+    spent = _service_cpu(stack) - cpu
+    info = await client.projection_info(name)
+    _say(
+        f"backfill {name}: {total:,} positions in {seconds:.1f} s = {total / seconds:,.0f} "
+        f"events/s wall; projection service CPU {spent:.1f} s = {total / spent:,.0f} events/CPU-s;"
+        f" emitted {info.events_emitted:,}"
+    )
+    await client.disable_projection(name)
+
+
+async def max_rate(nc: NatsClient, run_id: str, label: str, events: int = 5000) -> float:
+    """Closed-loop appends/s: 32 clients, one event per append with expected versions."""
+    plan = AppendPlan(run_id, label, events, 32, 100, 10.0)
+    run = await esdb_appends(nc, STORE, plan, event_payload(), Progress(label, events))
+    return run.log.events / run.seconds
+
+
+async def lag_at_half_load(nc: NatsClient, client: Client, run_id: str, seconds: float) -> None:
+    """Projection lag while appends run at 50 % of the closed-loop maximum."""
+    top = await max_rate(nc, run_id, "probe")
+    rate = top / 2
+    name = f"lag-{run_id}"
+    await client.create_projection(name, COUNTING, start="end")
+    sender = OpenLoop(
+        esdb_sender(nc, STORE, lambda i: f"load-{run_id}-{i % 64}", event_payload(), 10.0),
+        rate,
+        int(rate * seconds),
+        "load",
+    )
+    lags: list[int] = []
+    loading = asyncio.create_task(sender.run())
+    while not loading.done():
+        lags.append((await client.projection_info(name)).lag)
+        await asyncio.sleep(0.1)
+    await loading
+    lags.sort()
+    _say(
+        f"lag at 50 % load: max append rate {top:,.0f}/s, offered {rate:,.0f}/s for "
+        f"{seconds:.0f} s ({sender.figures().appended:,} appended); lag in positions over "
+        f"{len(lags)} samples: p50 {lags[len(lags) // 2]}, p99 {lags[int(len(lags) * 0.99)]}, "
+        f"max {lags[-1]} (p50 {lags[len(lags) // 2] / rate * 1000:.0f} ms of appends)"
+    )
+    await client.disable_projection(name)
+
+
+async def append_cost(nc: NatsClient, client: Client, run_id: str, rounds: int) -> None:
+    """Closed-loop appends/s without and with a running counting projection."""
+    name = f"cost-{run_id}"
+    await client.create_projection(name, COUNTING, start="end", enabled=False)
+    without: list[float] = []
+    with_one: list[float] = []
+    for n in range(rounds):
+        without.append(await max_rate(nc, run_id, f"off{n}"))
+        await client.enable_projection(name)
+        with_one.append(await max_rate(nc, run_id, f"on{n}"))
+        await client.disable_projection(name)
+        _say(f"round {n + 1}: {without[-1]:,.0f} appends/s without, {with_one[-1]:,.0f} with")
+    off, on = statistics.median(without), statistics.median(with_one)
+    _say(
+        f"append cost: median {off:,.0f} appends/s without a projection, {on:,.0f} with one "
+        f"counting projection running ({(on - off) / off:+.1%})"
+    )
+
+
+async def on_stack(args: argparse.Namespace) -> None:
+    """Parts 2-4 on a stack of the benchmark's own."""
+    stack = await BenchStack.start(args.durability, args.data_dir)
+    try:
+        nc = await nats.connect(stack.url)
+        run_id = uuid.uuid4().hex[:6]
+        async with Client.connect(stack.url) as client:
+            await client.append(f"warm-{run_id}", [NewEvent("Warm", {})])
+            _say(f"filling {args.events:,} events...")
+            await fill(nc, args.events)
+            await backfill(client, stack, f"count-{run_id}", COUNTING, False)
+            await backfill(client, stack, f"link-{run_id}", LINKING, True)
+            await lag_at_half_load(nc, client, run_id, args.load_seconds)
+            await append_cost(nc, client, run_id, args.rounds)
+        await nc.close()
+    finally:
+        await stack.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the parts and print their figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runtime-events", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--load-seconds", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--durability", default="fsync", choices=("fsync", "interval", "memory"))
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--runtime-only", action="store_true")
+    args = parser.parse_args(argv)
+    events = generated(args.runtime_events)
+    for label, query, emit in (("counting", COUNTING, False), ("linkTo", LINKING, True)):
+        rate, emitted = runtime_rate(query, events, emit=emit)
+        _say(
+            f"runtime {label}: {len(events):,} events at {rate:,.0f} events/CPU-s "
+            f"({1e6 / rate:.2f} µs/event), {emitted:,} emitted"
+        )
+    if not args.runtime_only:
+        asyncio.run(on_stack(args))
+
+
+if __name__ == "__main__":
+    main()
