@@ -4,13 +4,13 @@ write, its emitted appends and its `ProjectionCommitOp` together in one log entr
 from __future__ import annotations
 
 import msgspec
-import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from esdb.contracts.commands import StreamAppend, WriteBatch, WriteBatchReply, WriteRequest
-from esdb.contracts.errors import Timeout, Unavailable, error_from_body
+from esdb.contracts.errors import error_from_body
 from esdb.contracts.log import ProjectionCommitOp
 from esdb.contracts.subjects import WRITER_COMMANDS
+from esdb.shared.writer_ops import ask_leader
 
 _encoder = msgspec.msgpack.Encoder()
 _reply = msgspec.msgpack.Decoder(WriteBatchReply)
@@ -28,12 +28,7 @@ class WriterCommits:
     ) -> None:
         request = WriteRequest(store, appends, projection=op)
         payload = _encoder.encode(WriteBatch([request]))
-        try:
-            reply = await self._nc.request(WRITER_COMMANDS, payload, timeout=self._timeout_s)
-        except nats.errors.NoRespondersError as e:
-            raise Unavailable("no writer leader; retry") from e
-        except nats.errors.TimeoutError as e:
-            raise Timeout("the writer leader did not answer in time") from e
-        (outcome,) = _reply.decode(reply.data).outcomes
+        reply = await ask_leader(self._nc, WRITER_COMMANDS, payload, self._timeout_s)
+        (outcome,) = _reply.decode(reply).outcomes
         if outcome.error is not None:
             raise error_from_body(outcome.error)

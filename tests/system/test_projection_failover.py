@@ -5,15 +5,12 @@ derived stream holds exactly one emitted event per source event, none twice, non
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
-from typing import Any
 
 from tests.stack import Api, Stack, connect_api, read_all_events, start_stack, wait_until
 from tests.system.cluster import (
     crash,
-    leader_index,
+    freeze_leader_until_another_leads,
     load_with_fault,
     verify_replicas,
     wait_converged,
@@ -79,22 +76,6 @@ async def test_kill_the_projection_service_during_appends(fresh_stack: Stack) ->
     await api.nc.close()
 
 
-async def _stop_leader_until_another_leads(cluster: Stack, api: Api) -> None:
-    old = await leader_index(api)
-    pid = cluster.pid("writer", old)
-    os.kill(pid, signal.SIGSTOP)  # a frozen leader: its lease expires, another node takes it
-    try:
-        moved: list[Any] = []
-
-        async def new_leader() -> bool:
-            moved.append(await leader_index(api))
-            return moved[-1] != old
-
-        await wait_until(new_leader, timeout=30, what="another node to lead")
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
 async def test_writer_leader_failover_in_a_three_node_cluster(tmp_path: Path) -> None:
     cluster = start_stack(tmp_path / "cluster", nodes=3)
     try:
@@ -102,7 +83,7 @@ async def test_writer_leader_failover_in_a_three_node_cluster(tmp_path: Path) ->
         await _create(api)
 
         async def fault() -> None:
-            await _stop_leader_until_another_leads(cluster, api)
+            await freeze_leader_until_another_leads(cluster, api)
 
         history = await load_with_fault(api, fault, workers=8, appends=30)
         await _check_exactly_once(api, history)
