@@ -435,3 +435,22 @@ async def test_the_documented_examples_run(stack: Stack, api: Api) -> None:
                     body["partition"] = arg.removeprefix("partition=")
                 got = (await docs.ok(f"projection_{check['kind']}", body))[check["kind"]]
             assert got == want, (name, check["kind"], arg)
+
+
+async def test_backfill_over_history_while_appends_continue(api: Api) -> None:
+    category = _uid("hist")
+    for batch in range(10):
+        events = [("Tick", {"n": batch * 100 + i}) for i in range(100)]
+        await _append(api, f"{category}-{batch}", *events)
+    name = _uid("backfill-")
+    query = f"fromCategory('{category}').when({{$init: () => 0, Tick: (s) => s + 1}})"
+    await api.ok("projection_create", {"name": name, "query": query})
+    appended = 1000
+    for n in range(50):  # while the projection reads the history
+        await _append(api, f"{category}-live{n % 5}", ("Tick", {"n": n}))
+        appended += 1
+    await wait_until(
+        lambda: _state_is(api, name, appended), timeout=TIMEOUT_S, what="every event counted"
+    )
+    info = await _caught_up(api, name)
+    assert info["events_processed"] == appended and await _state(api, name) == appended
