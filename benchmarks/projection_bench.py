@@ -1,7 +1,8 @@
 """What projections cost and how fast they go (issue 15's "Measure and report").
 
 `python -m esdb.benchmarks.projection_bench [--runtime-events N] [--events N]
-[--load-seconds S] [--rounds R] [--durability MODE] [--runtime-only]`
+[--load-seconds S] [--rounds R] [--durability MODE] [--runtime-only]` (`--events 0` skips the
+backfill part)
 
 1. **runtime** (no NATS, no disk): a counting query and a `linkTo` query over
    `--runtime-events` (1,000,000) generated events, through what a runner does per batch of
@@ -14,8 +15,9 @@
 3. **lag**: the closed-loop maximum append rate (32 clients, one event per append), then
    appends open-loop at 50 % of it for `--load-seconds` with a counting projection running;
    its `lag` (positions behind the store's last) is sampled every 100 ms.
-4. **append cost**: closed-loop appends/s with no projection running and with one counting
-   projection running (`fromAll`), alternating, `--rounds` (3) times each; medians.
+4. **append cost**: closed-loop appends/s (5,000 appends, 32 clients) and the writer's CPU
+   per append, with no projection running and with one counting projection running
+   (`fromAll`), in alternating order, `--rounds` (3) times each; medians.
 
 The machine is shared and noisy (2 cores): prefer the CPU figures, and the medians."""
 
@@ -126,12 +128,6 @@ async def _ask(nc: NatsClient, subject: str, request: dict[str, Any]) -> bytes:
     return bytes(reply.data)
 
 
-def _service_cpu(stack: BenchStack) -> float:
-    pid = stack.pid("projection-node1")
-    usage = None if pid is None else process_usage("projection", pid)
-    return 0.0 if usage is None else usage.cpu_s
-
-
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
@@ -144,7 +140,7 @@ async def backfill(client: Client, stack: BenchStack, name: str, query: str, emi
     """Time a projection from `start` over everything in the store."""
     last = (await client.read_all(from_position="end", direction="backward", limit=1)).events
     total = last[0].position if last else 0
-    cpu = _service_cpu(stack)
+    cpu = _cpu(stack, "projection-node1")
     started = time.perf_counter()
     await client.create_projection(name, query, emit_enabled=emit)
 
@@ -156,7 +152,7 @@ async def backfill(client: Client, stack: BenchStack, name: str, query: str, emi
 
     await _until(done, 1800)
     seconds = time.perf_counter() - started
-    spent = _service_cpu(stack) - cpu
+    spent = _cpu(stack, "projection-node1") - cpu
     info = await client.projection_info(name)
     _say(
         f"backfill {name}: {total:,} positions in {seconds:.1f} s = {total / seconds:,.0f} "
@@ -192,31 +188,52 @@ async def lag_at_half_load(nc: NatsClient, client: Client, run_id: str, seconds:
         await asyncio.sleep(0.1)
     await loading
     lags.sort()
+    sent = sender.figures()
     _say(
         f"lag at 50 % load: max append rate {top:,.0f}/s, offered {rate:,.0f}/s for "
-        f"{seconds:.0f} s ({sender.figures().appended:,} appended); lag in positions over "
+        f"{seconds:.0f} s ({sent.appended:,} appended at {sent.sent_rate:,.0f}/s sent, "
+        f"{sent.errors} failed {sent.error_codes}); lag in positions over "
         f"{len(lags)} samples: p50 {lags[len(lags) // 2]}, p99 {lags[int(len(lags) * 0.99)]}, "
         f"max {lags[-1]} (p50 {lags[len(lags) // 2] / rate * 1000:.0f} ms of appends)"
     )
     await client.disable_projection(name)
 
 
-async def append_cost(nc: NatsClient, client: Client, run_id: str, rounds: int) -> None:
-    """Closed-loop appends/s without and with a running counting projection."""
+def _cpu(stack: BenchStack, name: str) -> float:
+    pid = stack.pid(name)
+    usage = None if pid is None else process_usage(name, pid)
+    return 0.0 if usage is None else usage.cpu_s
+
+
+async def append_cost(
+    nc: NatsClient, client: Client, stack: BenchStack, run_id: str, rounds: int
+) -> None:
+    """Closed-loop appends/s, and the writer's CPU per append, without and with a running
+    counting projection; the order alternates from round to round."""
     name = f"cost-{run_id}"
     await client.create_projection(name, COUNTING, start="end", enabled=False)
-    without: list[float] = []
-    with_one: list[float] = []
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    writer_us: dict[bool, list[float]] = {False: [], True: []}
     for n in range(rounds):
-        without.append(await max_rate(nc, run_id, f"off{n}"))
-        await client.enable_projection(name)
-        with_one.append(await max_rate(nc, run_id, f"on{n}"))
-        await client.disable_projection(name)
-        _say(f"round {n + 1}: {without[-1]:,.0f} appends/s without, {with_one[-1]:,.0f} with")
-    off, on = statistics.median(without), statistics.median(with_one)
+        for running in (False, True) if n % 2 == 0 else (True, False):
+            if running:
+                await client.enable_projection(name)
+            cpu = _cpu(stack, "writer-node1")
+            rates[running].append(await max_rate(nc, run_id, f"{int(running)}{n}", 5000))
+            writer_us[running].append((_cpu(stack, "writer-node1") - cpu) / 5000 * 1e6)
+            if running:
+                await client.disable_projection(name)
+        _say(
+            f"round {n + 1}: {rates[False][-1]:,.0f} appends/s without "
+            f"({writer_us[False][-1]:.0f} µs writer CPU each), {rates[True][-1]:,.0f} with "
+            f"({writer_us[True][-1]:.0f} µs)"
+        )
+    off, on = statistics.median(rates[False]), statistics.median(rates[True])
     _say(
         f"append cost: median {off:,.0f} appends/s without a projection, {on:,.0f} with one "
-        f"counting projection running ({(on - off) / off:+.1%})"
+        f"counting projection running ({(on - off) / off:+.1%}); writer CPU per append "
+        f"{statistics.median(writer_us[False]):.0f} µs without, "
+        f"{statistics.median(writer_us[True]):.0f} µs with"
     )
 
 
@@ -228,12 +245,13 @@ async def on_stack(args: argparse.Namespace) -> None:
         run_id = uuid.uuid4().hex[:6]
         async with Client.connect(stack.url) as client:
             await client.append(f"warm-{run_id}", [NewEvent("Warm", {})])
-            _say(f"filling {args.events:,} events...")
-            await fill(nc, args.events)
-            await backfill(client, stack, f"count-{run_id}", COUNTING, False)
-            await backfill(client, stack, f"link-{run_id}", LINKING, True)
+            if args.events:
+                _say(f"filling {args.events:,} events...")
+                await fill(nc, args.events)
+                await backfill(client, stack, f"count-{run_id}", COUNTING, False)
+                await backfill(client, stack, f"link-{run_id}", LINKING, True)
             await lag_at_half_load(nc, client, run_id, args.load_seconds)
-            await append_cost(nc, client, run_id, args.rounds)
+            await append_cost(nc, client, stack, run_id, args.rounds)
         await nc.close()
     finally:
         await stack.stop()

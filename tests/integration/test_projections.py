@@ -389,6 +389,17 @@ async def test_emitted_and_linked_events_reach_subscriptions(stack: Stack) -> No
             ]
             link_page = await client.read_stream(links)
             assert resolved[0].position == link_page.events[0].position
+        group = _uid("linked-group-")
+        info = await client.create_subscription(group, stream=links, resolve_links=True)
+        assert info.resolve_links
+        async with client.consume(group) as consumer, asyncio.timeout(TIMEOUT_S):
+            delivered = await anext(consumer)
+            assert (delivered.event.stream_id, delivered.event.event_type) == (
+                f"{category}-1",
+                "Paid",
+            )
+            assert delivered.position == link_page.events[0].position
+            consumer.ack(delivered)
 
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "projections.md"
