@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 RESTART_S = 0.5
 """How long a runner whose commit failed waits before it starts again from what is stored."""
+RECONCILE_SPACING_S = 0.1
+"""The least time between two listings of the projections (a definition change waits at most
+this long, beyond its own log entry, to start or stop its runner)."""
 _PAGE = 1000
 
 
@@ -96,6 +99,8 @@ class ProjectionService:
             except Exception:
                 log.exception("projections could not be listed; trying again")
             await wait_any(ticket, timeout=self._limits.idle_poll_s)
+            # Applied notices come with every log entry; the definitions need no such pace.
+            await asyncio.sleep(RECONCILE_SPACING_S)
 
     def _wanted(self) -> dict[tuple[str, str], StoredProjection]:
         wanted: dict[tuple[str, str], StoredProjection] = {}
