@@ -169,7 +169,9 @@ async def max_rate(nc: NatsClient, run_id: str, label: str, events: int = 5000) 
     return run.log.events / run.seconds
 
 
-async def lag_at_half_load(nc: NatsClient, client: Client, run_id: str, seconds: float) -> None:
+async def lag_at_half_load(
+    nc: NatsClient, client: Client, stack: BenchStack, run_id: str, seconds: float
+) -> None:
     """Projection lag while appends run at 50 % of the closed-loop maximum."""
     top = await max_rate(nc, run_id, "probe")
     rate = top / 2
@@ -182,11 +184,13 @@ async def lag_at_half_load(nc: NatsClient, client: Client, run_id: str, seconds:
         "load",
     )
     lags: list[int] = []
+    cpu = _cpu(stack, "projection-node1")
     loading = asyncio.create_task(sender.run())
     while not loading.done():
         lags.append((await client.projection_info(name)).lag)
         await asyncio.sleep(0.1)
     await loading
+    spent = _cpu(stack, "projection-node1") - cpu
     lags.sort()
     sent = sender.figures()
     _say(
@@ -194,7 +198,9 @@ async def lag_at_half_load(nc: NatsClient, client: Client, run_id: str, seconds:
         f"{seconds:.0f} s ({sent.appended:,} appended at {sent.sent_rate:,.0f}/s sent, "
         f"{sent.errors} failed {sent.error_codes}); lag in positions over "
         f"{len(lags)} samples: p50 {lags[len(lags) // 2]}, p99 {lags[int(len(lags) * 0.99)]}, "
-        f"max {lags[-1]} (p50 {lags[len(lags) // 2] / rate * 1000:.0f} ms of appends)"
+        f"max {lags[-1]} (p50 {lags[len(lags) // 2] / rate * 1000:.0f} ms of appends); "
+        f"projection service CPU {spent:.1f} s = {spent / max(1, sent.appended) * 1e6:.0f} µs "
+        f"per appended event"
     )
     await client.disable_projection(name)
 
@@ -214,26 +220,30 @@ async def append_cost(
     await client.create_projection(name, COUNTING, start="end", enabled=False)
     rates: dict[bool, list[float]] = {False: [], True: []}
     writer_us: dict[bool, list[float]] = {False: [], True: []}
+    projection_us: dict[bool, list[float]] = {False: [], True: []}
     for n in range(rounds):
         for running in (False, True) if n % 2 == 0 else (True, False):
             if running:
                 await client.enable_projection(name)
             cpu = _cpu(stack, "writer-node1")
+            beside = _cpu(stack, "projection-node1")
             rates[running].append(await max_rate(nc, run_id, f"{int(running)}{n}", 5000))
             writer_us[running].append((_cpu(stack, "writer-node1") - cpu) / 5000 * 1e6)
+            projection_us[running].append((_cpu(stack, "projection-node1") - beside) / 5000 * 1e6)
             if running:
                 await client.disable_projection(name)
         _say(
             f"round {n + 1}: {rates[False][-1]:,.0f} appends/s without "
             f"({writer_us[False][-1]:.0f} µs writer CPU each), {rates[True][-1]:,.0f} with "
-            f"({writer_us[True][-1]:.0f} µs)"
+            f"({writer_us[True][-1]:.0f} µs; projection service {projection_us[True][-1]:.0f} µs)"
         )
     off, on = statistics.median(rates[False]), statistics.median(rates[True])
     _say(
         f"append cost: median {off:,.0f} appends/s without a projection, {on:,.0f} with one "
         f"counting projection running ({(on - off) / off:+.1%}); writer CPU per append "
         f"{statistics.median(writer_us[False]):.0f} µs without, "
-        f"{statistics.median(writer_us[True]):.0f} µs with"
+        f"{statistics.median(writer_us[True]):.0f} µs with, and the projection service "
+        f"{statistics.median(projection_us[True]):.0f} µs per append beside it"
     )
 
 
@@ -250,7 +260,7 @@ async def on_stack(args: argparse.Namespace) -> None:
                 await fill(nc, args.events)
                 await backfill(client, stack, f"count-{run_id}", COUNTING, False)
                 await backfill(client, stack, f"link-{run_id}", LINKING, True)
-            await lag_at_half_load(nc, client, run_id, args.load_seconds)
+            await lag_at_half_load(nc, client, stack, run_id, args.load_seconds)
             await append_cost(nc, client, stack, run_id, args.rounds)
         await nc.close()
     finally:

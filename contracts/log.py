@@ -157,9 +157,10 @@ class PartitionWrite(msgspec.Struct, array_like=True, frozen=True):
 
 class ProjectionCommitOp(msgspec.Struct, tag="projection_commit", array_like=True, frozen=True):
     """A projection's progress over source events up to `checkpoint`, from `from_checkpoint`
-    in `epoch`: the new states of the partitions it touched and its counts, or (`reason`) the
-    fault it stopped at. Its emitted events travel as `AppendOp`s of the same entry (one store
-    transaction). Applied only if the projection is still at (`epoch`, `from_checkpoint`)."""
+    in `epoch` under definition `revision`: the new states of the partitions it touched and
+    its counts, or (`reason`) the fault it stopped at. Its emitted events travel as
+    `AppendOp`s of the same entry (one store transaction). Applied only if the projection is
+    still at (`epoch`, `revision`, `from_checkpoint`)."""
 
     store: str
     name: str
@@ -171,6 +172,7 @@ class ProjectionCommitOp(msgspec.Struct, tag="projection_commit", array_like=Tru
     partitions: list[PartitionWrite]
     reason: str = ""
     fault_position: int = 0
+    revision: int = 0
 
 
 ProjectionOp = ProjectionDefineOp | ProjectionCommitOp

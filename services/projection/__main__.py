@@ -7,7 +7,7 @@ import asyncio
 import os
 
 from esdb.contracts.log import LogOp
-from esdb.contracts.subjects import PROJECTIONS_SERVICE, node_applied_subject
+from esdb.contracts.subjects import PROJECTIONS_SERVICE
 from esdb.services.projection.api import ProjectionApi
 from esdb.services.projection.commits import WriterCommits
 from esdb.services.projection.runner import Limits
@@ -20,7 +20,6 @@ from esdb.shared.service_runtime import run_service
 from esdb.shared.settings import Settings
 from esdb.shared.storage.catalog import NodeProgress, ReadOnlyStores
 from esdb.shared.telemetry import Telemetry, connected
-from esdb.shared.wakeup import Wakeup
 from esdb.shared.writer_ops import submit_ops
 
 # Appends block their clients; projections may trail. Under CPU contention the append path
@@ -35,26 +34,20 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     telemetry.ready_when(connected(nc))
     stores = ReadOnlyStores(settings.data_dir)
     progress = NodeProgress(settings.data_dir)
-    wakeup = Wakeup()
 
     async def submit(ops: list[LogOp], timeout: float) -> None:
         await submit_ops(nc, ops, timeout)
-
-    async def on_applied(_msg: object) -> None:
-        wakeup.notify()
 
     try:
         async with NatsClusterView(nc, settings.node_id, applied_on_disk=progress.applied) as view:
             api = ProjectionApi(stores.get, submit, CatchUp(view), timeout_ms=settings.timeout_ms)
             routes = {op: typed(kind, answer) for op, (kind, answer) in api.operations().items()}
             await NatsEndpoint(nc, PROJECTIONS_SERVICE, "projection").open(routes)
-            await nc.subscribe(node_applied_subject(settings.node_id), cb=on_applied)
             service = ProjectionService(
                 view,
                 store_names=progress.stores,
                 stores=stores.get,
                 commit=WriterCommits(nc, settings.timeout_ms / 1000),
-                wakeup=wakeup,
                 limits=Limits(),
             )
             await service.run(stop)

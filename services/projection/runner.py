@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import msgspec
 
 from esdb.contracts.commands import StreamAppend
+from esdb.contracts.errors import EsdbError, WrongExpectedVersion
 from esdb.contracts.log import PartitionWrite, ProjectionCommitOp
 from esdb.contracts.projections import (
     MAX_PARTITION_BYTES,
@@ -28,7 +29,6 @@ from esdb.services.projection.runtime import (
 )
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.port import StoreReader
-from esdb.shared.wakeup import Wakeup, wait_any
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,18 @@ class Limits:
     batch_events: int = 1000
     batch_timeout_s: float = 2.0
     memory_bytes: int = 64 << 20
-    idle_poll_s: float = 0.5
+    idle_poll_s: float = 0.05
+    """How often a runner at the end of the log looks for new events. Polling LMDB costs
+    less than hearing the writer's notice of every applied entry (measured: the notices
+    alone were most of the service's 30 µs of CPU per appended event at half load)."""
     live_commit_interval_s: float = 0.05
     """Least time between two commits while following the live log, so a projection adds
     at most ~20 entries a second to it however the appends arrive."""
     skip_commit_positions: int = 10_000
-    """Commit the checkpoint alone after this many positions of events the query skips."""
+    """Commit the checkpoint alone after this many positions of events the query skips..."""
+    skipped_commit_interval_s: float = 1.0
+    """... or once the log is read to its end, at most this often: a busy store's events the
+    query does not read never make it commit once per append."""
 
 
 class ProjectionRunner:
@@ -66,7 +72,6 @@ class ProjectionRunner:
         *,
         reader: Callable[[], StoreReader],
         commit: Commit,
-        wakeup: Wakeup,
         limits: Limits,
     ) -> None:
         self.store = store
@@ -74,7 +79,6 @@ class ProjectionRunner:
         self.record = record
         self._reader = reader
         self._commit = commit
-        self._wakeup = wakeup
         self._limits = limits
         self.position = record.checkpoint
 
@@ -122,15 +126,15 @@ class ProjectionRunner:
         committed_at = time.monotonic()
         read = self.position  # read up to here; committed up to `self.position`
         while True:
-            ticket = self._wakeup.ticket()
             records, _ = self._reader().read_all(
                 read + 1, backward=False, limit=limits.batch_events
             )
             if not records:
-                if read != self.position:
+                quiet = time.monotonic() - committed_at >= limits.skipped_commit_interval_s
+                if read != self.position and quiet:
                     await self._commit_batch([], [], 0, 0, read)  # skipped events only
                     committed_at = time.monotonic()
-                await wait_any(ticket, timeout=limits.idle_poll_s)
+                await asyncio.sleep(limits.idle_poll_s)
                 continue
             read = records[-1].position
             wanted = [r for r in records if selects(isolate.shape, r)]
@@ -152,7 +156,16 @@ class ProjectionRunner:
                 wait = limits.live_commit_interval_s - (time.monotonic() - committed_at)
                 if wait > 0:
                     await asyncio.sleep(wait)
-            await self._commit_batch(appends, parts, outcome.processed, len(outcome.emits), read)
+            try:
+                await self._commit_batch(
+                    appends, parts, outcome.processed, len(outcome.emits), read
+                )
+            except EsdbError as e:
+                if e.retryable or isinstance(e, WrongExpectedVersion):
+                    raise  # start again from what is stored
+                # The same batch would fail the same way again (a tombstoned target stream).
+                await self._fault(f"its effects cannot be written: {e.message}", wanted[0].position)
+                return
             committed_at = time.monotonic()
 
     async def _commit_batch(
@@ -167,6 +180,7 @@ class ProjectionRunner:
             store=self.store,
             name=self.name,
             epoch=self.record.epoch,
+            revision=self.record.revision,
             from_checkpoint=self.position,
             checkpoint=checkpoint,
             processed=processed,
@@ -182,6 +196,7 @@ class ProjectionRunner:
             store=self.store,
             name=self.name,
             epoch=self.record.epoch,
+            revision=self.record.revision,
             from_checkpoint=self.position,
             checkpoint=self.position,
             processed=0,

@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 
 RESTART_S = 0.5
 """How long a runner whose commit failed waits before it starts again from what is stored."""
-RECONCILE_SPACING_S = 0.1
-"""The least time between two listings of the projections (a definition change waits at most
-this long, beyond its own log entry, to start or stop its runner)."""
+RECONCILE_EVERY_S = 0.25
+"""How often the projections are listed: a definition change starts or stops its runner at
+most this long after its log entry (and a runner that ended is started again at once)."""
 _PAGE = 1000
 
 
@@ -58,14 +58,13 @@ class ProjectionService:
         store_names: Callable[[], list[str]],
         stores: Callable[[str], StoreReader],
         commit: Commit,
-        wakeup: Wakeup,
         limits: Limits,
     ) -> None:
         self._view = view
         self._store_names = store_names
         self._stores = stores
         self._commit = commit
-        self._wakeup = wakeup
+        self._wakeup = Wakeup()
         self._limits = limits
         self._running: dict[tuple[str, str], _Running] = {}
         self._leading: asyncio.Task[None] | None = None
@@ -98,9 +97,7 @@ class ProjectionService:
                 await self._reconcile()
             except Exception:
                 log.exception("projections could not be listed; trying again")
-            await wait_any(ticket, timeout=self._limits.idle_poll_s)
-            # Applied notices come with every log entry; the definitions need no such pace.
-            await asyncio.sleep(RECONCILE_SPACING_S)
+            await wait_any(ticket, timeout=RECONCILE_EVERY_S)
 
     def _wanted(self) -> dict[tuple[str, str], StoredProjection]:
         wanted: dict[tuple[str, str], StoredProjection] = {}
@@ -138,7 +135,6 @@ class ProjectionService:
             record,
             reader=lambda: self._stores(store),
             commit=self._commit,
-            wakeup=self._wakeup,
             limits=self._limits,
         )
         try:

@@ -62,8 +62,9 @@ class _StoreOverlay:
     versions: dict[str, int] = field(default_factory=dict)
     states: dict[str, StreamState] = field(default_factory=dict)
     event_ids: dict[bytes, tuple[str, int, int]] = field(default_factory=dict)
-    projections: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """(epoch, checkpoint) of projections committed by this batch's or in-flight entries."""
+    projections: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """(epoch, revision, checkpoint) of projections committed by this batch's or in-flight
+    entries."""
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Apply of projection ops: definitions, and each batch's progress and partition states.
 
 Deterministic like the rest of apply: a commit lands only if the projection is still in the
-epoch and at the checkpoint the commit started from, which every replica decides alike."""
+epoch, at the definition revision and at the checkpoint the commit started from, which every
+replica decides alike."""
 
 from __future__ import annotations
 
@@ -116,8 +117,13 @@ class ProjectionWrites:
         # An unknown action (a newer writer's) changes nothing, on every replica alike.
 
     def _commit(self, op: ProjectionCommitOp, current: StoredProjection | None) -> None:
-        if current is None or current.epoch != op.epoch or current.checkpoint != op.from_checkpoint:
-            return  # reset, deleted or moved on since: another runner's late commit
+        if (
+            current is None
+            or current.epoch != op.epoch
+            or current.revision != op.revision
+            or current.checkpoint != op.from_checkpoint
+        ):
+            return  # redefined, reset, deleted or moved on since: a late runner's commit
         added = 0
         seen = self._partitions.setdefault(op.name, set())
         for write in op.partitions:

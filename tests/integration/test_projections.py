@@ -185,6 +185,12 @@ async def test_emit_into_a_derived_stream_read_back(api: Api) -> None:
         ("BigOrder", {"total": 500}),
         ("BigOrder", {"total": 900}),
     ]
+    # A target that can no longer be written faults the projection, with nothing half-done.
+    await api.ok("tombstone_stream", {"stream": target})
+    await _append(api, source, ("Placed", {"total": 700}))
+    blocked = await _faulted(api, name)
+    assert "tombstoned" in blocked["reason"]
+    assert blocked["events_emitted"] == 2 and await _state(api, name) == {}
 
 
 async def test_link_to_by_category(api: Api) -> None:

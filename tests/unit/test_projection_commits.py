@@ -55,11 +55,14 @@ def created() -> Catalog:
     return catalog
 
 
-def commit(start: int, end: int, *, epoch: int = 0, state: bytes = b"1") -> ProjectionCommitOp:
+def commit(
+    start: int, end: int, *, epoch: int = 0, revision: int = 0, state: bytes = b"1"
+) -> ProjectionCommitOp:
     return ProjectionCommitOp(
         store=STORE,
         name="p",
         epoch=epoch,
+        revision=revision,
         from_checkpoint=start,
         checkpoint=end,
         processed=end - start,
@@ -130,12 +133,12 @@ def test_reset_clears_states_and_starts_a_new_epoch() -> None:
     assert partition(catalog, "") is None
     apply(catalog, commit(0, 3))  # the old epoch's late commit
     assert stored(catalog) == record
-    apply(catalog, commit(0, 3, epoch=1))
+    apply(catalog, commit(0, 3, epoch=1, revision=1))
     after = stored(catalog)
     assert after is not None and after.checkpoint == 3
 
 
-def test_update_disable_delete_and_fault() -> None:
+def test_update_disable_delete_and_fault_and_a_late_revision_is_refused() -> None:
     catalog = created()
     apply(catalog, ProjectionDefineOp(STORE, "p", PROJECTION_UPDATE, emit_enabled=True))
     record = stored(catalog)
@@ -144,11 +147,18 @@ def test_update_disable_delete_and_fault() -> None:
     apply(catalog, ProjectionDefineOp(STORE, "p", PROJECTION_DISABLE))
     disabled = stored(catalog)
     assert disabled is not None and not disabled.enabled
-    fault = msgspec.structs.replace(commit(0, 0), reason="boom", fault_position=4, partitions=[])
+    late = commit(0, 5)  # a runner of the first revision, still going
+    apply(catalog, late)
+    assert stored(catalog) == disabled
+    outcomes, entry = plan_and_apply(catalog, emitting(late))
+    assert entry is None and outcomes[0].error is not None
+    fault = msgspec.structs.replace(
+        commit(0, 0, revision=2), reason="boom", fault_position=4, partitions=[]
+    )
     apply(catalog, fault)
     faulted = stored(catalog)
     assert faulted is not None and (faulted.reason, faulted.fault_position) == ("boom", 4)
-    apply(catalog, commit(0, 2), ProjectionDefineOp(STORE, "p", PROJECTION_DELETE))
+    apply(catalog, commit(0, 2, revision=2), ProjectionDefineOp(STORE, "p", PROJECTION_DELETE))
     assert stored(catalog) is None and partition(catalog, "") is None
 
 
