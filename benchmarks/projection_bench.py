@@ -1,8 +1,8 @@
 """What projections cost and how fast they go (issue 15's "Measure and report").
 
 `python -m esdb.benchmarks.projection_bench [--runtime-events N] [--events N]
-[--load-seconds S] [--rounds R] [--durability MODE] [--runtime-only]` (`--events 0` skips the
-backfill part)
+[--load-seconds S] [--rounds R] [--fixed-rate R] [--durability MODE]
+[--parts runtime,backfill,lag,cost,fixed]`
 
 1. **runtime** (no NATS, no disk): a counting query and a `linkTo` query over
    `--runtime-events` (1,000,000) generated events, through what a runner does per batch of
@@ -18,6 +18,9 @@ backfill part)
 4. **append cost**: closed-loop appends/s (5,000 appends, 32 clients) and the writer's CPU
    per append, with no projection running and with one counting projection running
    (`fromAll`), in alternating order, `--rounds` (3) times each; medians.
+5. **fixed**: the CPU time of the writer and of the projection service while appends come
+   open-loop at `--fixed-rate` (2,000/s) for 10 s, without and then with a running counting
+   projection: steadier on a shared machine than appends/s.
 
 The machine is shared and noisy (2 cores): prefer the CPU figures, and the medians."""
 
@@ -45,6 +48,7 @@ from esdb.services.projection.runtime import Isolate
 from esdb.shared.storage.records import EventRecord
 
 STORE = "default"
+PARTS = ("runtime", "backfill", "lag", "cost", "fixed")
 BATCH = 1000
 COUNTING = """fromAll().when({
   $init: function () { return { count: 0 }; },
@@ -247,6 +251,35 @@ async def append_cost(
     )
 
 
+async def cpu_at_fixed_rate(
+    nc: NatsClient, client: Client, stack: BenchStack, run_id: str, rate: float, seconds: float
+) -> None:
+    """CPU of the writer and of the projection service while appends come open-loop at
+    `rate`, without and then with a running counting projection."""
+    name = f"fixed-{run_id}"
+    await client.create_projection(name, COUNTING, start="end", enabled=False)
+    for running in (False, True):
+        if running:
+            await client.enable_projection(name)
+        writer, beside = _cpu(stack, "writer-node1"), _cpu(stack, "projection-node1")
+        count = int(rate * seconds)
+        sender = OpenLoop(
+            esdb_sender(nc, STORE, lambda i: f"fixed-{run_id}-{i % 64}", event_payload(), 10.0),
+            rate,
+            count,
+            "fixed",
+        )
+        await sender.run()
+        writer = _cpu(stack, "writer-node1") - writer
+        beside = _cpu(stack, "projection-node1") - beside
+        _say(
+            f"at {rate:,.0f} appends/s for {seconds:.0f} s, {'one' if running else 'no'} "
+            f"projection running: writer CPU {writer:.2f} s ({writer / count * 1e6:.0f} µs per "
+            f"append), projection service {beside:.2f} s ({beside / count * 1e6:.0f} µs)"
+        )
+    await client.disable_projection(name)
+
+
 async def on_stack(args: argparse.Namespace) -> None:
     """Parts 2-4 on a stack of the benchmark's own."""
     stack = await BenchStack.start(args.durability, args.data_dir)
@@ -255,13 +288,17 @@ async def on_stack(args: argparse.Namespace) -> None:
         run_id = uuid.uuid4().hex[:6]
         async with Client.connect(stack.url) as client:
             await client.append(f"warm-{run_id}", [NewEvent("Warm", {})])
-            if args.events:
+            if "backfill" in args.parts:
                 _say(f"filling {args.events:,} events...")
                 await fill(nc, args.events)
                 await backfill(client, stack, f"count-{run_id}", COUNTING, False)
                 await backfill(client, stack, f"link-{run_id}", LINKING, True)
-            await lag_at_half_load(nc, client, stack, run_id, args.load_seconds)
-            await append_cost(nc, client, stack, run_id, args.rounds)
+            if "lag" in args.parts:
+                await lag_at_half_load(nc, client, stack, run_id, args.load_seconds)
+            if "cost" in args.parts:
+                await append_cost(nc, client, stack, run_id, args.rounds)
+            if "fixed" in args.parts:
+                await cpu_at_fixed_rate(nc, client, stack, run_id, args.fixed_rate, 10.0)
         await nc.close()
     finally:
         await stack.stop()
@@ -276,16 +313,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--durability", default="fsync", choices=("fsync", "interval", "memory"))
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--runtime-only", action="store_true")
+    parser.add_argument("--fixed-rate", type=float, default=2000.0)
+    parser.add_argument(
+        "--parts",
+        type=lambda text: set(text.split(",")),
+        default=set(PARTS),
+        help=f"comma-separated, of {','.join(PARTS)} (default: all)",
+    )
     args = parser.parse_args(argv)
-    events = generated(args.runtime_events)
-    for label, query, emit in (("counting", COUNTING, False), ("linkTo", LINKING, True)):
-        rate, emitted = runtime_rate(query, events, emit=emit)
-        _say(
-            f"runtime {label}: {len(events):,} events at {rate:,.0f} events/CPU-s "
-            f"({1e6 / rate:.2f} µs/event), {emitted:,} emitted"
-        )
-    if not args.runtime_only:
+    if "runtime" in args.parts:
+        events = generated(args.runtime_events)
+        for label, query, emit in (("counting", COUNTING, False), ("linkTo", LINKING, True)):
+            rate, emitted = runtime_rate(query, events, emit=emit)
+            _say(
+                f"runtime {label}: {len(events):,} events at {rate:,.0f} events/CPU-s "
+                f"({1e6 / rate:.2f} µs/event), {emitted:,} emitted"
+            )
+    if args.parts - {"runtime"}:
         asyncio.run(on_stack(args))
 
 
