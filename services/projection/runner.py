@@ -4,10 +4,12 @@ isolate in batches, and commit each batch's emits, states and checkpoint in one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -37,6 +39,7 @@ Commit = Callable[[str, list[StreamAppend], ProjectionCommitOp], Awaitable[None]
 `EsdbError` when it does not land."""
 
 _STATES_PAGE = 1000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class ProjectionRunner:
             await self._fault(f"the query does not compile: {e.message}", self.position)
             return
         try:
-            await asyncio.to_thread(isolate.load, *self._stored_states(isolate))
+            await run_to_end(isolate.load, *self._stored_states(isolate))
             await self._follow(isolate)
         finally:
             isolate.close()
@@ -144,7 +147,7 @@ class ProjectionRunner:
                     committed_at = time.monotonic()
                 continue
             try:
-                outcome = await asyncio.to_thread(isolate.process, batch_json(wanted))
+                outcome = await run_to_end(isolate.process, batch_json(wanted))
                 appends = emitted_appends(self.name, self.record.epoch, outcome.emits, wanted)
                 parts = _partition_writes(outcome, isolate)
             except ProjectionFault as fault:
@@ -206,6 +209,19 @@ class ProjectionRunner:
             fault_position=position,
         )
         await self._commit(self.store, [], op)
+
+
+async def run_to_end(call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` in a worker thread; cancelled, it still waits for the call to end (within
+    the batch time limit) before the cancellation goes on, so the isolate is never closed under
+    a running call (mini-racer then never answers it, and the thread blocks for good)."""
+    running = asyncio.get_running_loop().run_in_executor(None, call, *args)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await asyncio.wait({running})
+        raise
 
 
 def _partition_writes(outcome: BatchOutcome, isolate: Isolate) -> list[PartitionWrite]:

@@ -3,10 +3,14 @@ events a query selects, and what stops a query: a throw, an endless loop, a memo
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import msgspec
 import pytest
 
 from esdb.services.projection.batches import batch_json, emitted_appends, selects
+from esdb.services.projection.runner import run_to_end
 from esdb.services.projection.runtime import Isolate, ProjectionFault, QueryError
 from esdb.shared.storage.records import EventRecord
 
@@ -126,3 +130,21 @@ def test_an_endless_loop_and_a_memory_bomb_are_stopped() -> None:
     )
     with pytest.raises(ProjectionFault, match="memory limit"):
         bomb.process(batch_json([event(1, "a", "E")]))
+
+
+async def test_a_cancelled_batch_ends_before_its_isolate_is_closed() -> None:
+    slow = "fromAll().when({$any: () => { var t = Date.now(); while (Date.now() - t < 300) {} }})"
+    isolate = await asyncio.to_thread(Isolate.compile, slow, emit_enabled=False)
+    done = threading.Event()
+
+    def process() -> None:
+        isolate.process(batch_json([event(1, "a", "E")]))
+        done.set()
+
+    task = asyncio.create_task(run_to_end(process))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert done.is_set()  # the call ended first: closing now cannot strand its thread
+    isolate.close()
