@@ -12,8 +12,8 @@ from esdb.services.projection.api import ProjectionApi
 from esdb.services.projection.commits import WriterCommits
 from esdb.services.projection.runner import Limits
 from esdb.services.projection.service import ProjectionService
-from esdb.services.snapshot.freshness import CatchUp
 from esdb.shared.cluster_view import NatsClusterView
+from esdb.shared.freshness import CatchUp
 from esdb.shared.nats_connection import connect_service
 from esdb.shared.service_api import NatsEndpoint, typed
 from esdb.shared.service_runtime import run_service

@@ -4,7 +4,6 @@ log ops that every node applies; reads come from this node's LMDB once it has ca
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,6 +44,7 @@ from esdb.contracts.projections import (
 from esdb.contracts.subjects import Op
 from esdb.services.projection.runtime import Isolate, QueryError
 from esdb.services.projection.service import stored_projections
+from esdb.shared.freshness import Deadline
 from esdb.shared.names import CONTROL_CHARACTERS
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.port import StoreReader
@@ -86,16 +86,6 @@ def check_query(query: str, emit_enabled: bool) -> str:
     return query
 
 
-class _Deadline:
-    def __init__(self, timeout_ms: int | None, default_ms: int) -> None:
-        if timeout_ms is not None and timeout_ms <= 0:
-            raise InvalidRequest("timeout_ms must be positive", field="timeout_ms")
-        self._end = time.monotonic() + (timeout_ms or default_ms) / 1000
-
-    def left(self) -> float:
-        return max(0.001, self._end - time.monotonic())
-
-
 class ProjectionApi:
     """Every `projection_*` operation for every store of one node."""
 
@@ -122,12 +112,12 @@ class ProjectionApi:
             Op.PROJECTION_RESULT: (ProjectionStateRequest, self.result),
         }
 
-    async def _reader(self, store: str, deadline: _Deadline) -> StoreReader:
+    async def _reader(self, store: str, deadline: Deadline) -> StoreReader:
         await self._catch_up(deadline.left())
         return self._stores(store)
 
-    def _deadline(self, timeout_ms: int | None) -> _Deadline:
-        return _Deadline(timeout_ms, self._timeout_ms)
+    def _deadline(self, timeout_ms: int | None) -> Deadline:
+        return Deadline(timeout_ms, self._timeout_ms)
 
     async def create(
         self, store: str, request: ProjectionCreateRequest, codec: Codec
@@ -212,7 +202,7 @@ class ProjectionApi:
         return await self._define(store, ProjectionDefineOp(store, name, action), deadline)
 
     async def _define(
-        self, store: str, op: ProjectionDefineOp, deadline: _Deadline
+        self, store: str, op: ProjectionDefineOp, deadline: Deadline
     ) -> ProjectionInfo:
         await self._submit([op], deadline.left())
         reader = await self._reader(store, deadline)
