@@ -148,6 +148,9 @@ class ReadStreamRequest(msgspec.Struct, kw_only=True):
     limit: int = 100
     min_position: int | None = None
     timeout_ms: int | None = None
+    resolve_links: bool = False
+    """Return the event each link (`$>`, written by `linkTo`) points to, at the link's
+    position; a link to an event no longer readable is left out."""
 
 
 class ReadAllRequest(msgspec.Struct, kw_only=True):
@@ -162,6 +165,8 @@ class ReadAllRequest(msgspec.Struct, kw_only=True):
     min_position: int | None = None
     timeout_ms: int | None = None
     compact: bool = False
+    resolve_links: bool = False
+    """As `ReadStreamRequest.resolve_links`."""
 
 
 class ListStreamsRequest(msgspec.Struct, kw_only=True):

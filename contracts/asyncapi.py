@@ -19,7 +19,7 @@ from typing import Any, Final, NamedTuple, Union, get_args, get_origin
 import msgspec
 
 from esdb import __version__
-from esdb.contracts import api, snapshots, subscriptions, watches
+from esdb.contracts import api, projections, snapshots, subscriptions, watches
 from esdb.contracts.api import JSON_CONTENT_TYPE, MSGPACK_CONTENT_TYPE
 from esdb.contracts.errors import ErrorBody, ErrorCode, ErrorReply
 from esdb.contracts.subjects import API_PREFIX, GATEWAY_QUEUE, SYSTEM_STORE, Op
@@ -221,6 +221,79 @@ OPERATIONS: Final[tuple[ApiOperation, ...]] = (
         "List snapshots without their payloads, by source and/or stream.",
     ),
     ApiOperation(
+        Op.PROJECTION_CREATE,
+        projections.ProjectionCreateRequest,
+        projections.ProjectionInfo,
+        "projections",
+        "Define a JavaScript projection (KurrentDB's language), run from the store's start or "
+        "end; a query that does not compile is `invalid_request` with its error and line.",
+    ),
+    ApiOperation(
+        Op.PROJECTION_UPDATE,
+        projections.ProjectionUpdateRequest,
+        projections.ProjectionInfo,
+        "projections",
+        "Replace a projection's query and/or `emit_enabled`; its state and checkpoint stay.",
+    ),
+    ApiOperation(
+        Op.PROJECTION_DELETE,
+        projections.ProjectionNameRequest,
+        projections.ProjectionDeleted,
+        "projections",
+        "Delete a projection and its states; the events it emitted stay.",
+    ),
+    ApiOperation(
+        Op.PROJECTION_ENABLE,
+        projections.ProjectionNameRequest,
+        projections.ProjectionInfo,
+        "projections",
+        "Run a projection (again, after a fault: from where it stopped).",
+    ),
+    ApiOperation(
+        Op.PROJECTION_DISABLE,
+        projections.ProjectionNameRequest,
+        projections.ProjectionInfo,
+        "projections",
+        "Stop a projection where it is.",
+    ),
+    ApiOperation(
+        Op.PROJECTION_RESET,
+        projections.ProjectionNameRequest,
+        projections.ProjectionInfo,
+        "projections",
+        "Clear a projection's states and checkpoint; it starts again from the store's first "
+        "event. The events it emitted stay.",
+    ),
+    ApiOperation(
+        Op.PROJECTION_LIST,
+        projections.ProjectionListRequest,
+        projections.ProjectionList,
+        "projections",
+        "Every projection of the store, with status, position, lag and counts.",
+    ),
+    ApiOperation(
+        Op.PROJECTION_INFO,
+        projections.ProjectionNameRequest,
+        projections.ProjectionInfo,
+        "projections",
+        "One projection: status (`running`, `stopped`, `faulted`), reason, position, lag, "
+        "events processed and emitted, partitions.",
+    ),
+    ApiOperation(
+        Op.PROJECTION_STATE,
+        projections.ProjectionStateRequest,
+        projections.ProjectionStateOut,
+        "projections",
+        "A projection's state: a partition's, or the shared one.",
+    ),
+    ApiOperation(
+        Op.PROJECTION_RESULT,
+        projections.ProjectionStateRequest,
+        projections.ProjectionResultOut,
+        "projections",
+        "A projection's result: the state through its `transformBy`/`filterBy`.",
+    ),
+    ApiOperation(
         Op.HEALTH,
         None,
         api.Health,
@@ -310,6 +383,7 @@ TAGS: Final = {
     "query (docs/dcb.md).",
     "subscriptions": "Persistent subscriptions (consumer groups) and watches.",
     "snapshots": "Snapshots of aggregates.",
+    "projections": "JavaScript projections run by the server (docs/projections.md).",
     "stores": "Creating, configuring and removing stores (cluster-wide, on `_sys`).",
     "cluster": "Health and cluster status (cluster-wide, on `_sys`).",
     "live": "Messages esdb publishes: live events, deliveries, watches.",

@@ -127,6 +127,57 @@ class ScavengeOp(msgspec.Struct, tag="scavenge", array_like=True, frozen=True):
     below_version: int
 
 
+PROJECTION_CREATE = "create"
+PROJECTION_UPDATE = "update"
+PROJECTION_ENABLE = "enable"
+PROJECTION_DISABLE = "disable"
+PROJECTION_RESET = "reset"
+PROJECTION_DELETE = "delete"
+
+
+class ProjectionDefineOp(msgspec.Struct, tag="projection_define", array_like=True, frozen=True):
+    """Change projection `name`'s definition (`action`, one of the `PROJECTION_*` above).
+    `create` starts it at `start_position`; `update` sets `query` and/or `emit_enabled` (None
+    keeps it); `reset` clears its states and starts it again from 0 in a new epoch."""
+
+    store: str
+    name: str
+    action: str
+    query: str | None = None
+    emit_enabled: bool | None = None
+    enabled: bool = True
+    start_position: int = 0
+
+
+class PartitionWrite(msgspec.Struct, array_like=True, frozen=True):
+    """A partition's new state and result (JSON text)."""
+
+    partition: str
+    state: bytes
+    result: bytes
+
+
+class ProjectionCommitOp(msgspec.Struct, tag="projection_commit", array_like=True, frozen=True):
+    """A projection's progress over source events up to `checkpoint`, from `from_checkpoint`
+    in `epoch` under definition `revision`: the new states of the partitions it touched and
+    its counts, or (`reason`) the fault it stopped at. Its emitted events travel as
+    `AppendOp`s of the same entry (one store transaction). Applied only if the projection is
+    still at (`epoch`, `revision`, `from_checkpoint`)."""
+
+    store: str
+    name: str
+    epoch: int
+    from_checkpoint: int
+    checkpoint: int
+    processed: int
+    emitted: int
+    partitions: list[PartitionWrite]
+    reason: str = ""
+    fault_position: int = 0
+    revision: int = 0
+
+
+ProjectionOp = ProjectionDefineOp | ProjectionCommitOp
 StoreItemOp = SubscriptionOp | ParkOp | UnparkOp | SnapshotOp | SnapshotDeleteOp
 LogOp = (
     AppendOp
@@ -141,6 +192,8 @@ LogOp = (
     | UnparkOp
     | SnapshotOp
     | SnapshotDeleteOp
+    | ProjectionDefineOp
+    | ProjectionCommitOp
 )
 
 

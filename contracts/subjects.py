@@ -119,6 +119,7 @@ def reader_subject(operation: str) -> str:
 SUBSCRIPTIONS_SERVICE = "subscriptions"
 SNAPSHOTS_SERVICE = "snapshots"
 SCAVENGER_SERVICE = "scavenger"
+PROJECTIONS_SERVICE = "projections"
 
 
 def service_subject(service: str, store: str, operation: str) -> str:
@@ -169,6 +170,16 @@ class Op:
     SCAVENGE = "scavenge"
     DCB_APPEND = "dcb_append"
     DCB_READ = "dcb_read"
+    PROJECTION_CREATE = "projection_create"
+    PROJECTION_UPDATE = "projection_update"
+    PROJECTION_DELETE = "projection_delete"
+    PROJECTION_ENABLE = "projection_enable"
+    PROJECTION_DISABLE = "projection_disable"
+    PROJECTION_RESET = "projection_reset"
+    PROJECTION_LIST = "projection_list"
+    PROJECTION_INFO = "projection_info"
+    PROJECTION_STATE = "projection_state"
+    PROJECTION_RESULT = "projection_result"
 
 
 LIFECYCLE_OPERATIONS = frozenset({Op.SET_STREAM_METADATA, Op.DELETE_STREAM, Op.TOMBSTONE_STREAM})
@@ -198,4 +209,19 @@ FORWARDED_OPERATIONS = {
         SNAPSHOTS_SERVICE,
     ),
     Op.SCAVENGE: SCAVENGER_SERVICE,
+    **dict.fromkeys(
+        (
+            Op.PROJECTION_CREATE,
+            Op.PROJECTION_UPDATE,
+            Op.PROJECTION_DELETE,
+            Op.PROJECTION_ENABLE,
+            Op.PROJECTION_DISABLE,
+            Op.PROJECTION_RESET,
+            Op.PROJECTION_LIST,
+            Op.PROJECTION_INFO,
+            Op.PROJECTION_STATE,
+            Op.PROJECTION_RESULT,
+        ),
+        PROJECTIONS_SERVICE,
+    ),
 }

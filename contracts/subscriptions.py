@@ -59,6 +59,9 @@ class SubscriptionCreateRequest(msgspec.Struct, kw_only=True):
     max_retries: int = DEFAULT_MAX_RETRIES
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     timeout_ms: int | None = None
+    resolve_links: bool = False
+    """Deliver each link event (a projection's `linkTo`) as the event it points to, at the
+    link's position; a link to an event no longer readable is passed over."""
 
 
 class SubscriptionRequest(msgspec.Struct, kw_only=True):
@@ -115,6 +118,7 @@ class SubscriptionDefinition(msgspec.Struct, kw_only=True, frozen=True):
     uid: str
     """Differs between a group and a later one of the same name, whose checkpoint is new."""
     created_us: int
+    resolve_links: bool = False
 
     @property
     def checkpoint_name(self) -> str:
@@ -155,6 +159,7 @@ class SubscriptionInfo(msgspec.Struct, kw_only=True):
     in_flight: int
     parked: int
     consumers: list[ConsumerInfo]
+    resolve_links: bool = False
 
 
 class SubscriptionList(msgspec.Struct, kw_only=True):

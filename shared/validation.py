@@ -272,6 +272,7 @@ def stream_query(
         min_position=_min_position(request.min_position),
         wait_ms=_wait_ms(request.timeout_ms, settings),
         codec=codec.value,
+        resolve_links=request.resolve_links,
     )
 
 
@@ -300,6 +301,7 @@ def all_query(store: str, request: ReadAllRequest, codec: Codec, settings: Setti
         min_position=_min_position(request.min_position),
         wait_ms=_wait_ms(request.timeout_ms, settings),
         codec=codec.value,
+        resolve_links=request.resolve_links,
     )
 
 

@@ -19,14 +19,21 @@ _encoder = msgspec.msgpack.Encoder()
 _outcome = msgspec.msgpack.Decoder(WriteOutcome)
 
 
-async def submit_ops(nc: NatsClient, ops: list[LogOp], timeout: float = 5.0) -> None:
-    """Log `ops` in one entry; returns once the leader committed it, raises `EsdbError`."""
+async def ask_leader(nc: NatsClient, subject: str, payload: bytes, timeout: float) -> bytes:
+    """Send `payload` to the writer leader on `subject`; its reply, or `Unavailable` when no
+    leader listens and `Timeout` when it does not answer in time."""
     try:
-        reply = await nc.request(WRITER_OPS, _encoder.encode(OpsCommand(ops)), timeout=timeout)
+        reply = await nc.request(subject, payload, timeout=timeout)
     except nats.errors.NoRespondersError as e:
         raise Unavailable("no writer leader; retry") from e
     except nats.errors.TimeoutError as e:
         raise Timeout("the writer leader did not answer in time") from e
-    outcome = _outcome.decode(reply.data)
+    return bytes(reply.data)
+
+
+async def submit_ops(nc: NatsClient, ops: list[LogOp], timeout: float = 5.0) -> None:
+    """Log `ops` in one entry; returns once the leader committed it, raises `EsdbError`."""
+    reply = await ask_leader(nc, WRITER_OPS, _encoder.encode(OpsCommand(ops)), timeout)
+    outcome = _outcome.decode(reply)
     if outcome.error is not None:
         raise error_from_body(outcome.error)

@@ -13,6 +13,7 @@ from esdb.cli import (
     config_command,
     export_command,
     import_command,
+    projection_commands,
     session,
     status_command,
     stream_commands,
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream_commands.add_commands(commands, common)
     tail_command.add_command(commands, common)
     subscription_commands.add_command(commands, common)
+    projection_commands.add_command(commands, common)
     status_command.add_command(commands, common)
     cluster_command.add_command(commands, common)
     config_command.add_command(commands)

@@ -42,6 +42,9 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
     create.add_argument("--message-timeout-ms", type=int, default=30_000)
     create.add_argument("--max-retries", type=int, default=10)
     create.add_argument("--max-in-flight", type=int, default=100)
+    create.add_argument(
+        "--resolve-links", action="store_true", help="deliver linked events, not the links"
+    )
     create.set_defaults(run=create_group)
     delete = actions.add_parser("delete", parents=[common], help="delete a group")
     delete.add_argument("name")
@@ -113,6 +116,7 @@ async def create_group(client: Client, args: argparse.Namespace) -> int:
         message_timeout_ms=args.message_timeout_ms,
         max_retries=args.max_retries,
         max_in_flight=args.max_in_flight,
+        resolve_links=args.resolve_links,
     )
     print(json_line(info) if args.json else table(_HEADERS, [_row(info)]))
     return 0

@@ -26,6 +26,7 @@ from esdb.client.kurrent_names import KurrentNames
 from esdb.client.live import DEFAULT_BUFFER_SIZE
 from esdb.client.opening import ClosedOnExit, Opening
 from esdb.client.persistent import PersistentOperations
+from esdb.client.projections import ProjectionOperations
 from esdb.client.requests import AppendBody, append_multi_body, event_bodies, ids_complete
 from esdb.client.retry import RetryPolicy
 from esdb.client.snapshots import SnapshotOperations
@@ -86,6 +87,7 @@ DEFAULT_TIMEOUT_S = 5.0
 class Client(
     KurrentNames,
     SnapshotOperations,
+    ProjectionOperations,
     PersistentOperations,
     StoreOperations,
     DcbOperations,
@@ -213,10 +215,12 @@ class Client(
         direction: Direction = "forward",
         limit: int = 100,
         min_position: int | None = None,
+        resolve_links: bool = False,
     ) -> ReadStreamPage:
         """One page of a stream from version `from_` (raises `StreamNotFound` for a stream
         without events); `min_position` waits until the serving node has applied that
-        position, which gives read-your-writes."""
+        position, which gives read-your-writes. With `resolve_links`, each link event
+        (`linkTo`) comes as the event it points to, at the link's position."""
         request = ReadStreamRequest(
             stream=stream,
             from_=from_,
@@ -224,6 +228,7 @@ class Client(
             limit=limit,
             min_position=min_position,
             timeout_ms=self._connection.server_timeout_ms,
+            resolve_links=resolve_links,
         )
         return await self._connection.request(
             self._subjects[Op.READ_STREAM], request, _stream_page, idempotent=True
@@ -260,9 +265,12 @@ class Client(
         limit: int = 100,
         filter: ReadFilter | None = None,
         min_position: int | None = None,
+        resolve_links: bool = False,
     ) -> ReadAllPage:
-        """One page of the store's global log (`$all`), filtered on the server."""
+        """One page of the store's global log (`$all`), filtered on the server; with
+        `resolve_links`, links come as the events they point to (`read_stream`)."""
         request = self._read_all_request(from_position, direction, limit, filter, min_position)
+        request.resolve_links = resolve_links
         return await self._connection.request(
             self._subjects[Op.READ_ALL], request, _all_page, idempotent=True
         )
@@ -340,6 +348,7 @@ class Client(
         from_version: int | None = None,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         page_size: int = DEFAULT_PAGE_SIZE,
+        resolve_links: bool = False,
     ) -> Subscribing:
         """Events as the leader commits them, in position order and without duplicates: use
         `async with client.subscribe(...) as sub: async for event in sub`, or
@@ -364,7 +373,10 @@ class Client(
         Lost live messages (a NATS reconnect, more than `buffer_size` waiting) are re-read
         from the store by catch-up subscriptions, and by `all=True` ones (a gap in positions
         shows them); a transient subscription with another selector raises
-        `SubscriptionDropped` instead, as such gaps cannot be seen in its positions."""
+        `SubscriptionDropped` instead, as such gaps cannot be seen in its positions.
+
+        With `resolve_links`, each link event (a projection's `linkTo`) is delivered as the
+        event it points to, at the link's position; links to unreadable events are skipped."""
         selector = select(
             self.store,
             stream=stream,
@@ -383,6 +395,7 @@ class Client(
             buffer_size=buffer_size,
             page_size=page_size,
             opened=self._subscriptions,
+            resolve_links=resolve_links,
         )
 
     async def list_streams(

@@ -90,9 +90,11 @@ class PersistentOperations:
         message_timeout_ms: int = DEFAULT_MESSAGE_TIMEOUT_MS,
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        resolve_links: bool = False,
     ) -> SubscriptionInfo:
         """Create consumer group `name` over the selected events from `start` (a position,
-        the store's first event, or its end); raises `AlreadyExists` if it exists."""
+        the store's first event, or its end); raises `AlreadyExists` if it exists. With
+        `resolve_links`, link events come as the events they point to, at their positions."""
         request = SubscriptionCreateRequest(
             subscription=name,
             selector=selector_spec(
@@ -109,6 +111,7 @@ class PersistentOperations:
             max_retries=max_retries,
             max_in_flight=max_in_flight,
             timeout_ms=self._connection.server_timeout_ms,
+            resolve_links=resolve_links,
         )
         return await self._connection.request(
             self._subject(Op.SUBSCRIPTION_CREATE), request, _info, write=True

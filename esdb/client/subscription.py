@@ -20,6 +20,10 @@ applied by the reader that answered (a follower's reader lags the leader). So th
 event after a catch-up, at position B, is checked: if B - 1 is above what the store reads
 covered, the store is read up to B - 1 (waiting for B - 1 to be applied) before B is delivered.
 
+With `resolve_links`, each link event (`$>`, written by a projection's `linkTo`) is delivered
+as the event it points to, read from the store, at the link's position; a link to an event no
+longer readable is skipped.
+
 Lost live messages (a full buffer, a NATS reconnect) are recovered from the store by catch-up
 subscriptions and, when the selector is `all=True`, by any subscription: positions are dense
 across a store, so a gap before an event shows a loss and is filled from `read_all`. For other
@@ -33,13 +37,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+import msgspec
+
 from esdb.client.connection import Connection
 from esdb.client.dcb import DcbQuery, DcbQueryItem, DcbReadPage
 from esdb.client.events import ReadAllPage, ReadStreamPage, RecordedEvent, event_from_json
 from esdb.client.live import LiveFeed, LiveMessage, NatsFeed
 from esdb.client.opening import ClosedOnExit, Opening
 from esdb.contracts.api import ReadFilter
-from esdb.contracts.errors import InvalidRequest, StreamNotFound, Unavailable
+from esdb.contracts.errors import InvalidRequest, StreamDeleted, StreamNotFound, Unavailable
+from esdb.contracts.projections import link_target
 from esdb.contracts.selectors import Selector
 
 StartPosition = int | Literal["start", "end"]
@@ -110,9 +117,11 @@ class Subscription(ClosedOnExit):
         from_position: StartPosition | None = None,
         from_version: int | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        resolve_links: bool = False,
     ) -> None:
         _check_start(selector, from_position, from_version)
         self.selector = selector
+        self._resolve_links = resolve_links
         self._feed = feed
         self._history = history
         self._page_size = page_size
@@ -149,7 +158,31 @@ class Subscription(ClosedOnExit):
             raise StopAsyncIteration
         if self._events is None:
             self._events = self._run()
-        return await anext(self._events)
+        while True:
+            item = await anext(self._events)
+            if not self._resolve_links or isinstance(item, CaughtUp):
+                return item
+            resolved = await self._resolved(item)
+            if resolved is not None:
+                return resolved
+
+    async def _resolved(self, event: RecordedEvent) -> RecordedEvent | None:
+        """The event a link points to, at the link's position (None: no longer readable);
+        any other event as it is."""
+        target = link_target(event.event_type, event.data)
+        if target is None:
+            return event
+        stream, version = target
+        try:
+            page = await self._history.read_stream(
+                stream, from_=version, limit=1, min_position=event.position
+            )
+        except (StreamNotFound, StreamDeleted):
+            return None
+        found = page.events[0] if page.events else None
+        if found is None or found.version != version:
+            return None
+        return msgspec.structs.replace(found, position=event.position)
 
     async def close(self) -> None:
         """Stop delivering and unsubscribe; a pending `__anext__` ends the iteration."""
@@ -322,8 +355,10 @@ class Subscribing(Opening[Subscription]):
         buffer_size: int,
         page_size: int,
         opened: set[Subscription],
+        resolve_links: bool = False,
     ) -> None:
         _check_start(selector, from_position, from_version)
+        self._resolve_links = resolve_links
         self._connection = connection
         self._history = history
         self._selector = selector
@@ -342,6 +377,7 @@ class Subscribing(Opening[Subscription]):
             from_position=self._from_position,
             from_version=self._from_version,
             page_size=self._page_size,
+            resolve_links=self._resolve_links,
         )
         self._opened.add(subscription)
 

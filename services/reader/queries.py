@@ -26,6 +26,7 @@ from esdb.services.reader.reply_size import (
     fitting,
     stream_bytes,
 )
+from esdb.shared.links import resolve_links
 from esdb.shared.read_filters import compile_filter
 from esdb.shared.storage.port import StoreReader
 from esdb.shared.storage.records import STREAM_DELETED, STREAM_TOMBSTONED, EventRecord
@@ -86,8 +87,11 @@ def read_stream(
         next_version = records[-1].version - 1 if records[-1].version > first else None
     else:
         next_version = records[-1].version + 1 if records[-1].version < state.version else None
+    visible = [r for r in records if is_visible(r, state, now_us)]
+    if query.resolve_links:
+        visible = resolve_links(store, visible, now_us)
     return ReadStreamResult(
-        events=[event_out(r, codec) for r in records if is_visible(r, state, now_us)],
+        events=[event_out(r, codec) for r in visible],
         next=next_version,
         last_version=state.version,
     )
@@ -107,12 +111,15 @@ def read_all(
     compact = isinstance(query, Compact)
     if isinstance(query, Compact):
         query = query.query
+    now_us = time.time_ns() // 1000
     found, next_position = store.read_all(
         query.from_position,
         backward=query.backward,
         limit=query.limit,
-        predicate=visible_in(store, time.time_ns() // 1000, compile_filter(query.filter)),
+        predicate=visible_in(store, now_us, compile_filter(query.filter)),
     )
+    if query.resolve_links:
+        found = resolve_links(store, found, now_us)
     if compact:
         return _compact_page(query, found, next_position, max_bytes)
     records = events_fitting(found, max_bytes)

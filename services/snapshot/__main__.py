@@ -6,9 +6,9 @@ import asyncio
 
 from esdb.contracts.log import LogOp
 from esdb.contracts.subjects import SNAPSHOTS_SERVICE
-from esdb.services.snapshot.freshness import CatchUp
 from esdb.services.snapshot.service import SnapshotService
 from esdb.shared.cluster_view import NatsClusterView
+from esdb.shared.freshness import CatchUp
 from esdb.shared.nats_connection import connect_service
 from esdb.shared.service_api import NatsEndpoint, typed
 from esdb.shared.service_runtime import run_service

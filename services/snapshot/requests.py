@@ -78,13 +78,6 @@ def check_limit(value: int) -> int:
     return value
 
 
-def timeout_s(timeout_ms: int | None, default_ms: int) -> float:
-    """How long a request may take, in seconds."""
-    if timeout_ms is not None and timeout_ms <= 0:
-        raise InvalidRequest("timeout_ms must be positive", field="timeout_ms")
-    return (timeout_ms or default_ms) / 1000
-
-
 def check_size(data: bytes, metadata: bytes, limit: int) -> None:
     """Data plus metadata within `limit` bytes, else `TooLarge`."""
     size = len(data) + len(metadata)

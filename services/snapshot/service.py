@@ -32,6 +32,7 @@ from esdb.contracts.snapshots import (
 )
 from esdb.contracts.subjects import Op
 from esdb.services.snapshot import requests
+from esdb.shared.freshness import Deadline
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.port import StoreReader
 from esdb.shared.wire import Codec, payload_bytes
@@ -56,14 +57,6 @@ def _now_us() -> int:
 
 def _created(created_us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=created_us)
-
-
-class _Deadline:
-    def __init__(self, seconds: float) -> None:
-        self._end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return max(0.001, self._end - time.monotonic())
 
 
 class SnapshotService:
@@ -96,7 +89,7 @@ class SnapshotService:
             Op.SNAPSHOT_LIST: (SnapshotListRequest, self.list_page),
         }
 
-    async def _reader(self, store: str, deadline: _Deadline) -> StoreReader:
+    async def _reader(self, store: str, deadline: Deadline) -> StoreReader:
         await self._catch_up(deadline.left())
         return self._stores(store)
 
@@ -109,7 +102,7 @@ class SnapshotService:
         version = requests.check_version(request.version)
         content_type = requests.check_content_type(request.content_type)
         keep_last = requests.check_keep_last(request.keep_last)
-        deadline = _Deadline(requests.timeout_s(request.timeout_ms, self._timeout_ms))
+        deadline = Deadline(request.timeout_ms, self._timeout_ms)
         if not request.data:
             raise InvalidRequest("data must be given", field="data")
         data = payload_bytes(request.data, content_type, codec, "data")
@@ -143,7 +136,7 @@ class SnapshotService:
         source = requests.check_id(request.source_uuid, "source_uuid")
         stream = requests.check_id(request.stream_uuid, "stream_uuid")
         version = requests.read_version(request.version)
-        deadline = _Deadline(requests.timeout_s(request.timeout_ms, self._timeout_ms))
+        deadline = Deadline(request.timeout_ms, self._timeout_ms)
         reader = await self._reader(store, deadline)
         table = item_keys.SNAPSHOTS
         if version is None:
@@ -166,7 +159,7 @@ class SnapshotService:
         source = requests.check_id(request.source_uuid, "source_uuid")
         stream = requests.check_id(request.stream_uuid, "stream_uuid")
         version = requests.check_version(request.version)
-        deadline = _Deadline(requests.timeout_s(request.timeout_ms, self._timeout_ms))
+        deadline = Deadline(request.timeout_ms, self._timeout_ms)
         reader = await self._reader(store, deadline)
         key = item_keys.snapshot_source_key(source, stream, version)
         if reader.get_item(item_keys.SNAPSHOTS, key) is None:
@@ -189,7 +182,7 @@ class SnapshotService:
             requests.check_id(after.source_uuid, "after.source_uuid")
             requests.check_id(after.stream_uuid, "after.stream_uuid")
             requests.check_version(after.version, "after.version")
-        deadline = _Deadline(requests.timeout_s(request.timeout_ms, self._timeout_ms))
+        deadline = Deadline(request.timeout_ms, self._timeout_ms)
         reader = await self._reader(store, deadline)
         by_stream = source is None and stream is not None
         if by_stream:

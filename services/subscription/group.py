@@ -30,6 +30,7 @@ from esdb.contracts.subscriptions import (
     delivery_subject,
 )
 from esdb.contracts.topics import EVENT_ID_HEADER, POSITION_HEADER
+from esdb.shared.links import resolve_links
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.port import Predicate, StoreReader
 from esdb.shared.storage.records import EventRecord
@@ -271,7 +272,7 @@ class ConsumerGroup:
         records, next_position = reader.read_all(
             self._cursor, backward=False, limit=min(room, READ_PAGE), predicate=self._predicate
         )
-        self._ready.extend(Delivery(record) for record in records)
+        self._ready.extend(Delivery(record) for record in self._resolved(reader, records))
         if next_position is not None:
             self._cursor = next_position
         else:
@@ -291,10 +292,18 @@ class ConsumerGroup:
             if position in self._in_flight or position in self._to_unpark:
                 continue
             record = reader.get_event(position)
-            if record is None:
+            resolved = self._resolved(reader, [] if record is None else [record])
+            if not resolved:
                 self._to_unpark.add(position)  # scavenged since: nothing left to deliver
             else:
-                self._ready.append(Delivery(record, replay=True))
+                self._ready.append(Delivery(resolved[0], replay=True))
+
+    def _resolved(self, reader: StoreReader, records: list[EventRecord]) -> list[EventRecord]:
+        """`records`, with links resolved when the group asks for it (links to events that
+        can no longer be read are passed over: the cursor moves past them)."""
+        if not self.definition.resolve_links:
+            return records
+        return resolve_links(reader, records, time.time_ns() // 1000)
 
     async def _send(self, delivery: Delivery) -> None:
         record = delivery.record

@@ -253,6 +253,7 @@ class SubscriptionService:
                 max_in_flight=request.max_in_flight,
                 uid=uuid.uuid4().hex,
                 created_us=time.time_ns() // 1000,
+                resolve_links=request.resolve_links,
             )
             encoded = _definition_encoder.encode(definition)
             await self._log_ops([SubscriptionOp(store, definition.name, encoded)])
@@ -309,6 +310,7 @@ class SubscriptionService:
             in_flight=group.in_flight,
             parked=parked,
             consumers=group.consumers(),
+            resolve_links=definition.resolve_links,
         )
 
     async def _ack(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:

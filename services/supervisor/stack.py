@@ -63,7 +63,15 @@ from esdb.shared.settings import Settings, SettingsError, load_settings, setting
 
 log = logging.getLogger("esdb.supervisor")
 
-NODE_SERVICES = ("writer", "reader", "emitter", "subscription", "snapshot", "scavenger")
+NODE_SERVICES = (
+    "writer",
+    "reader",
+    "emitter",
+    "subscription",
+    "snapshot",
+    "scavenger",
+    "projection",
+)
 CLUSTER_SIZES = (1, 3, 5)
 READY_TIMEOUT_S = 120.0
 DEFAULT_CLUSTER_PORT = 6222

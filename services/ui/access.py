@@ -13,10 +13,8 @@ import secrets
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import msgspec
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -24,7 +22,6 @@ from nats.aio.client import Client as NatsClient
 from esdb.client import Client, EsdbError, Unauthorized, Unavailable
 from esdb.client.connection import Connection
 from esdb.contracts.api import StoreInfo
-from esdb.contracts.subjects import api_subject
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +31,6 @@ SESSION_IDLE_S = 3600.0
 """A session unused this long is closed (its NATS connection with it)."""
 STORES_FRESH_S = 5.0
 """How long a session's list of the stores it may see is reused."""
-_any = msgspec.msgpack.Decoder()
 
 
 class LoginFailed(Exception):
@@ -99,11 +95,6 @@ class Account:
     def client(self, store: str) -> Client:
         """An esdb client of `store` on this connection (cheap: no new connection)."""
         return Client(self.connection, store)
-
-    async def call(self, store: str, operation: str, body: dict[str, Any]) -> Any:
-        """Any operation, for those the client has no method for (projections); the reply
-        decoded as plain values, or its error raised."""
-        return await self.connection.request(api_subject(store, operation), body, _any)
 
     async def close(self) -> None:
         """Finish requests in flight and close the connection."""

@@ -264,12 +264,18 @@ class StoreForm:
 
 @dataclass(frozen=True)
 class ProjectionForm:
-    """A projection to create or update: its name and JavaScript source."""
+    """A projection to create or update: its name, JavaScript query, where it starts and
+    whether it may emit."""
 
     name: str
-    source: str
+    query: str
+    start: str
+    emit_enabled: bool
 
     @classmethod
     def parse(cls, form: Mapping[str, str]) -> ProjectionForm:
-        """From the source editor."""
-        return cls(name(form, "projection"), text(form, "source"))
+        """From the query editor (`emit_enabled` is a checkbox: present when ticked)."""
+        start = form.get("start", "start")
+        if start not in ("start", "end"):
+            raise FormError("start", "start must be 'start' or 'end'")
+        return cls(name(form, "projection"), text(form, "query"), start, "emit_enabled" in form)

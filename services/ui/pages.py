@@ -21,6 +21,7 @@ from esdb.client import (
     StreamNotFound,
     Unavailable,
 )
+from esdb.contracts.projections import ProjectionInfo
 from esdb.services.ui.access import LoginFailed
 from esdb.services.ui.dashboard import cluster
 from esdb.services.ui.forms import (
@@ -47,11 +48,6 @@ DASHBOARD_PUSH_S = 2.0
 MAX_SCANNED_STREAMS = 20_000
 """A search reads at most this many stream names per page before it offers to go on."""
 PARKED_PAGE = 50
-PROJECTIONS_LIST = "projection_list"
-PROJECTIONS_CREATE = "projection_create"
-PROJECTIONS_UPDATE = "projection_update"
-"""The projections API this page expects (`esdb.api.<store>.<operation>`); until it
-answers, the page says it does not exist yet."""
 
 
 def _url(path: str, **query: Any) -> str:
@@ -568,7 +564,8 @@ class Pages:
     # ---- projections ----
 
     async def projections(self, request: web.Request) -> web.StreamResponse:
-        """The projections with status, position and state, once the API answers."""
+        """The projections with status, position, lag and counts; one shown with its state,
+        result and query (`?show=NAME`); the form to create one or edit the one shown."""
         store, stores, _ = await self.ui.store(request)
         return await self._projections_page(request, store, stores)
 
@@ -582,27 +579,31 @@ class Pages:
         errors: dict[str, str] | None = None,
         form: dict[str, str] | None = None,
     ) -> web.StreamResponse:
-        account = self.ui.session(request).account
+        client = self.ui.session(request).account.client(store)
         available = True
-        projections: list[dict[str, Any]] = []
+        projections: list[ProjectionInfo] = []
+        shown: dict[str, Any] | None = None
         try:
-            reply = await account.call(store, PROJECTIONS_LIST, {})
-            projections = [
-                {**item, "state_text": json.dumps(item.get("state"), indent=2)}
-                for item in (reply.get("projections", []) if isinstance(reply, dict) else [])
-                if isinstance(item, dict)
-            ]
-        except (InvalidRequest, Unavailable) as e:
-            # An unknown operation is refused by the gateway, or nobody serves it: no API yet.
-            if isinstance(e, Unavailable) or e.details.get("field") == "operation":
-                available = False
-            else:
-                raise
-        edit = request.query.get("edit", "")
-        chosen = next((p for p in projections if p.get("name") == edit), None)
-        form = form or {}
-        if chosen is not None and not form:
-            form = {"projection": edit, "source": str(chosen.get("source", ""))}
+            projections = await client.list_projections()
+        except Unavailable:
+            available = False  # no projection service answers on this stack
+        name = request.query.get("show", "")
+        chosen = next((p for p in projections if p.name == name), None)
+        if chosen is not None:
+            state = await client.projection_state(name)
+            result = await client.projection_result(name)
+            shown = {
+                "info": chosen,
+                "state_text": json.dumps(state, indent=2),
+                "result_text": json.dumps(result, indent=2),
+            }
+            if not form:
+                form = {
+                    "projection": name,
+                    "query": chosen.query,
+                    "emit_enabled": "on" if chosen.emit_enabled else "",
+                    "mode": "update",
+                }
         return self.ui.render(
             request,
             "projections.html",
@@ -612,19 +613,29 @@ class Pages:
             stores=stores,
             available=available,
             projections=projections,
+            shown=shown,
             errors=errors or {},
-            form=form,
+            form=form or {},
         )
 
     async def save_projection(self, request: web.Request) -> web.StreamResponse:
-        """Create a projection, or update one's source."""
+        """Create a projection, or update the query of one (and whether it may emit)."""
         store, stores, _ = await self.ui.store(request)
         form = form_fields(await request.post())
-        account = self.ui.session(request).account
+        client = self.ui.session(request).account.client(store)
         try:
             wanted = ProjectionForm.parse(form)
-            operation = PROJECTIONS_UPDATE if form.get("mode") == "update" else PROJECTIONS_CREATE
-            await account.call(store, operation, {"name": wanted.name, "source": wanted.source})
+            if form.get("mode") == "update":
+                await client.update_projection(
+                    wanted.name, query=wanted.query, emit_enabled=wanted.emit_enabled
+                )
+            else:
+                await client.create_projection(
+                    wanted.name,
+                    wanted.query,
+                    start=wanted.start,
+                    emit_enabled=wanted.emit_enabled,
+                )
         except FormError as e:
             return await self._projections_page(
                 request, store, stores, status=400, errors={e.field: e.message}, form=form
@@ -632,10 +643,13 @@ class Pages:
         except EsdbError as e:
             if isinstance(e, Unavailable):
                 raise
+            field = "projection" if e.details.get("field") == "name" else "query"
             return await self._projections_page(
-                request, store, stores, status=400, errors={"source": e.message}, form=form
+                request, store, stores, status=400, errors={field: e.message}, form=form
             )
-        raise web.HTTPSeeOther(_url("/projections", store=store, notice="Projection saved."))
+        raise web.HTTPSeeOther(
+            _url("/projections", store=store, show=wanted.name, notice="Projection saved.")
+        )
 
     # ---- stores ----
 

@@ -14,6 +14,9 @@ from esdb.contracts.log import (
     CreateStoreOp,
     LogEntry,
     ParkOp,
+    ProjectionCommitOp,
+    ProjectionDefineOp,
+    ProjectionOp,
     RemoveStoreOp,
     ScavengeOp,
     SnapshotDeleteOp,
@@ -27,6 +30,7 @@ from esdb.contracts.log import (
 from esdb.contracts.snapshots import StoredSnapshot, StoredSummary
 from esdb.contracts.subscriptions import ParkedRecord
 from esdb.services.writer.dcb_apply import index_dcb_append
+from esdb.services.writer.projection_apply import ProjectionWrites
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.port import StoreReader, StoreTransaction
@@ -37,7 +41,7 @@ _snapshot_encoder = msgspec.msgpack.Encoder()
 _RETENTION_PAGE = 1_000
 
 
-StoreOp = AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp
+StoreOp = AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp | ProjectionOp
 """An op applied inside one store's transaction."""
 _STORE_OPS = (
     AppendOp,
@@ -48,6 +52,8 @@ _STORE_OPS = (
     UnparkOp,
     SnapshotOp,
     SnapshotDeleteOp,
+    ProjectionDefineOp,
+    ProjectionCommitOp,
 )
 
 
@@ -96,6 +102,7 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
         with store.transaction(sequence) as txn:
             versions: dict[str, StreamState] = {}
             snapshots = _SnapshotWrites(store, txn)
+            projections = ProjectionWrites(store, txn)
             for op in ops:
                 if isinstance(op, AppendOp):
                     state = versions.get(op.stream) or txn.stream_state(op.stream) or StreamState()
@@ -117,6 +124,8 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
                     known = versions.get(op.stream) or txn.stream_state(op.stream)
                     version = StreamState().version if known is None else known.version
                     versions[op.stream] = StreamState(version, op.state, op.metadata)
+                elif isinstance(op, ProjectionDefineOp | ProjectionCommitOp):
+                    projections.apply(op)
                 else:
                     _apply_item(txn, op)
             for stream, state in versions.items():

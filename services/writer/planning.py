@@ -44,7 +44,9 @@ from esdb.contracts.log import (
     StreamMetaOp,
 )
 from esdb.services.writer.dcb_conditions import PlannedDcbEvent, check_condition, plan_dcb_events
+from esdb.services.writer.projection_planning import plan_projection_commit
 from esdb.shared.storage.catalog import Catalog
+from esdb.shared.storage.port import StoreReader
 from esdb.shared.storage.records import (
     STREAM_ACTIVE,
     STREAM_DELETED,
@@ -63,6 +65,9 @@ class _StoreOverlay:
     states: dict[str, StreamState] = field(default_factory=dict)
     event_ids: dict[bytes, tuple[str, int, int]] = field(default_factory=dict)
     dcb_events: list[PlannedDcbEvent] = field(default_factory=list)
+    projections: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """(epoch, revision, checkpoint) of projections committed by this batch's or in-flight
+    entries."""
 
 
 @dataclass
@@ -108,6 +113,10 @@ class Planner:
             found = self._overlays[store] = _StoreOverlay(self._catalog.get(store).last_position())
         return found
 
+    def store(self, store: str) -> StoreReader:
+        """The applied state of `store`; `NotFound` when it does not exist."""
+        return self._catalog.get(store)
+
     def stream_state(self, store: str, stream: str) -> StreamState:
         overlay = self.overlay(store)
         state = overlay.states.get(stream)
@@ -142,6 +151,8 @@ class Planner:
             return [], WriteOutcome(error=gone.to_body())
         if request.lifecycle is not None:
             return self._plan_lifecycle(request.store, request.lifecycle)
+        if request.projection is not None:
+            return plan_projection_commit(self, request)
         try:
             check_shape(request)
             overlay = self.overlay(request.store)

@@ -89,14 +89,23 @@ class NodeProgress:
 
     def applied(self) -> int:
         """The applied sequence (0 before the writer created the system store)."""
+        system = self._system()
+        return 0 if system is None else system.applied_sequence()
+
+    def stores(self) -> list[str]:
+        """Names of the stores the node has registered (none before the system store)."""
+        system = self._system()
+        return [] if system is None else registered_stores(system)
+
+    def _system(self) -> LmdbStore | None:
         try:
             inode = (self._path / "data.mdb").stat().st_ino
         except FileNotFoundError:
-            return 0
+            return None
         if self._opened is None or self._opened[0] != inode:
             self.close()
             self._opened = (inode, LmdbStore(self._path, readonly=True))
-        return self._opened[1].applied_sequence()
+        return self._opened[1]
 
     def close(self) -> None:
         """Close the system store."""

@@ -87,3 +87,35 @@ def snapshot_of_key(key: bytes) -> tuple[str, str, int]:
     if key[:1] == _BY_STREAM:
         first, second = second, first
     return first.decode(), second.decode(), snapshot_version(key)
+
+
+# The `projections` table: each projection's record under its name, and its partitions'
+# states under the name, NUL, the partition key (names never hold NUL: validated).
+PROJECTIONS = "projections"
+_PROJECTION = b"p"
+_PARTITION = b"s"
+
+
+def projection_key(name: str) -> bytes:
+    """A projection's record key."""
+    return _PROJECTION + name.encode()
+
+
+def projection_prefix() -> bytes:
+    """The prefix of every projection record."""
+    return _PROJECTION
+
+
+def projection_name(key: bytes) -> str:
+    """The projection a record key names."""
+    return key[1:].decode()
+
+
+def partition_prefix(name: str) -> bytes:
+    """The prefix of every partition state of one projection."""
+    return _PARTITION + _id(name)
+
+
+def partition_key(name: str, partition: str) -> bytes:
+    """One partition's state key."""
+    return partition_prefix(name) + partition.encode()

@@ -16,7 +16,7 @@ Predicate = Callable[[EventRecord], bool]
 DEFAULT_SCAN_BUDGET = 100_000
 
 # Keyed tables beside the event log of every store (subscriptions, parked events, snapshots).
-ITEM_TABLES = ("subscriptions", "parked", "snapshots")
+ITEM_TABLES = ("subscriptions", "parked", "snapshots", "projections")
 
 
 class StoreReader(Protocol):

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -353,3 +354,29 @@ def test_cluster_commands_say_why_a_single_node_cannot_do_them(stack: Stack) -> 
     assert "node 'node1' is running" in itself.stderr
     # The node still serves writes after all of that.
     ok(stack, "append", _name("after-"), "Happened", "{}")
+
+
+def test_projections_are_managed_from_the_command_line(stack: Stack, tmp_path: Path) -> None:
+    stream, name = _name("cli-proj-"), _name("counter")
+    ok(stack, "append", stream, "Hit", "{}")
+    query = tmp_path / f"{name}.js"
+    query.write_text(f"fromStream('{stream}').when({{$init: () => 0, Hit: (s) => s + 1}})\n")
+    created = json_lines(ok(stack, "projections", "create", str(query), "--json"))[0]
+    assert (created["name"], created["status"]) == (name, "running")
+    deadline = time.monotonic() + 60
+    while ok(stack, "projections", "state", name).strip() != "1":
+        assert time.monotonic() < deadline, "the projection did not count the event"
+        time.sleep(0.2)
+    assert ok(stack, "projections", "result", name).strip() == "1"
+    listed = json_lines(ok(stack, "projections", "list", "--json"))
+    assert name in [p["name"] for p in listed]
+    shown = ok(stack, "projections", "show", name)
+    assert "STATUS" in shown and f"fromStream('{stream}')" in shown
+    assert json_lines(ok(stack, "projections", "disable", name, "--json"))[0]["status"] == "stopped"
+    assert json_lines(ok(stack, "projections", "enable", name, "--json"))[0]["status"] == "running"
+    ok(stack, "projections", "reset", name)
+    failed = esdb(stack, "projections", "create", str(query))
+    assert failed.returncode == 1 and "already_exists" in failed.stderr
+    ok(stack, "projections", "delete", name)
+    gone = esdb(stack, "projections", "show", name)
+    assert gone.returncode == 1 and "not_found" in gone.stderr

@@ -309,11 +309,35 @@ async def test_pages_without_data_say_so(ui: str, page: Page) -> None:
     await screenshot(page, "streams-empty")
 
 
-async def test_the_projections_page_says_the_api_does_not_exist_yet(ui: str, page: Page) -> None:
+async def test_a_projection_is_created_listed_shown_and_refused_when_broken(
+    ui: str, api: Api, page: Page
+) -> None:
+    category, name = f"uiorder{uuid.uuid4().hex[:8]}", _name("orders")
+    await _append(api, f"{category}-1", [{"type": "OrderPlaced", "data": {}}] * 3)
     await page.goto(f"{ui}/projections?store=default")
-    await expect(page.locator("#no-projections-api")).to_contain_text(
-        "Projections are not available on this stack yet"
+    await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Query (JavaScript)").fill(
+        f"fromCategory('{category}').when({{\n  $init: () => ({{ count: 0 }}),\n"
+        "  OrderPlaced: (s) => { s.count +=  })"
     )
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("alert")).to_contain_text("SyntaxError")
+    await page.get_by_label("Query (JavaScript)").fill(
+        f"fromCategory('{category}').when({{\n  $init: () => ({{ count: 0 }}),\n"
+        "  OrderPlaced: (s) => { s.count += 1; }\n})"
+    )
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator(".notice")).to_have_text("Projection saved.")
+    await expect(page.locator("#projections")).to_contain_text(name)
+
+    async def counted() -> bool:
+        state = await api.ok("projection_state", {"name": name})
+        return bool(state["state"] == {"count": 3})
+
+    await wait_until(counted, timeout=DEADLINE_S, what="the projection to count")
+    await page.goto(f"{ui}/projections?store=default&show={name}")
+    await expect(page.locator("#shown-state")).to_contain_text('"count": 3')
+    await expect(page.locator("#projections")).to_contain_text("running")
     await screenshot(page, "projections")
 
 

@@ -73,6 +73,25 @@ async def wait_converged(api: Api, nodes: tuple[int, ...] = NODES, timeout: floa
     return reached[-1]
 
 
+async def freeze_leader_until_another_leads(stack: Stack, api: Api) -> int:
+    """SIGSTOP the writer leader until another node leads (a frozen leader cannot renew its
+    lease), then resume it, deposed; the new leader's index."""
+    old = await leader_index(api)
+    pid = stack.pid("writer", old)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        moved: list[int] = []
+
+        async def new_leader() -> bool:
+            moved.append(await leader_index(api))
+            return moved[-1] != old
+
+        await wait_until(new_leader, timeout=30, what="another node to lead")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    return moved[-1]
+
+
 def replica_events(stack: Stack, node: int, store: str = "default") -> list[tuple[Any, ...]]:
     """Every event in one node's LMDB, read directly from its files."""
     return events_in(stack.data_dir / f"node{node}" / store)

@@ -3,8 +3,6 @@ with no gap in positions (subscribers deduplicate by position)."""
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 from nats.aio.msg import Msg
@@ -12,6 +10,7 @@ from nats.aio.msg import Msg
 from esdb.contracts.topics import POSITION_HEADER, all_events_subject
 from tests.stack import connect_api, start_stack, wait_until
 from tests.system.cluster import (
+    freeze_leader_until_another_leads,
     leader_index,
     load_with_fault,
     replica_events,
@@ -37,19 +36,9 @@ async def test_fanout_has_no_gap_when_leadership_moves(tmp_path: Path) -> None:
         moved: list[int] = []
 
         async def fault() -> None:
-            # A paused leader cannot renew its lease, so leadership (and with it the fan-out)
-            # moves to another node; resumed, the old leader finds itself deposed.
-            pid = cluster.pid("writer", old)
-            os.kill(pid, signal.SIGSTOP)
-            try:
-
-                async def new_leader() -> bool:
-                    moved.append(await leader_index(api))
-                    return moved[-1] != old
-
-                await wait_until(new_leader, timeout=30, what="another node to lead")
-            finally:
-                os.kill(pid, signal.SIGCONT)
+            # Leadership (and with it the fan-out) moves to another node; resumed, the old
+            # leader finds itself deposed.
+            moved.append(await freeze_leader_until_another_leads(cluster, api))
 
         history = await load_with_fault(api, fault, workers=8, appends=40)
         await wait_converged(api)

@@ -77,7 +77,7 @@ def test_one_node_with_its_own_server_routed_to_the_members(tmp_path: Path) -> N
     names = sorted(child.name for child in stack.services)
     assert names == sorted(
         [f"{s}-node2" for s in ("writer", "reader", "emitter", "subscription", "snapshot")]
-        + ["scavenger-node2", "gateway", "ui"]
+        + ["scavenger-node2", "projection-node2", "gateway", "ui"]
     )
     writer = next(child for child in stack.services if child.name == "writer-node2")
     assert writer.env["ESDB_NODE_ID"] == "node2"

@@ -9,8 +9,8 @@ import pytest
 
 from esdb.contracts.api import LogState
 from esdb.contracts.errors import Timeout, Unavailable
-from esdb.services.snapshot.freshness import CatchUp
 from esdb.shared.cluster_view import MemoryClusterView
+from esdb.shared.freshness import CatchUp
 from tests.waiting import idle
 
 

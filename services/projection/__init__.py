@@ -1,0 +1,1 @@
+"""The projection service: users' JavaScript projections, run beside the writer leader."""
