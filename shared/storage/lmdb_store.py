@@ -179,11 +179,9 @@ class LmdbStore:
             readahead=False,
             max_readers=512,
         )
-        self._dbs = {
-            name: self._env.open_db(name, create=not readonly)
-            for name in _DATABASES
-            if name != _DCB_INDEX or not readonly
-        }
+        self._dbs: dict[bytes, lmdb._Database] = {}
+        for name in _DATABASES:
+            self._open_db(name, create=not readonly)
         # The read transaction of the `read_all` this thread is in, for its predicate's
         # stream-state lookups.
         self._scanning = threading.local()
@@ -316,16 +314,20 @@ class LmdbStore:
             self.index_steps += postings.steps
             return found, self._meta(txn, _LAST_POSITION)
 
-    def _dcb_index(self) -> lmdb._Database | None:
-        """The DCB index table. A reader may open a store written before DCB existed, before
-        its writer (which creates the table) has: then it opens the table once it exists."""
-        found = self._dbs.get(_DCB_INDEX)
+    def _open_db(self, name: bytes, *, create: bool) -> lmdb._Database | None:
+        """A table, opened once. A reader may open a store written before a table existed
+        (the DCB index, an item table added since), before its writer has created it: the
+        table is then absent (None) until it exists."""
+        found = self._dbs.get(name)
         if found is None:
             try:
-                found = self._dbs[_DCB_INDEX] = self._env.open_db(_DCB_INDEX, create=False)
+                found = self._dbs[name] = self._env.open_db(name, create=create)
             except lmdb.NotFoundError:
                 return None
         return found
+
+    def _dcb_index(self) -> lmdb._Database | None:
+        return self._open_db(_DCB_INDEX, create=False)
 
     def list_streams(self, after: str | None, limit: int) -> list[tuple[str, StreamState]]:
         out: list[tuple[str, StreamState]] = []
@@ -347,13 +349,22 @@ class LmdbStore:
         return out
 
     def _table(self, name: str) -> lmdb._Database:
+        """An item table the writer has (it creates every table when it opens the store)."""
+        found = self._item_table(name)
+        assert found is not None
+        return found
+
+    def _item_table(self, name: str) -> lmdb._Database | None:
         if name not in ITEM_TABLES:
             raise KeyError(f"no item table {name!r}")
-        return self._dbs[name.encode()]
+        return self._open_db(name.encode(), create=False)
 
     def get_item(self, table: str, key: bytes) -> bytes | None:
+        db = self._item_table(table)
+        if db is None:
+            return None
         with self._env.begin() as txn:
-            raw = txn.get(key, db=self._table(table))
+            raw = txn.get(key, db=db)
         return None if raw is None else bytes(raw)
 
     def items(
@@ -366,10 +377,11 @@ class LmdbStore:
         backward: bool = False,
     ) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
-        if limit <= 0:
+        db = self._item_table(table)
+        if limit <= 0 or db is None:
             return out
         with self._env.begin() as txn:
-            cursor = txn.cursor(db=self._table(table))
+            cursor = txn.cursor(db=db)
             if backward:
                 end = _after_prefix(prefix)
                 bound = after if end is None or (after is not None and after < end) else end
@@ -393,8 +405,11 @@ class LmdbStore:
 
     def count_items(self, table: str, prefix: bytes) -> int:
         count = 0
+        db = self._item_table(table)
+        if db is None:
+            return 0
         with self._env.begin() as txn:
-            cursor = txn.cursor(db=self._table(table))
+            cursor = txn.cursor(db=db)
             if not cursor.set_range(prefix):
                 return 0
             for key in cursor.iternext(keys=True, values=False):

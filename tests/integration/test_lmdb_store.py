@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import lmdb
 import pytest
 
 from esdb.shared.names import MAX_STREAM_BYTES
@@ -157,3 +158,35 @@ def test_a_read_all_predicate_sees_stream_states_of_the_scan_s_own_snapshot(
         assert store.stream_state("order-2") == StreamState(version=0, state="tombstoned")
     finally:
         store.close()
+
+
+def test_a_reader_opens_a_store_written_before_its_newer_tables_existed(tmp_path: Path) -> None:
+    # A store as an older esdb left it: the core tables, none of the item tables added since.
+    path = tmp_path / "old"
+    path.mkdir()
+    env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=8)
+    for name in (b"events", b"streams", b"stream_meta", b"event_ids", b"meta"):
+        env.open_db(name)
+    env.close()
+
+    reader = LmdbStore(path, readonly=True, map_size=MAP_SIZE)
+    try:
+        assert reader.items("projections", b"", limit=10) == []
+        assert reader.get_item("projections", b"any") is None
+        assert reader.count_items("subscriptions", b"") == 0
+        # The writer (another process, as on a node) opens it and creates every table.
+        writer = textwrap.dedent(
+            """
+            import sys
+            from pathlib import Path
+            from esdb.shared.storage.lmdb_store import LmdbStore
+            store = LmdbStore(Path(sys.argv[1]), map_size=int(sys.argv[2]))
+            with store.transaction(1) as txn:
+                txn.put_item("projections", b"p", b"v")
+            store.close()
+            """
+        )
+        subprocess.run([sys.executable, "-c", writer, str(path), str(MAP_SIZE)], check=True)
+        assert reader.get_item("projections", b"p") == b"v"  # seen once the writer made it
+    finally:
+        reader.close()
