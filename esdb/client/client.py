@@ -26,6 +26,7 @@ from esdb.client.live import DEFAULT_BUFFER_SIZE
 from esdb.client.opening import ClosedOnExit, Opening
 from esdb.client.persistent import PersistentOperations
 from esdb.client.requests import AppendBody, append_multi_body, event_bodies, ids_complete
+from esdb.client.restore import RestoreOperations
 from esdb.client.retry import RetryPolicy
 from esdb.client.snapshots import SnapshotOperations
 from esdb.client.stores import StoreOperations
@@ -82,7 +83,14 @@ DEFAULT_STORE = "default"
 DEFAULT_TIMEOUT_S = 5.0
 
 
-class Client(KurrentNames, SnapshotOperations, PersistentOperations, StoreOperations, ClosedOnExit):
+class Client(
+    KurrentNames,
+    SnapshotOperations,
+    PersistentOperations,
+    StoreOperations,
+    RestoreOperations,
+    ClosedOnExit,
+):
     """An esdb client bound to one store; create it with `await Client.connect(...)`."""
 
     def __init__(self, connection: Requests, store: str) -> None:

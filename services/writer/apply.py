@@ -14,6 +14,7 @@ from esdb.contracts.log import (
     LogEntry,
     ParkOp,
     RemoveStoreOp,
+    RestoreStreamOp,
     ScavengeOp,
     SnapshotDeleteOp,
     SnapshotOp,
@@ -25,6 +26,7 @@ from esdb.contracts.log import (
 )
 from esdb.contracts.snapshots import StoredSnapshot, StoredSummary
 from esdb.contracts.subscriptions import ParkedRecord
+from esdb.services.writer.restore_apply import apply_restore, restore_problem
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.port import StoreReader, StoreTransaction
@@ -35,7 +37,7 @@ _snapshot_encoder = msgspec.msgpack.Encoder()
 _RETENTION_PAGE = 1_000
 
 
-StoreOp = AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp
+StoreOp = AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp | RestoreStreamOp
 """An op applied inside one store's transaction."""
 _STORE_OPS = (
     AppendOp,
@@ -46,6 +48,7 @@ _STORE_OPS = (
     UnparkOp,
     SnapshotOp,
     SnapshotDeleteOp,
+    RestoreStreamOp,
 )
 
 
@@ -85,7 +88,9 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
     for name, ops in by_store.items():
         if name in removed:
             continue
-        if not catalog.exists(name) and not any(isinstance(op, AppendOp) for op in ops):
+        if not catalog.exists(name) and not any(
+            isinstance(op, AppendOp | RestoreStreamOp) for op in ops
+        ):
             continue  # items of a store removed since they were logged: nothing to keep
         store = catalog.get(name)
         if store.applied_sequence() >= sequence:
@@ -111,6 +116,12 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
                     ):
                         if record.version < op.below_version:
                             txn.delete_event(record)
+                elif isinstance(op, RestoreStreamOp):
+                    state = versions.get(op.stream) or txn.stream_state(op.stream) or StreamState()
+                    problem = restore_problem(op, state, next_position)
+                    if problem is not None:
+                        raise ApplyError(problem)
+                    versions[op.stream], next_position = apply_restore(txn, op, next_position)
                 elif isinstance(op, StreamMetaOp):
                     known = versions.get(op.stream) or txn.stream_state(op.stream)
                     version = StreamState().version if known is None else known.version

@@ -42,6 +42,7 @@ from esdb.contracts.log import (
     StoreConfigOp,
     StreamMetaOp,
 )
+from esdb.services.writer.restore_planning import plan_restore
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.records import (
     STREAM_ACTIVE,
@@ -139,6 +140,8 @@ class Planner:
             return [], WriteOutcome(error=gone.to_body())
         if request.lifecycle is not None:
             return self._plan_lifecycle(request.store, request.lifecycle)
+        if request.restore is not None:
+            return plan_restore(self, request.store, request.restore)
         try:
             check_shape(request)
             overlay = self.overlay(request.store)
