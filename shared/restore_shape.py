@@ -12,11 +12,9 @@ STREAM_STATES = (STREAM_ACTIVE, STREAM_DELETED, STREAM_TOMBSTONED)
 
 
 def check_restore_shape(restore: StoreRestore) -> None:
-    """Reject what apply could not take (the writer never trusts its inbox): each stream
-    once, unique 16-byte event ids, versions that apply can follow, known states."""
-    streams = [s.stream for s in restore.streams]
-    if len(set(streams)) != len(streams):
-        raise InvalidRequest("each stream may appear once in a restore", field="streams")
+    """Reject what apply could not take (the writer never trusts its inbox): unique 16-byte
+    event ids, versions that apply can follow, known states. A stream may come several times
+    (an interleaved export's runs, each after the one before)."""
     ids = [e.event_id for s in restore.streams for e in s.events]
     if len(set(ids)) != len(ids) or any(len(i) != 16 for i in ids):
         raise InvalidRequest("event ids must be unique 16-byte UUIDs", field="streams")

@@ -47,15 +47,18 @@ def plan_restore(
             )
         ops: list[LogOp] = []
         results: list[AppendResult] = []
-        planned: list[tuple[RestoreStreamOp, StreamState]] = []
+        planned: dict[str, StreamState] = {}  # this request's streams so far
+        restored: list[RestoreStreamOp] = []
         position = overlay.last_position + 1
         for index, item in enumerate(restore.streams):
-            unchanged = None if item.events else _as_asked(planner, store, item)
+            state = planned.get(item.stream) or planner.stream_state(store, item.stream)
+            unchanged = None if item.events else _as_asked(state, item)
             if unchanged is not None:
                 results.append(unchanged)  # a re-run: nothing to do
                 continue
-            op = _stream_op(planner, store, item, position, f"streams[{index}]")
-            planned.append((op, StreamState(op.version, op.state, op.metadata)))
+            op = _stream_op(state, store, item, position, f"streams[{index}]")
+            planned[item.stream] = StreamState(op.version, op.state, op.metadata)
+            restored.append(op)
             ops.append(op)
             count = len(op.events)
             last_version = op.first_version + count - 1 if count else op.version
@@ -70,9 +73,10 @@ def plan_restore(
             position += count
     except EsdbError as error:
         return [], WriteOutcome(error=error.to_body())
-    for op, state in planned:
-        overlay.states[op.stream] = state
-        overlay.versions[op.stream] = state.version
+    for stream, state in planned.items():
+        overlay.states[stream] = state
+        overlay.versions[stream] = state.version
+    for op in restored:
         for offset, event in enumerate(op.events):
             overlay.event_ids[event.event_id] = (
                 op.stream,
@@ -85,9 +89,8 @@ def plan_restore(
 
 
 def _stream_op(
-    planner: Planner, store: str, item: RestoredStream, position: int, where: str
+    state: StreamState, store: str, item: RestoredStream, position: int, where: str
 ) -> RestoreStreamOp:
-    state = planner.stream_state(store, item.stream)
     if state.state == STREAM_TOMBSTONED:
         raise StreamDeleted(f"stream {item.stream!r} is tombstoned", stream=item.stream)
     absent = state.version == -1 and state.state == STREAM_ACTIVE
@@ -131,7 +134,8 @@ def _replayed(
     results: list[AppendResult] = []
     events = iter(located)
     for item in streams:
-        result = next(events) if item.events else _as_asked(planner, store, item)
+        state = planner.stream_state(store, item.stream)
+        result = next(events) if item.events else _as_asked(state, item)
         if result is None:
             raise IdempotencyConflict(
                 f"the restore is already stored but stream {item.stream!r} has changed since",
@@ -141,9 +145,9 @@ def _replayed(
     return results
 
 
-def _as_asked(planner: Planner, store: str, item: RestoredStream) -> AppendResult | None:
-    """The result of a stream restored without events, if the stream is already as asked."""
-    state = planner.stream_state(store, item.stream)
+def _as_asked(state: StreamState, item: RestoredStream) -> AppendResult | None:
+    """The result of a stream restored without events, if the stream (in `state`) is
+    already as asked."""
     wanted = StreamState(
         state.version if item.version is None else item.version,
         state.state if item.state is None else item.state,
