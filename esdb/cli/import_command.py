@@ -1,5 +1,6 @@
-"""`esdb import`: append the events of an `esdb export` file, keeping their ids, order and
-stream versions, so that running it again skips what is already stored."""
+"""`esdb import`: put an `esdb export` file into a store. By default exactly, through the
+admin's restore writes (`restore_import`); with `--renumber`, as appends that continue the
+target's streams. A re-run skips what is already stored either way."""
 
 from __future__ import annotations
 
@@ -12,16 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from esdb.cli.export_command import (
+from esdb.cli.export_command import counted, last_position_of, open_events_file
+from esdb.cli.export_format import (
+    EndLine,
+    HeaderLine,
     LineEvent,
+    Record,
+    SnapshotLine,
+    StoreLine,
     StreamLine,
-    counted,
+    SubscriptionLine,
+    check_header,
     decode_line,
-    last_position_of,
-    open_events_file,
 )
 from esdb.cli.output import json_line, note
 from esdb.cli.progress import Progress
+from esdb.cli.restore_import import IN_FLIGHT, ForeignWrite, Restorer, plan_requests
 from esdb.client import (
     AppendResult,
     AppendSpec,
@@ -29,6 +36,8 @@ from esdb.client import (
     EsdbError,
     ExpectedVersion,
     IdempotencyConflict,
+    InvalidRequest,
+    NewEvent,
     StreamNotFound,
     WrongExpectedVersion,
 )
@@ -150,14 +159,14 @@ class Importer:
             group = batch[0]
             result = await self._client.append(
                 group.stream,
-                [e.event for e in group.events],
+                [appended(e) for e in group.events],
                 expected_version=group.expected_version(self._renumber),
             )
             return [result]
         return await self._client.append_multi(
             AppendSpec(
                 g.stream,
-                [e.event for e in g.events],
+                [appended(e) for e in g.events],
                 expected_version=g.expected_version(self._renumber),
             )
             for g in batch
@@ -204,25 +213,40 @@ class Importer:
             self._high_water = result.last_position
 
 
+def appended(line: LineEvent) -> NewEvent:
+    """An exported event as an append takes it (the target stamps its own `created`)."""
+    event = line.event
+    return NewEvent(
+        event.event_type,
+        event.data or None,
+        metadata=event.metadata or None,
+        event_id=event.event_id,
+        content_type=event.content_type,
+    )
+
+
 def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add `import` to the `esdb` subcommands."""
     command = commands.add_parser(
         "import",
         parents=[common],
-        help="append the events of an `esdb export` file (idempotent)",
+        help="restore an `esdb export` file into a store, exactly (idempotent, resumable)",
         description=(
-            "Append exported events with their ids, in file order; consecutive events of a "
-            "stream go in one append expecting the version before them, so versions are kept. "
-            "Events already stored (same ids) are skipped, so a re-run is safe. "
-            "See docs/backup.md."
+            "Restore an export exactly: the same events with the same ids, versions, order "
+            "and created times, every stream's state and metadata, snapshots and persistent "
+            "subscriptions (checkpoints and parked events mapped to the target's positions). "
+            "Uses the admin's restore writes. Events already stored are skipped, so a re-run, "
+            "or a run after an interrupted one, goes on where it stopped. With --renumber the "
+            "events are appended instead. See docs/backup.md."
         ),
     )
     command.add_argument("file", metavar="FILE", type=Path, help="an export ('-': stdin)")
     command.add_argument(
         "--renumber",
         action="store_true",
-        help="append with expected version any: streams continue from the target's version "
-        "(for exports whose streams do not start at version 0, or to add to existing streams)",
+        help="append the events with expected version any, so streams continue from the "
+        "target's versions (to add an export to streams the target already has); stream "
+        "states follow, snapshots and subscriptions are left out",
     )
     command.add_argument(
         "--batch-size",
@@ -230,65 +254,222 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         default=BATCH_EVENTS,
         help=f"most events per request ({BATCH_EVENTS})",
     )
+    command.add_argument(
+        "--in-flight",
+        type=_positive,
+        default=IN_FLIGHT,
+        help=f"requests in flight at once; they still land in file order ({IN_FLIGHT})",
+    )
     command.set_defaults(run=import_events)
+
+
+class ExportReader:
+    """An export file's lines: the header checked first, events yielded, every other record
+    kept for after the events (a file without a header is a format-1 export)."""
+
+    def __init__(self, lines: Iterator[tuple[int, bytes]]) -> None:
+        self._lines = lines
+        self._first: LineEvent | Record | None = None
+        self.header: HeaderLine | None = None
+        self.store: StoreLine | None = None
+        self.streams: list[tuple[int, StreamLine]] = []
+        self.snapshots: list[SnapshotLine] = []
+        self.subscriptions: list[SubscriptionLine] = []
+        self.end: EndLine | None = None
+        self.events_read = 0
+        for number, line in lines:
+            first = decode_line(line, number)
+            if isinstance(first, HeaderLine):
+                check_header(first)
+                self.header = first
+            else:
+                self._first = first
+            break
+
+    def events(self) -> Iterator[LineEvent]:
+        """The event lines; the other records are kept on the reader."""
+        if self._first is not None:
+            first, self._first = self._first, None
+            if isinstance(first, LineEvent):
+                self.events_read += 1
+                yield first
+            else:
+                self._keep(0, first)
+        for number, line in self._lines:
+            decoded = decode_line(line, number)
+            if isinstance(decoded, LineEvent):
+                self.events_read += 1
+                yield decoded
+            else:
+                self._keep(number, decoded)
+
+    def _keep(self, number: int, record: Record) -> None:
+        if self.end is not None:
+            raise InvalidRequest(f"line {number} follows the end record", line=number)
+        if isinstance(record, StreamLine):
+            self.streams.append((number, record))
+        elif isinstance(record, SnapshotLine):
+            self.snapshots.append(record)
+        elif isinstance(record, SubscriptionLine):
+            self.subscriptions.append(record)
+        elif isinstance(record, StoreLine):
+            self.store = record
+        elif isinstance(record, EndLine):
+            self.end = record
+        else:
+            raise InvalidRequest(f"line {number} is a second header", line=number)
+
+    def check_whole(self) -> None:
+        """Refuse to go past the events of a file that was cut short (no end record, or
+        fewer records than its header counts)."""
+        if self.header is None:
+            return
+        if self.end is None:
+            raise InvalidRequest("the file ends without its end record: it is incomplete")
+        counted_here = (
+            self.events_read,
+            len(self.streams),
+            len(self.snapshots),
+            len(self.subscriptions),
+        )
+        expected = self.end.counts
+        if counted_here != (
+            expected.events,
+            expected.streams,
+            expected.snapshots,
+            expected.subscriptions,
+        ):
+            raise InvalidRequest(
+                f"the file holds {counted_here} events, streams, snapshots and "
+                f"subscriptions, its end record says {expected}"
+            )
 
 
 async def import_events(client: Client, args: argparse.Namespace) -> int:
     """`esdb import`."""
     started = time.monotonic()
-    importer = Importer(client, renumber=args.renumber, high_water=await last_position_of(client))
-    sending: list[Group] = []
-    states: list[tuple[int, StreamLine]] = []  # applied after every event is in
-    settling: tuple[int, StreamLine] | None = None
-    try:
-        with _input(args.file) as lines, Progress("import", total=_line_count(args.file)) as bar:
-            events = _events(lines, states)
-            batches = plan_batches(
-                events, max_events=args.batch_size, keep_versions=not args.renumber
-            )
-            for sending in batches:
-                await importer.send(sending)
-                bar.advance(sum(len(g.events) for g in sending))
-            sending = []
-            for settling in states:
-                await importer.settle(settling[1])
-                bar.advance()
-            settling = None
-    except EsdbError as e:
-        note(_stopped(e, sending, settling, importer.report))
-        raise
-    report = importer.report
+    with _input(args.file) as lines, Progress("import") as bar:
+        reader = ExportReader(lines)
+        bar.total = reader.header.counts.events if reader.header else _line_count(args.file)
+        if args.renumber:
+            summary, text = await _appended(client, reader, args, bar)
+        else:
+            summary, text = await _restored(client, reader, args, bar)
     seconds = time.monotonic() - started
-    total = report.imported + report.skipped
+    events = summary["imported"] + summary["skipped"]
+    rate = round(events / seconds) if seconds else 0
     if args.json:
         print(
             json_line(
                 {
                     "store": client.store,
-                    "imported": report.imported,
-                    "skipped": report.skipped,
-                    "streams": len(report.streams),
-                    "requests": report.requests,
-                    "stream_states": report.states,
-                    "stream_states_skipped": report.states_skipped,
+                    **summary,
                     "seconds": round(seconds, 3),
+                    "events_per_second": rate,
                 }
             )
         )
     else:
-        set_states = ""
-        if report.states or report.states_skipped:
-            set_states = (
-                f", set {counted(report.states, 'stream state')} "
-                f"({report.states_skipped:,} already set)"
-            )
-        print(
-            f"imported {counted(report.imported, 'event')}, skipped {report.skipped:,} already "
-            f"stored ({counted(len(report.streams), 'stream')}, "
-            f"{counted(report.requests, 'request')}){set_states} into store {client.store} in "
-            f"{seconds:.1f} s ({total / seconds if seconds else 0:,.0f} events/s)"
-        )
+        print(f"{text} into store {client.store} in {seconds:.1f} s ({rate:,} events/s)")
     return 0
+
+
+async def _restored(
+    client: Client, reader: ExportReader, args: argparse.Namespace, bar: Progress
+) -> tuple[dict[str, Any], str]:
+    start = (await client.store_status(client.store)).last_position or 0
+    restorer = Restorer(client, start_position=start, in_flight=args.in_flight)
+    report = restorer.report
+    try:
+        requests = plan_requests(reader.events(), max_events=args.batch_size)
+        await restorer.send_events(requests, bar)
+        reader.check_whole()
+        if reader.store is not None:
+            await restorer.store_config(reader.store)
+        bar.phase("streams", len(reader.streams))
+        await restorer.settle_streams([line for _, line in reader.streams])
+        bar.advance(len(reader.streams))
+        bar.phase("snapshots", len(reader.snapshots))
+        await restorer.snapshots(reader.snapshots)
+        bar.advance(len(reader.snapshots))
+        bar.phase("subscriptions", len(reader.subscriptions))
+        for line in reader.subscriptions:
+            await restorer.subscription(line, report.last_position + 1)
+            bar.advance()
+    except (EsdbError, ForeignWrite) as e:
+        pending = restorer.pending
+        where = "" if pending is None else f" at line {pending.first_line}"
+        note(
+            f"import stopped{where}; {counted(report.imported, 'event')} imported and "
+            f"{report.skipped:,} skipped before it. Running it again goes on from there."
+        )
+        if isinstance(e, ForeignWrite):
+            raise InvalidRequest(str(e)) from e
+        raise
+    summary = {
+        "imported": report.imported,
+        "skipped": report.skipped,
+        "streams": len(report.streams),
+        "requests": report.requests,
+        "stream_states": report.states,
+        "snapshots": report.snapshots,
+        "subscriptions": report.subscriptions,
+        "subscriptions_skipped": report.subscriptions_skipped,
+        "parked": report.parked,
+        "parked_dropped": report.parked_dropped,
+    }
+    text = (
+        f"restored {counted(report.imported, 'event')}, skipped {report.skipped:,} already "
+        f"stored ({counted(len(report.streams), 'stream')}, "
+        f"{counted(report.requests, 'request')}), {counted(report.states, 'stream state')}, "
+        f"{counted(report.snapshots, 'snapshot')}, "
+        f"{counted(report.subscriptions, 'subscription')} "
+        f"({report.subscriptions_skipped:,} already there, {report.parked:,} parked)"
+    )
+    return summary, text
+
+
+async def _appended(
+    client: Client, reader: ExportReader, args: argparse.Namespace, bar: Progress
+) -> tuple[dict[str, Any], str]:
+    importer = Importer(client, renumber=True, high_water=await last_position_of(client))
+    sending: list[Group] = []
+    settling: tuple[int, StreamLine] | None = None
+    try:
+        batches = plan_batches(reader.events(), max_events=args.batch_size, keep_versions=False)
+        for sending in batches:
+            await importer.send(sending)
+            bar.advance(sum(len(g.events) for g in sending))
+        sending = []
+        reader.check_whole()
+        for settling in reader.streams:
+            await importer.settle(settling[1])
+            bar.advance()
+        settling = None
+    except EsdbError as e:
+        note(_stopped(e, sending, settling, importer.report))
+        raise
+    report = importer.report
+    summary = {
+        "imported": report.imported,
+        "skipped": report.skipped,
+        "streams": len(report.streams),
+        "requests": report.requests,
+        "stream_states": report.states,
+        "stream_states_skipped": report.states_skipped,
+    }
+    set_states = ""
+    if report.states or report.states_skipped:
+        set_states = (
+            f", set {counted(report.states, 'stream state')} "
+            f"({report.states_skipped:,} already set)"
+        )
+    text = (
+        f"imported {counted(report.imported, 'event')}, skipped {report.skipped:,} already "
+        f"stored ({counted(len(report.streams), 'stream')}, "
+        f"{counted(report.requests, 'request')}){set_states}"
+    )
+    return summary, text
 
 
 def _positive(text: str) -> int:
@@ -299,18 +480,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
     return value
-
-
-def _events(
-    lines: Iterator[tuple[int, bytes]], states: list[tuple[int, StreamLine]]
-) -> Iterator[LineEvent]:
-    """The event lines; stream-state lines are set aside in `states`."""
-    for number, line in lines:
-        decoded = decode_line(line, number)
-        if isinstance(decoded, StreamLine):
-            states.append((number, decoded))
-        else:
-            yield decoded
 
 
 def _stopped(
