@@ -3,7 +3,8 @@ into new stores, one request at a time (`--in-flight 1`, as import ran before it
 pipelined (the default), and as appends (`--renumber`, the path that kept versions by
 appending).
 
-    python -m esdb.benchmarks.backup_bench [--events 1000000] [--streams 1000] [--url URL]
+    python -m esdb.benchmarks.backup_bench [--events 1000000] [--streams 1000] [--run 10]
+        [--url URL] [--before CHECKOUT]
 
 Without `--url` it starts its own `esdb up` (fsync durability) in a temporary directory. The
 source store's events are interleaved over the streams (runs of `--run` events of a stream),
@@ -63,14 +64,34 @@ async def fill(client: Client, events: int, streams: int, run: int) -> float:
     return time.monotonic() - started
 
 
-async def timed(*args: str) -> tuple[dict[str, Any], float, float]:
+def _code_of(checkout: Path | None) -> list[str]:
+    """How to run `esdb`: this one, or the one in another checkout (say, main's), put ahead
+    of this editable install."""
+    if checkout is None:
+        return ["-m", "esdb.cli.main"]
+    boot = (
+        "import sys; sys.meta_path = [f for f in sys.meta_path if 'editable' not in "
+        f"repr(f).lower()]; sys.path.insert(0, {str(checkout)!r}); "
+        "from esdb.cli.main import main; sys.argv[0] = 'esdb'; sys.exit(main())"
+    )
+    return ["-c", boot]
+
+
+def legacy_copy(exported: Path, out: Path) -> None:
+    """The event and stream lines of an export: a format-1 file, as esdb read before it."""
+    with open(exported, "rb") as source, open(out, "wb") as legacy:
+        for line in source:
+            if line.startswith(b'{"event_id"') or line.startswith(b'{"kind":"stream"'):
+                legacy.write(line)
+
+
+async def timed(*args: str, code: Path | None = None) -> tuple[dict[str, Any], float, float]:
     """Run `esdb ARGS --json`: its summary, wall seconds and CPU seconds."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "esdb.cli.main",
+        *_code_of(code),
         *args,
         "--json",
         stdout=asyncio.subprocess.PIPE,
@@ -86,7 +107,9 @@ async def timed(*args: str) -> tuple[dict[str, Any], float, float]:
     return summary, wall, cpu
 
 
-async def bench(url: str, events: int, streams: int, run: int, work: Path) -> None:
+async def bench(
+    url: str, events: int, streams: int, run: int, work: Path, before: Path | None
+) -> None:
     """Fill a store, export it, import it three ways; print one row per command."""
     source = f"bench{uuid.uuid4().hex[:8]}"
     async with Client.connect(url, store=source, timeout=60) as client:
@@ -110,12 +133,20 @@ async def bench(url: str, events: int, streams: int, run: int, work: Path) -> No
                 "import", "--url", url, "--store", target, str(exported), *options
             )
             done = summary["imported"] + summary["skipped"]
-            rows.append(
-                (label, done, wall, cpu, summary["events_per_second"], summary["requests"])
+            rows.append((label, done, wall, cpu, summary["events_per_second"], summary["requests"]))
+        if before is not None:
+            legacy = work / "legacy.jsonl"
+            legacy_copy(exported, legacy)
+            target = f"main{uuid.uuid4().hex[:8]}"
+            await client.create_store(target)
+            summary, wall, cpu = await timed(
+                "import", "--url", url, "--store", target, str(legacy), code=before
             )
+            done = summary["imported"] + summary["skipped"]
+            rate = round(done / summary["seconds"]) if summary["seconds"] else 0
+            rows.append((f"import, {before}'s code", done, wall, cpu, rate, summary["requests"]))
     print(
-        f"{'command':34} {'events':>10} {'wall s':>8} {'cpu s':>7} {'events/s':>10} "
-        f"{'requests':>9}"
+        f"{'command':34} {'events':>10} {'wall s':>8} {'cpu s':>7} {'events/s':>10} {'requests':>9}"
     )
     for label, count, wall, cpu, rate, sent in rows:
         print(f"{label:34} {count:>10,} {wall:>8.1f} {cpu:>7.1f} {rate:>10,} {sent:>9,}")
@@ -126,11 +157,11 @@ async def main_async(args: argparse.Namespace) -> None:
     """Run against `--url`, or a stack of its own."""
     with tempfile.TemporaryDirectory(prefix="esdb-backup-bench-") as work:
         if args.url:
-            await bench(args.url, args.events, args.streams, args.run, Path(work))
+            await bench(args.url, args.events, args.streams, args.run, Path(work), args.before)
             return
         stack = await BenchStack.start("fsync", None)
         try:
-            await bench(stack.url, args.events, args.streams, args.run, Path(work))
+            await bench(stack.url, args.events, args.streams, args.run, Path(work), args.before)
         finally:
             await stack.stop()
 
@@ -142,6 +173,13 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000, help="streams they spread over")
     parser.add_argument("--run", type=int, default=10, help="events of a stream in a row")
     parser.add_argument("--url", default=None, help="a running stack (else one of its own)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="also import with the esdb of this checkout (say /work/main), from the events "
+        "and stream lines of the export (the format it reads)",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 
