@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
+import msgspec
+
 from esdb.cli.export_format import (
     SCOPE_STORE,
     SCOPE_STREAMS,
@@ -134,16 +136,7 @@ class _Exporter:
             found = await self._client.read_snapshot(
                 info.source_uuid, info.stream_uuid, info.version
             )
-            line = SnapshotLine(
-                source_uuid=found.source_uuid,
-                stream_uuid=found.stream_uuid,
-                version=found.version,
-                data=found.data,
-                metadata=found.metadata,
-                content_type=found.content_type,
-                created=found.created,
-            )
-            self._out.write(encode_record(line))
+            self._out.write(encode_record(SnapshotLine(**msgspec.structs.asdict(found))))
             self.counts.snapshots += 1
             self._progress.advance()
 

@@ -11,7 +11,8 @@ import msgspec
 
 from esdb import __version__
 from esdb.client import InvalidRequest, RecordedEvent
-from esdb.contracts.api import JSON_CONTENT_TYPE
+from esdb.client.snapshots import RecordedSnapshot
+from esdb.contracts.api import JSON_CONTENT_TYPE, EventOut
 from esdb.contracts.restore import RestoreEvent
 from esdb.contracts.subscriptions import ParkedEvent, SelectorSpec
 
@@ -56,22 +57,14 @@ class StoreLine(msgspec.Struct, kw_only=True, tag_field="kind", tag="store"):
     tags: list[str] = []
 
 
-class EventLine(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One event: the fields of the API's `EventOut` (what `esdb read --json` prints), plus
-    `base64`, naming the JSON payloads given as base64 because their stored bytes would not
-    survive as an inline value (line breaks, outer whitespace, a literal `null`).
+class EventLine(EventOut, omit_defaults=True):
+    """One event: the API's `EventOut` (what `esdb read --json` prints), plus `base64`, naming
+    the JSON payloads given as base64 because their stored bytes would not survive as an
+    inline value (line breaks, outer whitespace, a literal `null`).
 
-    When events gain fields (DCB's `tags`), they belong here and in `RestoreEvent`."""
+    When events gain fields (DCB's `tags`), they belong in `EventOut` and `RestoreEvent`, and
+    `_EventIn` must read them."""
 
-    event_id: str
-    stream_id: str
-    version: int
-    position: int
-    event_type: str
-    data: msgspec.Raw | bytes | None
-    metadata: msgspec.Raw | bytes | None
-    content_type: str
-    created: datetime
     base64: list[str] = []
 
 
@@ -100,16 +93,8 @@ class StreamLine(msgspec.Struct, kw_only=True, tag_field="kind", tag="stream"):
     metadata: dict[str, Any]
 
 
-class SnapshotLine(msgspec.Struct, kw_only=True, tag_field="kind", tag="snapshot"):
-    """A snapshot; payloads as base64."""
-
-    source_uuid: str
-    stream_uuid: str
-    version: int
-    data: bytes
-    metadata: bytes
-    content_type: str
-    created: datetime
+class SnapshotLine(RecordedSnapshot, frozen=True, tag_field="kind", tag="snapshot"):
+    """A snapshot as `snapshot_read` gives it; payloads as base64."""
 
 
 class SubscriptionLine(msgspec.Struct, kw_only=True, tag_field="kind", tag="subscription"):

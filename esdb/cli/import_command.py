@@ -28,7 +28,13 @@ from esdb.cli.export_format import (
 )
 from esdb.cli.output import json_line, note
 from esdb.cli.progress import Progress
-from esdb.cli.restore_import import IN_FLIGHT, ForeignWrite, Restorer, plan_requests
+from esdb.cli.restore_import import (
+    IN_FLIGHT,
+    ForeignWrite,
+    Restorer,
+    RestoreReport,
+    plan_requests,
+)
 from esdb.client import (
     AppendResult,
     AppendSpec,
@@ -407,11 +413,7 @@ async def _restored(
             raise InvalidRequest(str(e)) from e
         raise
     summary = {
-        "imported": report.imported,
-        "skipped": report.skipped,
-        "streams": len(report.streams),
-        "requests": report.requests,
-        "stream_states": report.states,
+        **_counts(report),
         "snapshots": report.snapshots,
         "subscriptions": report.subscriptions,
         "subscriptions_skipped": report.subscriptions_skipped,
@@ -451,11 +453,7 @@ async def _appended(
         raise
     report = importer.report
     summary = {
-        "imported": report.imported,
-        "skipped": report.skipped,
-        "streams": len(report.streams),
-        "requests": report.requests,
-        "stream_states": report.states,
+        **_counts(report),
         "stream_states_skipped": report.states_skipped,
     }
     set_states = ""
@@ -470,6 +468,17 @@ async def _appended(
         f"{counted(report.requests, 'request')}){set_states}"
     )
     return summary, text
+
+
+def _counts(report: ImportReport | RestoreReport) -> dict[str, Any]:
+    """What both kinds of import report."""
+    return {
+        "imported": report.imported,
+        "skipped": report.skipped,
+        "streams": len(report.streams),
+        "requests": report.requests,
+        "stream_states": report.states,
+    }
 
 
 def _positive(text: str) -> int:

@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import msgspec
+
 from esdb.cli.export_format import (
     LineEvent,
     SnapshotLine,
@@ -318,15 +320,7 @@ class Restorer:
         """Restore snapshots with their creation times, a request per page."""
         for start in range(0, len(lines), STATES_PER_REQUEST):
             chunk = [
-                RestoreSnapshot(
-                    source_uuid=s.source_uuid,
-                    stream_uuid=s.stream_uuid,
-                    version=s.version,
-                    data=s.data,
-                    metadata=s.metadata,
-                    content_type=s.content_type,
-                    created=s.created,
-                )
+                RestoreSnapshot(**msgspec.structs.asdict(s))
                 for s in lines[start : start + STATES_PER_REQUEST]
             ]
             await self._client.restore_streams([], snapshots=chunk)

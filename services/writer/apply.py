@@ -26,7 +26,7 @@ from esdb.contracts.log import (
 )
 from esdb.contracts.snapshots import StoredSnapshot, StoredSummary
 from esdb.contracts.subscriptions import ParkedRecord
-from esdb.services.writer.restore_apply import apply_restore, restore_problem
+from esdb.services.writer.restore_apply import restore_problem, restored_append, restored_state
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.port import StoreReader, StoreTransaction
@@ -121,7 +121,12 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
                     problem = restore_problem(op, state, next_position)
                     if problem is not None:
                         raise ApplyError(problem)
-                    versions[op.stream], next_position = apply_restore(txn, op, next_position)
+                    if op.events:  # stored as an append would, above the stream's version
+                        below = StreamState(op.first_version - 1)
+                        next_position = _apply_append(
+                            txn, restored_append(op), below, next_position
+                        )
+                    versions[op.stream] = restored_state(op)
                 elif isinstance(op, StreamMetaOp):
                     known = versions.get(op.stream) or txn.stream_state(op.stream)
                     version = StreamState().version if known is None else known.version

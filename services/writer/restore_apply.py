@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from esdb.contracts.log import RestoreStreamOp
-from esdb.shared.storage.port import StoreTransaction
-from esdb.shared.storage.records import EventRecord, StreamState
+from esdb.contracts.log import AppendOp, RestoreStreamOp
+from esdb.shared.storage.records import StreamState
 
 
 def restore_problem(op: RestoreStreamOp, state: StreamState, next_position: int) -> str | None:
@@ -21,23 +20,11 @@ def restore_problem(op: RestoreStreamOp, state: StreamState, next_position: int)
     return None
 
 
-def apply_restore(
-    txn: StoreTransaction, op: RestoreStreamOp, next_position: int
-) -> tuple[StreamState, int]:
-    """Store the op's events (it fits: `restore_problem`), then give the stream the op's
-    version, state and metadata; returns that state and the next free position."""
-    for offset, event in enumerate(op.events):
-        txn.put_event(
-            EventRecord(
-                event_id=event.event_id,
-                stream=op.stream,
-                version=op.first_version + offset,
-                position=op.first_position + offset,
-                type=event.type,
-                data=event.data,
-                metadata=event.metadata,
-                content_type=event.content_type,
-                created_us=event.created_us,
-            )
-        )
-    return StreamState(op.version, op.state, op.metadata), next_position + len(op.events)
+def restored_append(op: RestoreStreamOp) -> AppendOp:
+    """The op's events as the append `apply` stores (after `restore_problem` found it fits)."""
+    return AppendOp(op.store, op.stream, op.first_version, op.first_position, op.events)
+
+
+def restored_state(op: RestoreStreamOp) -> StreamState:
+    """The stream's state once the op is applied."""
+    return StreamState(op.version, op.state, op.metadata)

@@ -80,7 +80,9 @@ async def test_an_import_through_a_leader_failover_is_exact_on_every_node(
         await source.create_store("src")
         for round_ in range(ROUNDS):
             await source.append_multi(
-                AppendSpec(f"item-{s}", [NewEvent("Tick", {"round": round_, "k": k}) for k in range(4)])
+                AppendSpec(
+                    f"item-{s}", [NewEvent("Tick", {"round": round_, "k": k}) for k in range(4)]
+                )
                 for s in range(STREAMS)
             )
         await source.set_stream_metadata("item-0", {"owner": "ops"})
