@@ -94,9 +94,13 @@ async def test_an_import_through_a_leader_failover_is_exact_on_every_node(
         recorded = _Recorded(target, history, total // 3)
         old = await leader_index(api)
 
+        imported = asyncio.Event()
+
         async def fault() -> None:
             await recorded.a_third_in.wait()
-            await wait_restarted(cluster, "writer", old, kill(cluster, "writer", old))
+            pid = kill(cluster, "writer", old)
+            assert not imported.is_set(), "the import ended before the leader's writer died"
+            await wait_restarted(cluster, "writer", old, pid)
 
         async def restore() -> Restorer:
             with open(exported, "rb") as lines, Progress("import", enabled=False) as bar:
@@ -105,6 +109,7 @@ async def test_an_import_through_a_leader_failover_is_exact_on_every_node(
                 await restorer.send_events(plan_requests(reader.events(), max_events=20), bar)
                 reader.check_whole()
                 await restorer.settle_streams([line for _, line in reader.streams])
+            imported.set()
             return restorer
 
         restorer, _ = await asyncio.gather(restore(), fault())
