@@ -88,20 +88,27 @@ async def source(stack: Stack) -> AsyncIterator[Client]:
             "everything", all=True, start=order_1[0].position, message_timeout_ms=60_000
         )
         await client.create_subscription("orders", category="order", start=order_1[3].position)
-        async with client.consume("everything", max_in_flight=1) as sub:
-            for n in range(5):
-                async with asyncio.timeout(DEADLINE_S):
-                    delivered = await anext(sub)
-                if n == 3:
-                    sub.nack(delivered, action="park", reason="cannot handle it")
-                else:
-                    sub.ack(delivered)
 
         async def settled() -> bool:
             info = await client.subscription_info("everything")
             return info.checkpoint == order_1[4].position and info.parked == 1
 
-        await wait_until(settled, timeout=DEADLINE_S, what="the checkpoint past the parked event")
+        wanted = {e.position for e in order_1}
+        park = order_1[3].position
+        async with client.consume("everything") as sub:
+            answered: set[int] = set()
+            async with asyncio.timeout(DEADLINE_S):
+                while answered != wanted:
+                    delivered = await anext(sub)
+                    if delivered.position not in wanted:
+                        continue  # later events stay in flight: the checkpoint stops below
+                    if delivered.position == park:
+                        sub.nack(delivered, action="park", reason="cannot handle it")
+                    else:
+                        sub.ack(delivered)
+                    answered.add(delivered.position)
+            # Connected until the answers are in: they leave with the consumer's next flush.
+            await wait_until(settled, timeout=DEADLINE_S, what="the checkpoint past the parked one")
         yield client
 
 
