@@ -405,10 +405,16 @@ async def _restored(
     except (EsdbError, ForeignWrite) as e:
         pending = restorer.pending
         where = "" if pending is None else f" at line {pending.first_line}"
-        note(
+        text = (
             f"import stopped{where}; {counted(report.imported, 'event')} imported and "
             f"{report.skipped:,} skipped before it. Running it again goes on from there."
         )
+        if isinstance(e, WrongExpectedVersion) and e.stream is not None:
+            text += (
+                f" The target already has stream {e.stream} (at version {e.actual_version}): "
+                "--renumber appends after what is there."
+            )
+        note(text)
         if isinstance(e, ForeignWrite):
             raise InvalidRequest(str(e)) from e
         raise

@@ -259,3 +259,26 @@ async def test_bad_restore_writes_are_refused_naming_the_field(stack: Stack) -> 
             assert raised.value.details.get("field") == field
         assert (await client.store_status(name)).last_position in (0, None)
         assert [s async for s in client.iter_streams()] == []
+
+
+async def test_streams_the_target_already_has_stop_the_import_unless_renumbered(
+    stack: Stack, tmp_path: Path
+) -> None:
+    name, target = _name("exown"), _name("exhas")
+    async with (
+        Client.connect(stack.url, store=name) as client,
+        Client.connect(stack.url, store=target) as copy,
+    ):
+        await client.create_store(name)
+        await copy.create_store(target)
+        await _events(client, "order-1", 3)
+        await _events(copy, "order-1", 2)
+        exported = tmp_path / "has.jsonl"
+        await _export(stack, name, exported)
+
+        code, _, err = await _esdb_import(stack, target, exported)
+
+        assert code == 1 and "wrong_expected_version" in err and "--renumber" in err
+        assert (await copy.stream_info("order-1")).version == 1
+        await _import(stack, target, exported, "--renumber")
+        assert (await copy.stream_info("order-1")).version == 4
