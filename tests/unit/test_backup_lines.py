@@ -1,5 +1,6 @@
-"""The export line format, how `esdb import` cuts a file into appends, and how it tells new
-events from ones already stored (against an in-memory stand-in for the server's rules)."""
+"""The export line format, how `esdb import --renumber` cuts a file into appends, and how it
+tells new events from ones already stored (against an in-memory stand-in for the server's
+rules)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Any, cast
 
 import pytest
 
+from esdb.cli.append_import import Group, Importer, plan_batches, shifted
 from esdb.cli.export_format import LineEvent, StreamLine, decode_line
 from esdb.cli.export_format import encode_event as encode_line
-from esdb.cli.import_command import Group, Importer, plan_batches, shifted
 from esdb.client import (
     AppendResult,
     AppendSpec,
@@ -185,13 +186,9 @@ def test_batches_stay_within_their_event_and_byte_limits() -> None:
     assert _shape(plan_batches(large, max_bytes=100)) == [[("a", [0])], [("b", [0])], [("c", [0])]]
 
 
-def test_a_version_gap_starts_a_new_append_unless_renumbering() -> None:
+def test_a_run_of_a_stream_stays_one_append_whatever_its_versions() -> None:
     events = [_line(1, "a", 4), _line(2, "a", 5), _line(3, "a", 9)]
-    assert _shape(plan_batches(events)) == [[("a", [4, 5])], [("a", [9])]]
-    batches = list(plan_batches(events, keep_versions=False))
-    assert _shape(batches) == [[("a", [4, 5, 9])]]
-    assert batches[0][0].expected_version(renumber=True) == "any"
-    assert next(plan_batches(events))[0].expected_version(renumber=False) == 3
+    assert _shape(plan_batches(events)) == [[("a", [4, 5, 9])]]
 
 
 class _Server:
@@ -260,7 +257,7 @@ class _Server:
 
 
 async def _run(server: _Server, events: list[LineEvent], max_events: int = 1000) -> Importer:
-    importer = Importer(cast(Client, server), renumber=False, high_water=server.position)
+    importer = Importer(cast(Client, server), high_water=server.position)
     for batch in plan_batches(events, max_events=max_events):
         await importer.send(batch)
     return importer
@@ -294,11 +291,3 @@ async def test_a_run_cut_differently_from_an_earlier_one_imports_just_the_rest()
     assert (rest.report.imported, rest.report.skipped) == (35, 25)
     order = sorted(server.stored.values(), key=lambda where: where[2])
     assert [(s, v) for s, v, _ in order] == [(e.stream, e.version) for e in _file(60)]
-
-
-async def test_a_stream_the_target_holds_elsewhere_stops_the_import() -> None:
-    server = _Server()
-    await server.append("a", [NewEvent("T", {})], expected_version=-1)
-    with pytest.raises(WrongExpectedVersion) as raised:
-        await _run(server, _file(6))
-    assert raised.value.stream == "a" and raised.value.actual_version == 0
