@@ -15,8 +15,9 @@ import asyncio
 import bisect
 from array import array
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import msgspec
 
@@ -48,7 +49,9 @@ BATCH_EVENTS = 1000
 BATCH_BYTES = 1 << 20  # well inside the gateway's request limit (4 MiB by default)
 IN_FLIGHT = 4
 """Requests in flight: enough to keep the writer's batches full while one is answered."""
-STATES_PER_REQUEST = 500
+RECORDS_PER_REQUEST = 500
+_encoder = msgspec.msgpack.Encoder()
+T = TypeVar("T")
 
 
 class ForeignWrite(Exception):
@@ -127,6 +130,24 @@ def singles(request: Request) -> Iterator[Request]:
             )
             yield Request([single], [next(positions)], request.first_line)
             expected = version
+
+
+def chunks(
+    items: list[T], size_of: Callable[[T], int], *, most: int = RECORDS_PER_REQUEST
+) -> Iterator[list[T]]:
+    """`items` in order, cut into requests of at most `most` items and `BATCH_BYTES` (an item
+    larger than that goes alone)."""
+    chunk: list[T] = []
+    size = 0
+    for item in items:
+        item_size = size_of(item)
+        if chunk and (len(chunk) >= most or size + item_size > BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item_size
+    if chunk:
+        yield chunk
 
 
 class PositionMap:
@@ -297,8 +318,7 @@ class Restorer:
 
     async def settle_streams(self, lines: list[StreamLine]) -> None:
         """Give every stream its state, version and metadata, a request per few hundred."""
-        for start in range(0, len(lines), STATES_PER_REQUEST):
-            chunk = lines[start : start + STATES_PER_REQUEST]
+        for chunk in chunks(lines, lambda line: len(_encoder.encode(line.metadata)) + 128):
             runs = [
                 RestoreStream(
                     stream=line.stream_id,
@@ -318,11 +338,8 @@ class Restorer:
 
     async def snapshots(self, lines: list[SnapshotLine]) -> None:
         """Restore snapshots with their creation times, a request per page."""
-        for start in range(0, len(lines), STATES_PER_REQUEST):
-            chunk = [
-                RestoreSnapshot(**msgspec.structs.asdict(s))
-                for s in lines[start : start + STATES_PER_REQUEST]
-            ]
+        for page in chunks(lines, lambda s: len(s.data) + len(s.metadata) + 256):
+            chunk = [RestoreSnapshot(**msgspec.structs.asdict(s)) for s in page]
             await self._client.restore_streams([], snapshots=chunk)
             self.report.requests += 1
             self.report.snapshots += len(chunk)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from esdb.contracts.api import AppendResult
-from esdb.contracts.commands import RestoredStream, StoreRestore, WriteOutcome
+from esdb.contracts.commands import RestoredStream, StoreRestore, WriteOutcome, WriteRequest
 from esdb.contracts.errors import (
     EsdbError,
     IdempotencyConflict,
@@ -86,6 +86,23 @@ def plan_restore(
     overlay.last_position = position - 1
     ops += [msgspec.structs.replace(s, store=store) for s in restore.snapshots]
     return ops, WriteOutcome(results=results)
+
+
+def restore_events(request: WriteRequest) -> int:
+    """How many events a write restores (0 for any other write)."""
+    restore = request.restore
+    return 0 if restore is None else sum(len(s.events) for s in restore.streams)
+
+
+def restore_bytes(restore: StoreRestore) -> int:
+    """About how many bytes a restore adds to a log entry (as the sequencer counts appends)."""
+    events = sum(
+        len(e.data) + len(e.metadata) + len(e.type) + len(e.content_type) + 48
+        for s in restore.streams
+        for e in s.events
+    )
+    snapshots = sum(len(s.data) + len(s.metadata) + 256 for s in restore.snapshots)
+    return events + snapshots + 128 * len(restore.streams)
 
 
 def _stream_op(

@@ -14,7 +14,7 @@ from typing import cast
 
 from esdb.cli.export_format import LineEvent
 from esdb.cli.progress import Progress
-from esdb.cli.restore_import import PositionMap, Restorer, plan_requests, singles
+from esdb.cli.restore_import import PositionMap, Restorer, chunks, plan_requests, singles
 from esdb.client import Client
 from esdb.contracts.api import AppendResult
 from esdb.contracts.commands import WriteRequest
@@ -165,3 +165,14 @@ def test_positions_map_to_the_target_by_their_events() -> None:
     assert [mapping.at_or_below(p) for p in (2, 3, 4, 9, 50)] == [0, 1, 1, 3, 3]
     assert [mapping.at_or_above(p, 4) for p in (1, 4, 9, 10)] == [1, 2, 3, 4]
     assert (mapping.exactly(5), mapping.exactly(6)) == (2, None)
+
+
+def test_records_go_in_requests_bounded_by_count_and_bytes() -> None:
+    sizes = [100, 100, 900_000, 400_000, 700_000, 5, 5, 5]
+
+    cut = [
+        [sizes[i] for i in chunk]
+        for chunk in chunks(list(range(len(sizes))), lambda i: sizes[i], most=2)
+    ]
+
+    assert cut == [[100, 100], [900_000], [400_000], [700_000, 5], [5, 5]]

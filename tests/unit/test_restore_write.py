@@ -11,6 +11,7 @@ from esdb.contracts.errors import ErrorCode
 from esdb.contracts.log import LogEntry, RestoreStreamOp, SnapshotOp, StampedEvent
 from esdb.contracts.restore import NO_FENCE
 from esdb.services.writer.apply import ApplyError, apply_entry
+from esdb.services.writer.restore_planning import restore_bytes, restore_events
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.records import (
     STREAM_ACTIVE,
@@ -180,3 +181,13 @@ def test_apply_stops_on_a_restore_that_does_not_fit(catalog: Catalog) -> None:
     below = RestoreStreamOp("default", "order-1", 0, 0, [], 1, STREAM_DELETED, {})
     with pytest.raises(ApplyError, match="below"):
         apply_entry(catalog, catalog.applied_sequence() + 1, LogEntry([below]))
+
+
+def test_the_sequencer_counts_a_restore_s_events_and_bytes() -> None:
+    batch = events(3)
+    request = restore(RestoredStream("order-1", -1, 0, batch), RestoredStream("order-2", -1, 0, []))
+
+    assert restore_events(request) == 3
+    assert request.restore is not None
+    assert restore_bytes(request.restore) >= sum(len(e.data) + len(e.type) for e in batch)
+    assert restore_events(WriteRequest("default", [])) == 0
