@@ -217,8 +217,8 @@ async def _restored(
             await restorer.subscription(line, report.last_position + 1)
             bar.advance()
     except (EsdbError, ForeignWrite) as e:
-        pending = restorer.pending
-        where = "" if pending is None else f" at line {pending.first_line}"
+        failed = restorer.stopped_at
+        where = "" if failed is None else f" at line {failed.first_line}"
         text = (
             f"import stopped{where}; {counted(report.imported, 'event')} imported and "
             f"{report.skipped:,} skipped before it. Running it again goes on from there."

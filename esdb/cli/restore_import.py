@@ -219,6 +219,8 @@ class Restorer:
         self.positions = PositionMap()
         self.report = RestoreReport(last_position=start_position)
         self.versions: dict[str, int] = {}  # the version each stream's events reached
+        self.stopped_at: Request | None = None
+        """The request that failed, if one did (where the import stopped)."""
 
     async def send_events(self, requests: Iterable[Request], progress: Progress) -> None:
         """Send every request, at most `in_flight` at a time, settling them in order."""
@@ -234,11 +236,6 @@ class Restorer:
             for sent in self._window:
                 sent.reply.cancel()
 
-    @property
-    def pending(self) -> Request | None:
-        """The oldest request not settled (where an import stopped)."""
-        return self._window[0].request if self._window else None
-
     def _send(self, request: Request, expected: int) -> None:
         self.report.requests += 1
         reply = asyncio.create_task(
@@ -250,10 +247,14 @@ class Restorer:
         """Wait for the oldest request; if it did not land as predicted, send it again alone
         (the requests after it, sent on the same prediction, then go again as well)."""
         try:
-            self._record(sent.request, await sent.reply)
-        except (WrongExpectedVersion, IdempotencyConflict) as e:
-            await self._again(sent.request, sent.expected, e)
-            self._next_expected = self._known_last + sum(s.request.count for s in self._window)
+            try:
+                self._record(sent.request, await sent.reply)
+            except (WrongExpectedVersion, IdempotencyConflict) as e:
+                await self._again(sent.request, sent.expected, e)
+                self._next_expected = self._known_last + sum(s.request.count for s in self._window)
+        except BaseException:
+            self.stopped_at = sent.request
+            raise
         return sent.request.count
 
     async def _again(self, request: Request, expected: int, error: EsdbError) -> None:

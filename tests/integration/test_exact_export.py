@@ -279,6 +279,10 @@ async def test_streams_the_target_already_has_stop_the_import_unless_renumbered(
         code, _, err = await _esdb_import(stack, target, exported)
 
         assert code == 1 and "wrong_expected_version" in err and "--renumber" in err
+        first_event = 1 + next(
+            n for n, line in enumerate(exported.read_text().splitlines()) if "event_id" in line
+        )
+        assert f"import stopped at line {first_event};" in err
         assert (await copy.stream_info("order-1")).version == 1
         await _import(stack, target, exported, "--renumber")
         assert (await copy.stream_info("order-1")).version == 4
