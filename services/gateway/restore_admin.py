@@ -152,7 +152,7 @@ def _event(event: RestoreEvent, where: str, settings: Settings) -> StampedEvent:
         event.data,
         event.metadata,
         event.content_type,
-        _micros(event.created),
+        _micros(event.created, f"{where}.created"),
     )
 
 
@@ -171,7 +171,7 @@ def _snapshot(store: str, item: RestoreSnapshot, where: str, settings: Settings)
             item.data,
             item.metadata,
             item.content_type,
-            _micros(item.created),
+            _micros(item.created, "created"),
         )
 
     return _named(checked, where)
@@ -196,7 +196,7 @@ def _check_text(value: str, limit: int, field: str) -> None:
         )
 
 
-def _micros(moment: datetime) -> int:
+def _micros(moment: datetime, field: str) -> int:
     if moment.tzinfo is None:
-        raise InvalidRequest("created must carry a time zone (UTC)", field="created")
+        raise InvalidRequest("created must carry a time zone (UTC)", field=field)
     return (moment - _EPOCH) // _MICROSECOND

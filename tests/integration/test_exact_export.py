@@ -21,7 +21,7 @@ import pytest
 from esdb.client import AppendSpec, Client, InvalidRequest, NewEvent, StreamDeleted
 from esdb.contracts.restore import RestoreEvent, RestoreStream
 from tests.integration.test_backup import ESDB, esdb, ok
-from tests.stack import Stack, wait_until
+from tests.stack import Api, Stack, wait_until
 from tests.store_view import differences, view_of
 
 DEADLINE_S = 20.0
@@ -286,3 +286,40 @@ async def test_streams_the_target_already_has_stop_the_import_unless_renumbered(
         assert (await copy.stream_info("order-1")).version == 1
         await _import(stack, target, exported, "--renumber")
         assert (await copy.stream_info("order-1")).version == 4
+
+
+async def test_a_json_restore_writes_and_a_naive_time_is_refused_naming_the_field(
+    stack: Stack, api: Api
+) -> None:
+    name = _name("exjsn")
+    await api.ok("store_create", {"store": name}, store="_sys")
+    event = {"event_id": str(uuid.uuid4()), "event_type": "T", "data": "eyJhIjoxfQ=="}
+    naive: dict[str, Any] = {
+        "store": name,
+        "streams": [
+            {
+                "stream": "s",
+                "first_version": 7,
+                "events": [{**event, "created": "2026-01-01T00:00:00"}],
+            }
+        ],
+    }
+
+    error = await api.error("store_restore", naive, store="_sys")
+
+    assert (error["code"], error["details"]["field"]) == (
+        "invalid_request",
+        "streams[0].events[0].created",
+    )
+    aware = {
+        **naive,
+        "streams": [
+            {**naive["streams"][0], "events": [{**event, "created": "2026-01-01T00:00:00.000001Z"}]}
+        ],
+    }
+    result = await api.ok("store_restore", aware, store="_sys")
+    assert result["results"][0]["first_version"] == 7
+    page = await api.ok("read_stream", {"stream": "s"}, store=name)
+    assert [(e["version"], e["data"], e["created"]) for e in page["events"]] == [
+        (7, {"a": 1}, "2026-01-01T00:00:00.000001Z")
+    ]
