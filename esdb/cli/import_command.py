@@ -42,7 +42,7 @@ from esdb.cli.restore_import import (
     RestoreReport,
     plan_requests,
 )
-from esdb.client import Client, EsdbError, InvalidRequest, WrongExpectedVersion
+from esdb.client import Client, EsdbError, InvalidRequest, Unauthorized, WrongExpectedVersion
 
 
 def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -197,7 +197,14 @@ async def import_events(client: Client, args: argparse.Namespace) -> int:
 async def _restored(
     client: Client, reader: ExportReader, args: argparse.Namespace, bar: Progress
 ) -> tuple[dict[str, Any], str]:
-    start = (await client.store_status(client.store)).last_position or 0
+    try:
+        start = (await client.store_status(client.store)).last_position or 0
+    except Unauthorized:
+        note(
+            "an exact import uses the admin's restore writes; with a tenant's credentials, "
+            "--renumber appends the events instead"
+        )
+        raise
     restorer = Restorer(client, start_position=start, in_flight=args.in_flight)
     report = restorer.report
     try:
