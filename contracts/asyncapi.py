@@ -19,7 +19,7 @@ from typing import Any, Final, NamedTuple, Union, get_args, get_origin
 import msgspec
 
 from esdb import __version__
-from esdb.contracts import api, projections, snapshots, subscriptions, watches
+from esdb.contracts import api, projections, restore, snapshots, subscriptions, watches
 from esdb.contracts.api import JSON_CONTENT_TYPE, MSGPACK_CONTENT_TYPE
 from esdb.contracts.errors import ErrorBody, ErrorCode, ErrorReply
 from esdb.contracts.subjects import API_PREFIX, GATEWAY_QUEUE, SYSTEM_STORE, Op
@@ -373,6 +373,23 @@ OPERATIONS: Final[tuple[ApiOperation, ...]] = (
         api.StoreInfo,
         "stores",
         "A store's config, replaced first when the request carries one.",
+        system=True,
+    ),
+    ApiOperation(
+        Op.STORE_RESTORE,
+        restore.StoreRestoreRequest,
+        restore.StoreRestoreResult,
+        "stores",
+        "Admin only: restore streams (at their versions, states and metadata) and snapshots "
+        "as an export holds them, only at the expected store position (esdb import).",
+        system=True,
+    ),
+    ApiOperation(
+        Op.SUBSCRIPTION_RESTORE,
+        restore.SubscriptionRestoreRequest,
+        subscriptions.SubscriptionInfo,
+        "subscriptions",
+        "Admin only: create a persistent subscription with its checkpoint and parked events.",
         system=True,
     ),
 )

@@ -178,6 +178,23 @@ class ProjectionCommitOp(msgspec.Struct, tag="projection_commit", array_like=Tru
 
 
 ProjectionOp = ProjectionDefineOp | ProjectionCommitOp
+
+
+class RestoreStreamOp(msgspec.Struct, tag="restore_stream", array_like=True, frozen=True):
+    """Restore (`_sys.store_restore`) one stream as an export saw it: `events` at versions
+    from `first_version` (which may skip versions the source hid) and positions from
+    `first_position`, then the stream at `version` in `state` with `metadata`."""
+
+    store: str
+    stream: str
+    first_version: int
+    first_position: int
+    events: list[StampedEvent]
+    version: int
+    state: str
+    metadata: dict[str, Any]
+
+
 StoreItemOp = SubscriptionOp | ParkOp | UnparkOp | SnapshotOp | SnapshotDeleteOp
 LogOp = (
     AppendOp
@@ -194,6 +211,7 @@ LogOp = (
     | SnapshotDeleteOp
     | ProjectionDefineOp
     | ProjectionCommitOp
+    | RestoreStreamOp
 )
 
 

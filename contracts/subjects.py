@@ -154,6 +154,8 @@ class Op:
     STORE_REMOVE = "store_remove"
     STORE_STATUS = "store_status"
     STORE_CONFIG = "store_config"
+    STORE_RESTORE = "store_restore"
+    SUBSCRIPTION_RESTORE = "subscription_restore"
     SUBSCRIPTION_CREATE = "subscription_create"
     SUBSCRIPTION_DELETE = "subscription_delete"
     SUBSCRIPTION_LIST = "subscription_list"

@@ -28,6 +28,7 @@ from esdb.client.opening import ClosedOnExit, Opening
 from esdb.client.persistent import PersistentOperations
 from esdb.client.projections import ProjectionOperations
 from esdb.client.requests import AppendBody, append_multi_body, event_bodies, ids_complete
+from esdb.client.restore import RestoreOperations
 from esdb.client.retry import RetryPolicy
 from esdb.client.snapshots import SnapshotOperations
 from esdb.client.stores import StoreOperations
@@ -91,6 +92,7 @@ class Client(
     PersistentOperations,
     StoreOperations,
     DcbOperations,
+    RestoreOperations,
     ClosedOnExit,
 ):
     """An esdb client bound to one store; create it with `await Client.connect(...)`."""

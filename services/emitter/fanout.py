@@ -16,6 +16,7 @@ from esdb.contracts.log import (
     CreateStoreOp,
     LogOp,
     RemoveStoreOp,
+    RestoreStreamOp,
     decode_entry,
 )
 from esdb.contracts.subjects import EMITTER_CHECKPOINT
@@ -171,8 +172,8 @@ class LogFanout:
         frames: list[bytes] = []
         touched: list[_Store] = []
         for op in ops:
-            if type(op) is not AppendOp:
-                continue
+            if type(op) is not AppendOp and type(op) is not RestoreStreamOp:
+                continue  # a restore stores events as an append does
             state = stores.get(op.store)
             if state is None:
                 # Apply drops it too: the store is removed in this entry, or was removed after

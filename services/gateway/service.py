@@ -29,6 +29,7 @@ from esdb.services.gateway.coalescer import Reply, WriteCoalescer
 from esdb.services.gateway.consistency import consistency_problems
 from esdb.services.gateway.orphans import OrphanWatch
 from esdb.services.gateway.ports import Ask, Unanswered, Unheard
+from esdb.services.gateway.restore_admin import RestoreAdmin
 from esdb.services.gateway.store_admin import StoreAdmin
 from esdb.shared import validation
 from esdb.shared.cluster_view import ClusterView
@@ -78,6 +79,7 @@ class GatewayService:
             operation: partial(self._read, operation) for operation in READ_OPERATIONS
         }
         self._stores = StoreAdmin(self._write, self._ask_reader, settings)
+        self._restores = RestoreAdmin(self._write, self._forward, settings)
         self._system_ops: dict[str, Callable[[], Awaitable[msgspec.Struct]]] = {
             Op.HEALTH: self.health,
             Op.CLUSTER_STATUS: self.cluster_status,
@@ -103,7 +105,11 @@ class GatewayService:
     ) -> bytes:
         """The encoded reply to a read, a forwarded or a system request; raises `EsdbError`."""
         if store == SYSTEM_STORE:
-            admin = self._stores.handlers.get(operation) or self._cluster_ops.get(operation)
+            admin = (
+                self._stores.handlers.get(operation)
+                or self._restores.handlers.get(operation)
+                or self._cluster_ops.get(operation)
+            )
             if admin is not None:
                 return await admin(data, codec)
             system_op = self._system_ops.get(operation)

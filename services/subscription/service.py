@@ -13,12 +13,12 @@ from typing import Any
 import msgspec
 
 from esdb.contracts.errors import AlreadyExists, InvalidRequest, NotFound
-from esdb.contracts.log import SubscriptionOp
+from esdb.contracts.log import LogOp, SubscriptionOp
+from esdb.contracts.restore import SubscriptionRestoreRequest
 from esdb.contracts.subjects import INTERNAL_PREFIX, Op
 from esdb.contracts.subscriptions import (
     MAX_POSITION,
     NACK_ACTIONS,
-    NAME_PATTERN,
     AckRequest,
     AckResult,
     NackRequest,
@@ -38,6 +38,7 @@ from esdb.contracts.subscriptions import (
 )
 from esdb.contracts.watches import WatchRequest
 from esdb.services.subscription.group import ConsumerGroup, Publish
+from esdb.services.subscription.restoring import check_group, restored_group
 from esdb.services.subscription.selection import selection_predicate
 from esdb.services.subscription.watches import Watches
 from esdb.shared.cluster_view import ClusterView, follow_leader
@@ -61,11 +62,6 @@ RESTART_DELAY_S = 1.0
 REFRESH_S = 0.25
 """How often an active service looks whether it still needs applied notices (watches
 expire, groups come and go)."""
-LIMITS = {
-    "message_timeout_ms": (100, 3_600_000),
-    "max_retries": (0, 1_000),
-    "max_in_flight": (1, 10_000),
-}
 MAX_PARKED_PAGE = 1_000
 
 
@@ -104,6 +100,7 @@ class SubscriptionService:
             Op.NACK: self._nack,
             Op.REPLAY_PARKED: self._replay,
             Op.WATCH: self._watch,
+            Op.SUBSCRIPTION_RESTORE: self._restore,
         }
 
     @property
@@ -228,36 +225,40 @@ class SubscriptionService:
 
     async def _create(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
         request = decode_request(data, SubscriptionCreateRequest, codec)
-        _check_name(request.subscription)
-        for field, (low, high) in LIMITS.items():
-            value = getattr(request, field)
-            if not low <= value <= high:
-                raise InvalidRequest(
-                    f"{field} must be between {low} and {high}, not {value}", field=field
-                )
-        selection_predicate(store, request.selector)  # validates it
+        check_group(store, request)
         reader = self._stores(store)
         start = _start_position(request.start, reader)
+        definition = SubscriptionDefinition(
+            name=request.subscription,
+            selector=request.selector,
+            start_position=start,
+            message_timeout_ms=request.message_timeout_ms,
+            max_retries=request.max_retries,
+            max_in_flight=request.max_in_flight,
+            uid=uuid.uuid4().hex,
+            created_us=time.time_ns() // 1000,
+            resolve_links=request.resolve_links,
+        )
+        encoded = _definition_encoder.encode(definition)
+        ops: list[LogOp] = [SubscriptionOp(store, definition.name, encoded)]
+        return await self._register(store, definition, ops, start - 1)
+
+    async def _restore(self, store: str, data: bytes, codec: Codec) -> msgspec.Struct:
+        request = decode_request(data, SubscriptionRestoreRequest, codec)
+        definition, ops = restored_group(store, request, self._stores(store))
+        return await self._register(store, definition, ops, request.checkpoint)
+
+    async def _register(
+        self, store: str, definition: SubscriptionDefinition, ops: list[LogOp], checkpoint: int
+    ) -> msgspec.Struct:
+        """Log a new group's ops and start delivering from `checkpoint`."""
         async with self._lock:
-            if (store, request.subscription) in self._groups:
+            if (store, definition.name) in self._groups:
                 raise AlreadyExists(
-                    f"subscription {request.subscription!r} already exists",
-                    field="subscription",
+                    f"subscription {definition.name!r} already exists", field="subscription"
                 )
-            definition = SubscriptionDefinition(
-                name=request.subscription,
-                selector=request.selector,
-                start_position=start,
-                message_timeout_ms=request.message_timeout_ms,
-                max_retries=request.max_retries,
-                max_in_flight=request.max_in_flight,
-                uid=uuid.uuid4().hex,
-                created_us=time.time_ns() // 1000,
-                resolve_links=request.resolve_links,
-            )
-            encoded = _definition_encoder.encode(definition)
-            await self._log_ops([SubscriptionOp(store, definition.name, encoded)])
-            self._start(store, definition, start - 1)
+            await self._log_ops(ops)
+            self._start(store, definition, checkpoint)
         await self.refresh_notices()
         return self._describe(store, self._group(store, definition.name))
 
@@ -359,13 +360,6 @@ class SubscriptionService:
         opened = self._watches.open(store, request, selection_predicate(store, request.selector))
         await self.refresh_notices()
         return opened
-
-
-def _check_name(name: str) -> None:
-    if not NAME_PATTERN.match(name):
-        raise InvalidRequest(
-            "subscription names are 1 to 64 letters, digits, '_' or '-'", field="subscription"
-        )
 
 
 def _start_position(start: Any, reader: StoreReader) -> int:

@@ -18,6 +18,7 @@ from esdb.contracts.log import (
     ProjectionDefineOp,
     ProjectionOp,
     RemoveStoreOp,
+    RestoreStreamOp,
     ScavengeOp,
     SnapshotDeleteOp,
     SnapshotOp,
@@ -31,6 +32,7 @@ from esdb.contracts.snapshots import StoredSnapshot, StoredSummary
 from esdb.contracts.subscriptions import ParkedRecord
 from esdb.services.writer.dcb_apply import index_dcb_append
 from esdb.services.writer.projection_apply import ProjectionWrites
+from esdb.services.writer.restore_apply import restore_problem, restored_append, restored_state
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.port import StoreReader, StoreTransaction
@@ -41,7 +43,7 @@ _snapshot_encoder = msgspec.msgpack.Encoder()
 _RETENTION_PAGE = 1_000
 
 
-StoreOp = AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp | ProjectionOp
+StoreOp = AppendOp | StreamMetaOp | ScavengeOp | StoreItemOp | ProjectionOp | RestoreStreamOp
 """An op applied inside one store's transaction."""
 _STORE_OPS = (
     AppendOp,
@@ -54,6 +56,7 @@ _STORE_OPS = (
     SnapshotDeleteOp,
     ProjectionDefineOp,
     ProjectionCommitOp,
+    RestoreStreamOp,
 )
 
 
@@ -93,7 +96,9 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
     for name, ops in by_store.items():
         if name in removed:
             continue
-        if not catalog.exists(name) and not any(isinstance(op, AppendOp) for op in ops):
+        if not catalog.exists(name) and not any(
+            isinstance(op, AppendOp | RestoreStreamOp) for op in ops
+        ):
             continue  # items of a store removed since they were logged: nothing to keep
         store = catalog.get(name)
         if store.applied_sequence() >= sequence:
@@ -120,6 +125,17 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
                     ):
                         if record.version < op.below_version:
                             txn.delete_event(record)
+                elif isinstance(op, RestoreStreamOp):
+                    state = versions.get(op.stream) or txn.stream_state(op.stream) or StreamState()
+                    problem = restore_problem(op, state, next_position)
+                    if problem is not None:
+                        raise ApplyError(problem)
+                    if op.events:  # stored as an append would, above the stream's version
+                        below = StreamState(op.first_version - 1)
+                        next_position = _apply_append(
+                            txn, restored_append(op), below, next_position
+                        )
+                    versions[op.stream] = restored_state(op)
                 elif isinstance(op, StreamMetaOp):
                     known = versions.get(op.stream) or txn.stream_state(op.stream)
                     version = StreamState().version if known is None else known.version

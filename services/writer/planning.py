@@ -45,6 +45,7 @@ from esdb.contracts.log import (
 )
 from esdb.services.writer.dcb_conditions import PlannedDcbEvent, check_condition, plan_dcb_events
 from esdb.services.writer.projection_planning import plan_projection_commit
+from esdb.services.writer.restore_planning import plan_restore
 from esdb.shared.storage.catalog import Catalog
 from esdb.shared.storage.port import StoreReader
 from esdb.shared.storage.records import (
@@ -153,6 +154,8 @@ class Planner:
             return self._plan_lifecycle(request.store, request.lifecycle)
         if request.projection is not None:
             return plan_projection_commit(self, request)
+        if request.restore is not None:
+            return plan_restore(self, request.store, request.restore)
         try:
             check_shape(request)
             overlay = self.overlay(request.store)

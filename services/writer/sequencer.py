@@ -20,6 +20,7 @@ from esdb.contracts.log import LogEntry, LogOp, encode_entry
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.log import FencedOut, ReplicatedLog
 from esdb.services.writer.planning import Planner
+from esdb.services.writer.restore_planning import restore_bytes, restore_events
 from esdb.shared.metrics import WriterMetrics
 from esdb.shared.tracing import batch_span, child_span
 
@@ -49,6 +50,8 @@ def approximate_bytes(request: Command) -> int:
     """About how many bytes `request` adds to a log entry."""
     if isinstance(request, OpsRequest):
         return len(_op_encoder.encode(request.ops))  # snapshots make some ops large
+    if request.restore is not None:
+        return restore_bytes(request.restore)
     return sum(
         len(e.data) + len(e.metadata) + len(e.type) + len(e.content_type) + 40
         for a in request.appends
@@ -205,7 +208,7 @@ class Sequencer:
             count = (
                 0
                 if isinstance(request, OpsRequest)
-                else sum(len(a.events) for a in request.appends)
+                else sum(len(a.events) for a in request.appends) + restore_events(request)
             )
             nbytes = approximate_bytes(request)
             over = events + count > self._max_batch_events or size + nbytes > self._max_batch_bytes

@@ -1,5 +1,6 @@
-"""The export line format, how `esdb import` cuts a file into appends, and how it tells new
-events from ones already stored (against an in-memory stand-in for the server's rules)."""
+"""The export line format, how `esdb import --renumber` cuts a file into appends, and how it
+tells new events from ones already stored (against an in-memory stand-in for the server's
+rules)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any, cast
 
 import pytest
 
-from esdb.cli.export_command import LineEvent, StreamLine, decode_line, encode_line
-from esdb.cli.import_command import Group, Importer, plan_batches, shifted
+from esdb.cli.append_import import Group, Importer, plan_batches, shifted
+from esdb.cli.export_format import LineEvent, StreamLine, decode_line
+from esdb.cli.export_format import encode_event as encode_line
 from esdb.client import (
     AppendResult,
     AppendSpec,
@@ -24,6 +26,7 @@ from esdb.client import (
     WrongExpectedVersion,
 )
 from esdb.contracts.api import JSON_CONTENT_TYPE
+from esdb.contracts.restore import RestoreEvent
 
 CREATED = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -63,12 +66,13 @@ def test_every_payload_survives_a_line_byte_for_byte(
     line = encode_line(event)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     back = decode_line(line, 7)
-    assert back.number == 7
-    assert (back.stream, back.version) == (event.stream_id, event.version)
+    assert isinstance(back, LineEvent) and back.number == 7
+    assert (back.stream, back.version, back.position) == (event.stream_id, event.version, 42)
     assert back.event.event_id == event.event_id
-    assert back.event.type == event.event_type
+    assert back.event.event_type == event.event_type
     assert back.event.content_type == content_type
-    assert (back.event.data_bytes(), back.event.metadata_bytes()) == (data, metadata)
+    assert back.event.created == CREATED
+    assert (back.event.data, back.event.metadata) == (data, metadata)
 
 
 def test_a_line_carries_the_api_fields_with_json_inline_and_bytes_base64() -> None:
@@ -98,7 +102,8 @@ def test_read_json_output_imports_too() -> None:
         b'"content_type":"application/json","created":"2025-01-01T00:00:00Z"}'
     )
     event = decode_line(line, 1)
-    assert (event.event.data_bytes(), event.event.metadata_bytes()) == (b'{"x":1}', b"")
+    assert isinstance(event, LineEvent)
+    assert (event.event.data, event.event.metadata) == (b'{"x":1}', b"")
 
 
 @pytest.mark.parametrize(
@@ -118,8 +123,8 @@ def test_a_stream_state_line_decodes_apart_from_events() -> None:
     assert decode_line(line, 7) == StreamLine(
         stream_id="s", version=3, state="deleted", metadata={"truncate_before": 4, "owner": "ops"}
     )
-    with pytest.raises(InvalidRequest, match=r"line 8 .*unknown kind 'snapshot'"):
-        decode_line(b'{"kind":"snapshot","stream_id":"s"}', 8)
+    with pytest.raises(InvalidRequest, match=r"line 8 is not an export record"):
+        decode_line(b'{"kind":"projection","name":"p"}', 8)
     with pytest.raises(InvalidRequest, match="line 9 "):
         decode_line(b'{"kind":"stream","stream_id":"s","version":3}', 9)
 
@@ -141,8 +146,13 @@ def test_truncate_before_moves_with_the_target_s_versions(
 
 
 def _line(number: int, stream: str, version: int, size: int = 10) -> LineEvent:
-    event = NewEvent("T", {"n": number}, event_id=str(uuid.UUID(int=number)))
-    return LineEvent(number, stream, version, event, size)
+    event = RestoreEvent(
+        event_id=str(uuid.UUID(int=number)),
+        event_type="T",
+        data=json.dumps({"n": number}).encode(),
+        created=CREATED,
+    )
+    return LineEvent(number, stream, version, number, event, size)
 
 
 def _shape(batches: Iterable[list[Group]]) -> list[list[tuple[str, list[int]]]]:
@@ -176,13 +186,9 @@ def test_batches_stay_within_their_event_and_byte_limits() -> None:
     assert _shape(plan_batches(large, max_bytes=100)) == [[("a", [0])], [("b", [0])], [("c", [0])]]
 
 
-def test_a_version_gap_starts_a_new_append_unless_renumbering() -> None:
+def test_a_run_of_a_stream_stays_one_append_whatever_its_versions() -> None:
     events = [_line(1, "a", 4), _line(2, "a", 5), _line(3, "a", 9)]
-    assert _shape(plan_batches(events)) == [[("a", [4, 5])], [("a", [9])]]
-    batches = list(plan_batches(events, keep_versions=False))
-    assert _shape(batches) == [[("a", [4, 5, 9])]]
-    assert batches[0][0].expected_version(renumber=True) == "any"
-    assert next(plan_batches(events))[0].expected_version(renumber=False) == 3
+    assert _shape(plan_batches(events)) == [[("a", [4, 5, 9])]]
 
 
 class _Server:
@@ -251,7 +257,7 @@ class _Server:
 
 
 async def _run(server: _Server, events: list[LineEvent], max_events: int = 1000) -> Importer:
-    importer = Importer(cast(Client, server), renumber=False, high_water=server.position)
+    importer = Importer(cast(Client, server), high_water=server.position)
     for batch in plan_batches(events, max_events=max_events):
         await importer.send(batch)
     return importer
@@ -285,11 +291,3 @@ async def test_a_run_cut_differently_from_an_earlier_one_imports_just_the_rest()
     assert (rest.report.imported, rest.report.skipped) == (35, 25)
     order = sorted(server.stored.values(), key=lambda where: where[2])
     assert [(s, v) for s, v, _ in order] == [(e.stream, e.version) for e in _file(60)]
-
-
-async def test_a_stream_the_target_holds_elsewhere_stops_the_import() -> None:
-    server = _Server()
-    await server.append("a", [NewEvent("T", {})], expected_version=-1)
-    with pytest.raises(WrongExpectedVersion) as raised:
-        await _run(server, _file(6))
-    assert raised.value.stream == "a" and raised.value.actual_version == 0

@@ -17,6 +17,7 @@ from esdb.contracts.log import (
     LogEntry,
     LogOp,
     RemoveStoreOp,
+    RestoreStreamOp,
     StampedEvent,
     encode_entry,
 )
@@ -334,6 +335,32 @@ async def test_a_gap_in_positions_stops_the_fanout_and_nothing_past_it_is_publis
     assert emitter.fanout is not fanout
     assert set(node.positions()) == {1}, "published again from the checkpoint, then stopped"
     assert node.tails_closed >= 2, "a failed fan-out's log consumer goes with it"
+
+
+async def test_restored_events_are_published_and_appends_go_on_after_them(
+    node: Node, view: MemoryClusterView, emitter: Emitter
+) -> None:
+    view.set_lease("node1")
+    await following(emitter, node)
+    started = node.fanouts
+    stamped = [
+        StampedEvent(event_id(), "Happened", b'{"n":1}', b"", "application/json", NOW_US)
+        for _ in range(2)
+    ]
+    await node.commit(
+        [
+            RestoreStreamOp("default", "order-9", 20, 1, stamped, 21, "active", {}),
+            RestoreStreamOp("default", "gone-1", 24, 0, [], 24, "deleted", {}),
+        ],
+        apply=False,  # from the log itself, not a catch-up from LMDB
+    )
+    node._heads["default"] = ({"order-9": 21}, 2)
+    await node.append("order-1", apply=False)
+    await eventually(lambda: node.positions() == [1, 2, 3], what="restored, then appended")
+    assert node.fanouts == started, "no gap: the fan-out never started over"
+    assert [m.subject for m in node.published[:2]] == [
+        event_subject("default", "order-9", "Happened")
+    ] * 2
 
 
 async def test_a_corrupt_log_entry_is_never_skipped(

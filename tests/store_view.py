@@ -1,0 +1,133 @@
+"""A store as the public API shows it (`read_all`, `list_streams`, `stream_info` of every
+stream, `subscription_info`, `subscription_parked`, `snapshot_list`), and the differences
+between a source and its imported copy, positions compared through the same events' ids."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any
+
+from esdb.client import Client, RecordedEvent
+from esdb.contracts.api import StreamInfoResult, StreamSummary
+from esdb.contracts.snapshots import SnapshotInfo
+from esdb.contracts.subscriptions import ParkedEvent, SubscriptionInfo
+
+
+@dataclass
+class StoreView:
+    """Everything the public API says about one store."""
+
+    store: str
+    events: list[RecordedEvent]
+    streams: list[StreamSummary]
+    infos: dict[str, StreamInfoResult]
+    subscriptions: dict[str, SubscriptionInfo]
+    parked: dict[str, list[ParkedEvent]]
+    snapshots: list[SnapshotInfo]
+
+
+async def view_of(client: Client) -> StoreView:
+    """Read a store's whole public state."""
+    events = [e async for e in client.iter_all(page_size=1000)]
+    streams = [s async for s in client.iter_streams(page_size=1000)]
+    infos = {s.stream: await client.stream_info(s.stream) for s in streams}
+    listed = await client.list_subscriptions()
+    subscriptions = {s.subscription: await client.subscription_info(s.subscription) for s in listed}
+    parked = {name: [p async for p in client.iter_parked(name)] for name in subscriptions}
+    snapshots = [s async for s in client.iter_snapshots()]
+    return StoreView(client.store, events, streams, infos, subscriptions, parked, snapshots)
+
+
+def _content(event: RecordedEvent) -> tuple[Any, ...]:
+    return (
+        event.event_id,
+        event.stream_id,
+        event.version,
+        event.event_type,
+        event.data,
+        event.metadata,
+        event.content_type,
+        event.created,
+    )
+
+
+class _Positions:
+    """Source positions to the target's, by the ids of the events at them."""
+
+    def __init__(self, source: list[RecordedEvent], target: list[RecordedEvent]) -> None:
+        where = {e.event_id: e.position for e in target}
+        self._source = [e.position for e in source]
+        self._target = [where.get(e.event_id, -1) for e in source]
+        self.after_all = (target[-1].position if target else 0) + 1
+
+    def at_or_below(self, position: int) -> int:
+        index = bisect.bisect_right(self._source, position)
+        return self._target[index - 1] if index else 0
+
+    def at_or_above(self, position: int) -> int:
+        index = bisect.bisect_left(self._source, position)
+        return self._target[index] if index < len(self._source) else self.after_all
+
+
+def differences(source: StoreView, target: StoreView) -> list[str]:
+    """Every way `target` is not an exact import of `source` (empty: none)."""
+    found: list[str] = []
+
+    def differ(what: str, left: object, right: object) -> None:
+        if left != right:
+            found.append(f"{what}: source {left!r} != target {right!r}")
+
+    differ("events", [_content(e) for e in source.events], [_content(e) for e in target.events])
+    positions = _Positions(source.events, target.events)
+    differ(
+        "event positions (mapped by id)",
+        [positions.at_or_below(e.position) for e in source.events],
+        [e.position for e in target.events],
+    )
+    differ("list_streams", source.streams, target.streams)
+    differ(
+        "stream_info",
+        {s: (i.version, i.state, i.metadata) for s, i in source.infos.items()},
+        {s: (i.version, i.state, i.metadata) for s, i in target.infos.items()},
+    )
+    differ("snapshot_list", source.snapshots, target.snapshots)
+    differ("subscriptions", sorted(source.subscriptions), sorted(target.subscriptions))
+    for name, left in source.subscriptions.items():
+        right = target.subscriptions.get(name)
+        if right is None:
+            continue
+        # In flight and consumers are deliveries now, not stored state; the subject names
+        # the store.
+        differ(
+            f"subscription_info {name}",
+            (
+                left.subject.replace(f".{source.store}.", f".{target.store}."),
+                left.selector,
+                positions.at_or_above(left.start_position),
+                left.message_timeout_ms,
+                left.max_retries,
+                left.max_in_flight,
+                positions.at_or_below(left.checkpoint),
+                positions.at_or_below(left.last_position),
+                left.parked,
+            ),
+            (
+                right.subject,
+                right.selector,
+                right.start_position,
+                right.message_timeout_ms,
+                right.max_retries,
+                right.max_in_flight,
+                right.checkpoint,
+                right.last_position,
+                right.parked,
+            ),
+        )
+        differ(f"subscription_info {name} lag", right.last_position - right.checkpoint, right.lag)
+        differ(
+            f"subscription_parked {name}",
+            [(positions.at_or_below(p.position), p.reason, p.parked) for p in source.parked[name]],
+            [(p.position, p.reason, p.parked) for p in target.parked.get(name, [])],
+        )
+    return found
