@@ -4,7 +4,9 @@ checkpoint and parked events. `esdb import` uses them; see docs/backup.md.
 
 Unlike `append`, a restored stream may start above version 0 (its hidden prefix counts as
 truncated), skip versions the source hid, keep each event's `created`, and end deleted or
-tombstoned at a given version. Payloads are bytes whatever the content type (base64 in JSON).
+tombstoned at a given version. The DCB events' own `$dcb` stream may be restored too, its
+events with their tags (indexed as `dcb_append`'s are). Payloads are bytes whatever the
+content type (base64 in JSON).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class RestoreEvent(msgspec.Struct, kw_only=True, frozen=True):
     metadata: bytes = b""
     content_type: str = JSON_CONTENT_TYPE
     created: datetime
+    tags: list[str] = []
+    """DCB tags (events of the `$dcb` stream only)."""
 
 
 class RestoreStream(msgspec.Struct, kw_only=True, frozen=True):
@@ -98,3 +102,5 @@ class SubscriptionRestoreRequest(msgspec.Struct, kw_only=True):
     checkpoint: int = 0
     parked: list[ParkedEvent] = []
     timeout_ms: int | None = None
+    resolve_links: bool = False
+    """As `SubscriptionCreateRequest.resolve_links`."""

@@ -1,5 +1,6 @@
 """A store as the public API shows it (`read_all`, `list_streams`, `stream_info` of every
-stream, `subscription_info`, `subscription_parked`, `snapshot_list`), and the differences
+stream, `subscription_info`, `subscription_parked`, `snapshot_list`, `dcb_read` by each tag),
+and the differences
 between a source and its imported copy, positions compared through the same events' ids."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from esdb.client import Client, RecordedEvent
+from esdb.client.dcb import DcbQuery, DcbQueryItem, DcbRecordedEvent
 from esdb.contracts.api import StreamInfoResult, StreamSummary
 from esdb.contracts.snapshots import SnapshotInfo
 from esdb.contracts.subscriptions import ParkedEvent, SubscriptionInfo
@@ -25,6 +27,7 @@ class StoreView:
     subscriptions: dict[str, SubscriptionInfo]
     parked: dict[str, list[ParkedEvent]]
     snapshots: list[SnapshotInfo]
+    by_tag: dict[str, list[DcbRecordedEvent]]
 
 
 async def view_of(client: Client) -> StoreView:
@@ -36,7 +39,15 @@ async def view_of(client: Client) -> StoreView:
     subscriptions = {s.subscription: await client.subscription_info(s.subscription) for s in listed}
     parked = {name: [p async for p in client.iter_parked(name)] for name in subscriptions}
     snapshots = [s async for s in client.iter_snapshots()]
-    return StoreView(client.store, events, streams, infos, subscriptions, parked, snapshots)
+    tags = sorted({t for e in events for t in e.tags})
+    by_tag = {tag: await _tagged(client, tag) for tag in tags}
+    return StoreView(client.store, events, streams, infos, subscriptions, parked, snapshots, by_tag)
+
+
+async def _tagged(client: Client, tag: str) -> list[DcbRecordedEvent]:
+    page = await client.dcb_read(DcbQuery([DcbQueryItem(tags=[tag])]), limit=1000)
+    assert not page.more, "a test store's tag matches one page"
+    return page.events
 
 
 def _content(event: RecordedEvent) -> tuple[Any, ...]:
@@ -49,6 +60,7 @@ def _content(event: RecordedEvent) -> tuple[Any, ...]:
         event.metadata,
         event.content_type,
         event.created,
+        event.tags,
     )
 
 
@@ -92,6 +104,20 @@ def differences(source: StoreView, target: StoreView) -> list[str]:
         {s: (i.version, i.state, i.metadata) for s, i in target.infos.items()},
     )
     differ("snapshot_list", source.snapshots, target.snapshots)
+    differ(
+        "dcb_read by tag",
+        {
+            tag: [
+                (e.event_id, e.type, e.tags, e.data, e.version, positions.at_or_below(e.position))
+                for e in found
+            ]
+            for tag, found in source.by_tag.items()
+        },
+        {
+            tag: [(e.event_id, e.type, e.tags, e.data, e.version, e.position) for e in found]
+            for tag, found in target.by_tag.items()
+        },
+    )
     differ("subscriptions", sorted(source.subscriptions), sorted(target.subscriptions))
     for name, left in source.subscriptions.items():
         right = target.subscriptions.get(name)
@@ -111,6 +137,7 @@ def differences(source: StoreView, target: StoreView) -> list[str]:
                 positions.at_or_below(left.checkpoint),
                 positions.at_or_below(left.last_position),
                 left.parked,
+                left.resolve_links,
             ),
             (
                 right.subject,
@@ -122,6 +149,7 @@ def differences(source: StoreView, target: StoreView) -> list[str]:
                 right.checkpoint,
                 right.last_position,
                 right.parked,
+                right.resolve_links,
             ),
         )
         differ(f"subscription_info {name} lag", right.last_position - right.checkpoint, right.lag)

@@ -1,6 +1,7 @@
 """`esdb import --renumber`: an export appended, each stream after whatever the target's
 holds, in file order, one request at a time; then each stream's state and metadata, with
-`truncate_before` moved by however far the target's versions are from the file's."""
+`truncate_before` moved by however far the target's versions are from the file's. The DCB
+events' `$dcb` stream goes through `dcb_append`, without a condition, in requests of its own."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from esdb.client import (
     NewEvent,
     StreamNotFound,
 )
+from esdb.client.dcb import DcbEvent
+from esdb.contracts.dcb import DCB_STREAM
 from esdb.shared.storage.records import STREAM_DELETED, STREAM_TOMBSTONED
 from esdb.shared.storage.visibility import TRUNCATE_BEFORE
 
@@ -41,7 +44,7 @@ def plan_batches(
 
     A group is a run of one stream's events; a batch holds each stream once, so its appends
     land in file order, and it stays within `max_events` and `max_bytes` (a single larger
-    event goes alone)."""
+    event goes alone). A `$dcb` group is a batch alone: `dcb_append` writes no other stream."""
     batch: list[Group] = []
     streams: set[str] = set()
     count = size = 0
@@ -53,7 +56,9 @@ def plan_batches(
         if last is not None and last.stream == event.stream:
             last.events.append(event)
         else:
-            if event.stream in streams:
+            if last is not None and (
+                event.stream in streams or DCB_STREAM in (event.stream, last.stream)
+            ):
                 yield batch
                 batch, streams, count, size = [], set(), 0, 0
             batch.append(Group(event.stream, [event]))
@@ -119,6 +124,8 @@ class Importer:
 
     async def _append(self, batch: list[Group]) -> list[AppendResult]:
         self.report.requests += 1
+        if len(batch) == 1 and batch[0].stream == DCB_STREAM:
+            return [await self._dcb_append(batch[0])]
         if len(batch) == 1:
             group = batch[0]
             result = await self._client.append(
@@ -134,6 +141,25 @@ class Importer:
                 expected_version="any",
             )
             for g in batch
+        )
+
+    async def _dcb_append(self, group: Group) -> AppendResult:
+        """Append DCB events unconditionally: their conditions held in the source."""
+        position = await self._client.dcb_append(
+            DcbEvent(
+                e.event.event_type,
+                e.event.data or None,
+                metadata=e.event.metadata or None,
+                event_id=e.event.event_id,
+                content_type=e.event.content_type,
+                tags=e.event.tags,
+            )
+            for e in group.events
+        )
+        first = position - len(group.events) + 1
+        # dcb_append answers with a position only; the count needs no versions.
+        return AppendResult(
+            first_version=-1, last_version=-1, first_position=first, last_position=position
         )
 
     async def settle(self, line: StreamLine) -> None:

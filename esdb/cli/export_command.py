@@ -155,6 +155,7 @@ class _Exporter:
                 max_in_flight=info.max_in_flight,
                 checkpoint=info.checkpoint,
                 parked=parked,
+                resolve_links=info.resolve_links,
             )
             self._out.write(encode_record(line))
             self.counts.subscriptions += 1

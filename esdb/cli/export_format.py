@@ -62,8 +62,8 @@ class EventLine(EventOut, omit_defaults=True):
     the JSON payloads given as base64 because their stored bytes would not survive as an
     inline value (line breaks, outer whitespace, a literal `null`).
 
-    When events gain fields (DCB's `tags`), they belong in `EventOut` and `RestoreEvent`, and
-    `_EventIn` must read them."""
+    When events gain fields (as DCB's `tags`), they belong in `EventOut` and `RestoreEvent`,
+    and `_EventIn` must read them."""
 
     base64: list[str] = []
 
@@ -80,6 +80,7 @@ class _EventIn(msgspec.Struct, kw_only=True):
     data: msgspec.Raw = msgspec.Raw()
     metadata: msgspec.Raw = msgspec.Raw()
     content_type: str = JSON_CONTENT_TYPE
+    tags: list[str] = []
     base64: list[str] = []
 
 
@@ -109,6 +110,7 @@ class SubscriptionLine(msgspec.Struct, kw_only=True, tag_field="kind", tag="subs
     max_in_flight: int
     checkpoint: int
     parked: list[ParkedEvent] = []
+    resolve_links: bool = False
 
 
 class EndLine(msgspec.Struct, kw_only=True, tag_field="kind", tag="end"):
@@ -155,6 +157,7 @@ def encode_event(event: RecordedEvent) -> bytes:
         metadata=_field(event.metadata, event.content_type, "metadata", encoded),
         content_type=event.content_type,
         created=event.created,
+        tags=list(event.tags),
         base64=encoded,
     )
     return _encoder.encode(line) + b"\n"
@@ -221,6 +224,7 @@ def _decode_event(line: bytes, number: int) -> LineEvent:
         metadata=metadata,
         content_type=raw.content_type,
         created=raw.created,
+        tags=raw.tags,
     )
     size = len(data) + len(metadata) + len(raw.event_type) + len(raw.stream_id) + 96
     return LineEvent(number, raw.stream_id, raw.version, raw.position, event, size)

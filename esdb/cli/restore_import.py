@@ -367,6 +367,7 @@ class Restorer:
             max_in_flight=line.max_in_flight,
             checkpoint=self.positions.at_or_below(line.checkpoint),
             parked=parked,
+            resolve_links=line.resolve_links,
         )
         self.report.requests += 1
         try:

@@ -13,6 +13,7 @@ from typing import TypeVar
 import msgspec
 
 from esdb.contracts.commands import RestoredStream, StoreRestore, WriteOutcome, WriteRequest
+from esdb.contracts.dcb import DCB_STREAM
 from esdb.contracts.errors import EsdbError, InvalidRequest, error_from_body
 from esdb.contracts.log import SnapshotOp, StampedEvent
 from esdb.contracts.restore import (
@@ -26,6 +27,7 @@ from esdb.contracts.restore import (
 )
 from esdb.contracts.subjects import SUBSCRIPTIONS_SERVICE, Op
 from esdb.services.snapshot import requests as snapshot_requests
+from esdb.shared.dcb_requests import check_tags
 from esdb.shared.lifecycle import check_metadata
 from esdb.shared.names import CONTROL_CHARACTERS, check_store, check_stream
 from esdb.shared.restore_shape import check_restore_shape
@@ -108,7 +110,8 @@ def restore_command(request: StoreRestoreRequest, settings: Settings) -> StoreRe
 
 
 def _stream(item: RestoreStream, where: str, settings: Settings) -> RestoredStream:
-    check_stream(item.stream, f"{where}.stream", settings.max_stream_bytes)
+    if item.stream != DCB_STREAM:  # the one reserved stream a restore writes
+        check_stream(item.stream, f"{where}.stream", settings.max_stream_bytes)
     if len(item.events) > settings.max_events_per_append:
         raise InvalidRequest(
             f"at most {settings.max_events_per_append} events per stream",
@@ -153,6 +156,7 @@ def _event(event: RestoreEvent, where: str, settings: Settings) -> StampedEvent:
         event.metadata,
         event.content_type,
         _micros(event.created, f"{where}.created"),
+        check_tags(event.tags, f"{where}.tags"),
     )
 
 

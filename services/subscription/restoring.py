@@ -79,6 +79,7 @@ def restored_group(
         max_in_flight=request.max_in_flight,
         uid=uuid.uuid4().hex,
         created_us=time.time_ns() // 1000,
+        resolve_links=request.resolve_links,
     )
     by_reason: dict[tuple[str, int], list[int]] = {}
     for parked in request.parked:

@@ -97,7 +97,12 @@ def restore_events(request: WriteRequest) -> int:
 def restore_bytes(restore: StoreRestore) -> int:
     """About how many bytes a restore adds to a log entry (as the sequencer counts appends)."""
     events = sum(
-        len(e.data) + len(e.metadata) + len(e.type) + len(e.content_type) + 48
+        len(e.data)
+        + len(e.metadata)
+        + len(e.type)
+        + len(e.content_type)
+        + 48
+        + sum(len(t) for t in e.tags)
         for s in restore.streams
         for e in s.events
     )

@@ -18,7 +18,17 @@ from typing import Any
 
 import pytest
 
-from esdb.client import AppendSpec, Client, InvalidRequest, NewEvent, StreamDeleted
+from esdb.client import (
+    AppendSpec,
+    Client,
+    DcbCondition,
+    DcbEvent,
+    DcbQuery,
+    DcbQueryItem,
+    InvalidRequest,
+    NewEvent,
+    StreamDeleted,
+)
 from esdb.contracts.restore import RestoreEvent, RestoreStream
 from tests.integration.test_backup import ESDB, esdb, ok
 from tests.stack import Api, Stack, wait_until
@@ -70,6 +80,7 @@ async def source(stack: Stack) -> AsyncIterator[Client]:
                 NewEvent("Pretty", b'{\n  "spaced": true\n}', metadata=b"null"),
             ],
         )
+        await _dcb_events(client)
         await _events(client, "expired-1", 2)
         await client.set_stream_metadata("expired-1", {"max_age": 1})
         await client.record_snapshot("cart", "cart-1", 3, {"items": 2})
@@ -88,6 +99,7 @@ async def source(stack: Stack) -> AsyncIterator[Client]:
             "everything", all=True, start=order_1[0].position, message_timeout_ms=60_000
         )
         await client.create_subscription("orders", category="order", start=order_1[3].position)
+        await client.create_subscription("linked", category="order", resolve_links=True)
 
         async def settled() -> bool:
             info = await client.subscription_info("everything")
@@ -112,6 +124,22 @@ async def source(stack: Stack) -> AsyncIterator[Client]:
         yield client
 
 
+async def _dcb_events(client: Client) -> None:
+    """Tagged events in `$dcb`, one appended under a condition, between other streams'."""
+    await client.dcb_append(
+        [
+            DcbEvent("CourseDefined", {"capacity": 2}, tags=["course:c1"]),
+            DcbEvent("StudentSubscribed", {"s": 7}, tags=["course:c1", "student:s7"]),
+        ]
+    )
+    await _events(client, "order-3", 1, "Placed")
+    taken = DcbQuery([DcbQueryItem(types=["StudentSubscribed"], tags=["student:s8"])])
+    await client.dcb_append(
+        [DcbEvent("StudentSubscribed", {"s": 8}, tags=["course:c1", "student:s8"])],
+        DcbCondition(taken),
+    )
+
+
 async def _export(stack: Stack, store: str, out: Path) -> dict[str, Any]:
     summary: dict[str, Any] = json.loads(
         await ok("export", "--store", store, "--out", out, "--json", url=stack.url)
@@ -131,7 +159,7 @@ async def test_a_store_round_trips_exactly_and_a_rerun_changes_nothing(
 ) -> None:
     exported = tmp_path / "store.jsonl.gz"
     summary = await _export(stack, source.store, exported)
-    assert (summary["snapshots"], summary["subscriptions"], summary["parked"]) == (2, 2, 1)
+    assert (summary["snapshots"], summary["subscriptions"], summary["parked"]) == (2, 3, 1)
     target = _name("exdst")
     async with Client.connect(stack.url, store=target) as copy:
         await copy.create_store(target)
@@ -139,16 +167,18 @@ async def test_a_store_round_trips_exactly_and_a_rerun_changes_nothing(
         report = await _import(stack, target, exported, "--batch-size", "4")
 
         assert report["imported"] == summary["events"] and report["skipped"] == 0
-        assert (report["subscriptions"], report["parked"], report["parked_dropped"]) == (2, 1, 0)
+        assert (report["subscriptions"], report["parked"], report["parked_dropped"]) == (3, 1, 0)
         before = await view_of(source)
         after = await view_of(copy)
         assert differences(before, after) == []
+        assert [len(after.by_tag[t]) for t in ("course:c1", "student:s8")] == [3, 1]
+        assert after.subscriptions["linked"].resolve_links
         assert len(after.events) < before.events[-1].position  # hidden events left no gaps
         assert (await copy.store_config(target)).tags == ["prod"]
 
         again = await _import(stack, target, exported)
         assert (again["imported"], again["skipped"]) == (0, summary["events"])
-        assert again["subscriptions_skipped"] == 2
+        assert again["subscriptions_skipped"] == 3
         assert differences(before, await view_of(copy)) == []
 
         # A soft-deleted stream goes on from its version; a tombstoned one stays shut.
@@ -242,6 +272,7 @@ async def test_bad_restore_writes_are_refused_naming_the_field(stack: Stack) -> 
         await client.create_store(name)
         created = datetime(2026, 1, 1, tzinfo=UTC)
         event = RestoreEvent(event_id=str(uuid.uuid4()), event_type="T", created=created)
+        tagged = _with_tags(event, ["course:c1"])
         cases = {
             "streams[0].stream": [RestoreStream(stream="", events=[event])],
             "streams[0].state": [RestoreStream(stream="s", state="gone", version=3)],
@@ -252,6 +283,14 @@ async def test_bad_restore_writes_are_refused_naming_the_field(stack: Stack) -> 
             "streams[0].metadata.max_count": [
                 RestoreStream(stream="s", metadata={"max_count": "many"}, version=0)
             ],
+            "streams[0].events[0].tags": [RestoreStream(stream="s", events=[tagged])],
+            "streams[0].events[0].tags[1]": [
+                RestoreStream(stream="$dcb", events=[_with_tags(event, ["ok", ""])])
+            ],
+            "streams[1].stream": [
+                RestoreStream(stream="$dcb", events=[tagged]),
+                RestoreStream(stream="$other", events=[]),
+            ],
         }
         for field, streams in cases.items():
             with pytest.raises(InvalidRequest) as raised:
@@ -259,6 +298,12 @@ async def test_bad_restore_writes_are_refused_naming_the_field(stack: Stack) -> 
             assert raised.value.details.get("field") == field
         assert (await client.store_status(name)).last_position in (0, None)
         assert [s async for s in client.iter_streams()] == []
+
+
+def _with_tags(event: RestoreEvent, tags: list[str]) -> RestoreEvent:
+    return RestoreEvent(
+        event_id=event.event_id, event_type=event.event_type, created=event.created, tags=tags
+    )
 
 
 async def test_streams_the_target_already_has_stop_the_import_unless_renumbered(
@@ -272,7 +317,9 @@ async def test_streams_the_target_already_has_stop_the_import_unless_renumbered(
         await client.create_store(name)
         await copy.create_store(target)
         await _events(client, "order-1", 3)
+        await _dcb_events(client)
         await _events(copy, "order-1", 2)
+        await copy.dcb_append([DcbEvent("CourseDefined", {"capacity": 9}, tags=["course:c1"])])
         exported = tmp_path / "has.jsonl"
         await _export(stack, name, exported)
 
@@ -286,6 +333,14 @@ async def test_streams_the_target_already_has_stop_the_import_unless_renumbered(
         assert (await copy.stream_info("order-1")).version == 1
         await _import(stack, target, exported, "--renumber")
         assert (await copy.stream_info("order-1")).version == 4
+        # DCB events are appended after the target's own, with their ids, order and tags.
+        course = DcbQuery([DcbQueryItem(tags=["course:c1"])])
+        mine, theirs = (await copy.dcb_read(course)).events, (await client.dcb_read(course)).events
+        assert [(e.event_id, e.tags) for e in mine[1:]] == [(e.event_id, e.tags) for e in theirs]
+        assert [e.version for e in mine] == [0, 1, 2, 3]
+        again = await _import(stack, target, exported, "--renumber")
+        assert again["imported"] == 0
+        assert len((await copy.dcb_read(course)).events) == 4
 
 
 async def test_a_json_restore_writes_and_a_naive_time_is_refused_naming_the_field(

@@ -175,6 +175,21 @@ def test_runs_of_a_stream_are_one_append_and_a_batch_holds_each_stream_once() ->
     ]
 
 
+def test_a_run_of_dcb_events_is_a_batch_alone() -> None:
+    events = [
+        _line(1, "a", 0),
+        _line(2, "$dcb", 0),
+        _line(3, "$dcb", 1),
+        _line(4, "b", 0),
+        _line(5, "c", 0),
+    ]
+    assert _shape(plan_batches(events)) == [
+        [("a", [0])],
+        [("$dcb", [0, 1])],
+        [("b", [0]), ("c", [0])],
+    ]
+
+
 def test_batches_stay_within_their_event_and_byte_limits() -> None:
     events = [_line(n, "a", n) for n in range(7)]
     assert _shape(plan_batches(events, max_events=3)) == [
