@@ -294,6 +294,13 @@ OPERATIONS: Final[tuple[ApiOperation, ...]] = (
         "A projection's result: the state through its `transformBy`/`filterBy`.",
     ),
     ApiOperation(
+        Op.PROJECTION_PARTITIONS,
+        projections.ProjectionPartitionsRequest,
+        projections.ProjectionPartitions,
+        "projections",
+        "A page of a projection's partitions, in key order, each with its state and result.",
+    ),
+    ApiOperation(
         Op.HEALTH,
         None,
         api.Health,
@@ -390,6 +397,15 @@ OPERATIONS: Final[tuple[ApiOperation, ...]] = (
         subscriptions.SubscriptionInfo,
         "subscriptions",
         "Admin only: create a persistent subscription with its checkpoint and parked events.",
+        system=True,
+    ),
+    ApiOperation(
+        Op.PROJECTION_RESTORE,
+        restore.ProjectionRestoreRequest,
+        projections.ProjectionInfo,
+        "projections",
+        "Admin only: create a projection with its checkpoint, counts and partition states "
+        "(esdb import).",
         system=True,
     ),
 )

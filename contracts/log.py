@@ -177,7 +177,26 @@ class ProjectionCommitOp(msgspec.Struct, tag="projection_commit", array_like=Tru
     revision: int = 0
 
 
-ProjectionOp = ProjectionDefineOp | ProjectionCommitOp
+class ProjectionRestoreOp(msgspec.Struct, tag="projection_restore", array_like=True, frozen=True):
+    """Restore (`_sys.projection_restore`) projection `name` as an export saw it: its
+    definition, progress and every partition's state, in the store's own positions. Applied
+    only if the store has no projection of that name (a re-run changes nothing)."""
+
+    store: str
+    name: str
+    query: str
+    emit_enabled: bool
+    enabled: bool
+    epoch: int
+    checkpoint: int
+    processed: int
+    emitted: int
+    partitions: list[PartitionWrite]
+    reason: str = ""
+    fault_position: int = 0
+
+
+ProjectionOp = ProjectionDefineOp | ProjectionCommitOp | ProjectionRestoreOp
 
 
 class RestoreStreamOp(msgspec.Struct, tag="restore_stream", array_like=True, frozen=True):
@@ -211,6 +230,7 @@ LogOp = (
     | SnapshotDeleteOp
     | ProjectionDefineOp
     | ProjectionCommitOp
+    | ProjectionRestoreOp
     | RestoreStreamOp
 )
 

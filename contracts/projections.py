@@ -89,6 +89,8 @@ class ProjectionInfo(msgspec.Struct, kw_only=True):
     emit_enabled: bool
     query: str
     fault_position: int | None = None
+    epoch: int = 0
+    """How many times it was reset (or restored): the ids of its emitted events depend on it."""
 
 
 class ProjectionList(msgspec.Struct, kw_only=True):
@@ -111,6 +113,32 @@ class ProjectionResultOut(msgspec.Struct, kw_only=True):
     name: str
     partition: str
     result: Any
+
+
+class ProjectionPartitionsRequest(msgspec.Struct, kw_only=True):
+    """`esdb.api.<store>.projection_partitions`: a page of a projection's partitions, in key
+    order, after partition `after` (null: from the first)."""
+
+    name: str
+    after: str | None = None
+    limit: int = 100
+    timeout_ms: int | None = None
+
+
+class ProjectionPartition(msgspec.Struct, kw_only=True):
+    """One partition's state and result (JSON)."""
+
+    partition: str
+    state: Any
+    result: Any
+
+
+class ProjectionPartitions(msgspec.Struct, kw_only=True):
+    """A page of partitions; `next` is the `after` of the next page, null at the end."""
+
+    name: str
+    partitions: list[ProjectionPartition]
+    next: str | None = None
 
 
 class ProjectionDeleted(msgspec.Struct, kw_only=True):

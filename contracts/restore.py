@@ -1,6 +1,7 @@
 """The admin-only restore writes (contract): `_sys.store_restore` puts streams and snapshots
 back as an export saw them, `_sys.subscription_restore` a persistent subscription with its
-checkpoint and parked events. `esdb import` uses them; see docs/backup.md.
+checkpoint and parked events, `_sys.projection_restore` a projection with its progress and
+partition states. `esdb import` uses them; see docs/backup.md.
 
 Unlike `append`, a restored stream may start above version 0 (its hidden prefix counts as
 truncated), skip versions the source hid, keep each event's `created`, and end deleted or
@@ -17,6 +18,7 @@ from typing import Any
 import msgspec
 
 from esdb.contracts.api import JSON_CONTENT_TYPE, AppendResult
+from esdb.contracts.projections import ProjectionPartition
 from esdb.contracts.subscriptions import (
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_RETRIES,
@@ -104,3 +106,24 @@ class SubscriptionRestoreRequest(msgspec.Struct, kw_only=True):
     timeout_ms: int | None = None
     resolve_links: bool = False
     """As `SubscriptionCreateRequest.resolve_links`."""
+
+
+class ProjectionRestoreRequest(msgspec.Struct, kw_only=True):
+    """`esdb.api._sys.projection_restore`: create projection `name` of `store` as an export
+    saw it, its checkpoint (and `fault_position`) in the store's own positions. `epoch` is the
+    source's; the restored projection runs in the next one, so that the events it emits from
+    now on cannot take the ids of events it emitted in the source."""
+
+    store: str
+    name: str
+    query: str
+    emit_enabled: bool = False
+    enabled: bool = True
+    epoch: int = 0
+    checkpoint: int = 0
+    events_processed: int = 0
+    events_emitted: int = 0
+    reason: str = ""
+    fault_position: int = 0
+    partitions: list[ProjectionPartition] = []
+    timeout_ms: int | None = None

@@ -156,6 +156,7 @@ class Op:
     STORE_CONFIG = "store_config"
     STORE_RESTORE = "store_restore"
     SUBSCRIPTION_RESTORE = "subscription_restore"
+    PROJECTION_RESTORE = "projection_restore"
     SUBSCRIPTION_CREATE = "subscription_create"
     SUBSCRIPTION_DELETE = "subscription_delete"
     SUBSCRIPTION_LIST = "subscription_list"
@@ -182,6 +183,7 @@ class Op:
     PROJECTION_INFO = "projection_info"
     PROJECTION_STATE = "projection_state"
     PROJECTION_RESULT = "projection_result"
+    PROJECTION_PARTITIONS = "projection_partitions"
 
 
 LIFECYCLE_OPERATIONS = frozenset({Op.SET_STREAM_METADATA, Op.DELETE_STREAM, Op.TOMBSTONE_STREAM})
@@ -223,6 +225,7 @@ FORWARDED_OPERATIONS = {
             Op.PROJECTION_INFO,
             Op.PROJECTION_STATE,
             Op.PROJECTION_RESULT,
+            Op.PROJECTION_PARTITIONS,
         ),
         PROJECTIONS_SERVICE,
     ),

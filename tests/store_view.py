@@ -1,6 +1,7 @@
 """A store as the public API shows it (`read_all`, `list_streams`, `stream_info` of every
-stream, `subscription_info`, `subscription_parked`, `snapshot_list`, `dcb_read` by each tag),
-and the differences
+stream, `subscription_info`, `subscription_parked`, `snapshot_list`, `dcb_read` by each tag,
+`projection_list`, `projection_info`, `projection_state` and `projection_result` of every
+partition), and the differences
 between a source and its imported copy, positions compared through the same events' ids."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from esdb.client import Client, RecordedEvent
 from esdb.client.dcb import DcbQuery, DcbQueryItem, DcbRecordedEvent
 from esdb.contracts.api import StreamInfoResult, StreamSummary
+from esdb.contracts.projections import ProjectionInfo
 from esdb.contracts.snapshots import SnapshotInfo
 from esdb.contracts.subscriptions import ParkedEvent, SubscriptionInfo
 
@@ -28,6 +30,10 @@ class StoreView:
     parked: dict[str, list[ParkedEvent]]
     snapshots: list[SnapshotInfo]
     by_tag: dict[str, list[DcbRecordedEvent]]
+    projections: list[ProjectionInfo]
+    infos_of_projections: dict[str, ProjectionInfo]
+    partitions: dict[str, dict[str | None, tuple[Any, Any]]]
+    """Each projection's (state, result) by partition; None: what naming none answers."""
 
 
 async def view_of(client: Client) -> StoreView:
@@ -41,7 +47,31 @@ async def view_of(client: Client) -> StoreView:
     snapshots = [s async for s in client.iter_snapshots()]
     tags = sorted({t for e in events for t in e.tags})
     by_tag = {tag: await _tagged(client, tag) for tag in tags}
-    return StoreView(client.store, events, streams, infos, subscriptions, parked, snapshots, by_tag)
+    projections = await client.list_projections()
+    infos_of_projections = {p.name: await client.projection_info(p.name) for p in projections}
+    partitions = {p.name: await _partitions(client, p.name) for p in projections}
+    return StoreView(
+        client.store,
+        events,
+        streams,
+        infos,
+        subscriptions,
+        parked,
+        snapshots,
+        by_tag,
+        projections,
+        infos_of_projections,
+        partitions,
+    )
+
+
+async def _partitions(client: Client, name: str) -> dict[str | None, tuple[Any, Any]]:
+    keys: list[str | None] = [None]
+    keys += [p.partition async for p in client.iter_projection_partitions(name, page_size=2)]
+    return {
+        key: (await client.projection_state(name, key), await client.projection_result(name, key))
+        for key in keys
+    }
 
 
 async def _tagged(client: Client, tag: str) -> list[DcbRecordedEvent]:
@@ -158,4 +188,55 @@ def differences(source: StoreView, target: StoreView) -> list[str]:
             [(positions.at_or_below(p.position), p.reason, p.parked) for p in source.parked[name]],
             [(p.position, p.reason, p.parked) for p in target.parked.get(name, [])],
         )
+    _projection_differences(source, target, positions, differ)
     return found
+
+
+def _projection_differences(
+    source: StoreView, target: StoreView, positions: _Positions, differ: Any
+) -> None:
+    """Projections alike but for positions (mapped by event id) and the epoch (a restore
+    runs in the next one)."""
+    last = target.events[-1].position if target.events else 0
+    for listed, by_info in (
+        (source.projections, source.infos_of_projections),
+        (target.projections, target.infos_of_projections),
+    ):
+        differ("projection_list vs projection_info", {p.name: p for p in listed}, by_info)
+    differ("projections", sorted(source.infos_of_projections), sorted(target.infos_of_projections))
+    for name, left in source.infos_of_projections.items():
+        right = target.infos_of_projections.get(name)
+        if right is None:
+            continue
+        fault = left.fault_position
+        differ(
+            f"projection_info {name}",
+            (
+                left.status,
+                left.reason,
+                positions.at_or_below(left.position),
+                left.events_processed,
+                left.events_emitted,
+                left.partitions,
+                left.enabled,
+                left.emit_enabled,
+                left.query,
+                None if fault is None else positions.at_or_above(fault),
+                left.epoch + 1,
+            ),
+            (
+                right.status,
+                right.reason,
+                right.position,
+                right.events_processed,
+                right.events_emitted,
+                right.partitions,
+                right.enabled,
+                right.emit_enabled,
+                right.query,
+                right.fault_position,
+                right.epoch,
+            ),
+        )
+        differ(f"projection_info {name} lag", max(0, last - right.position), right.lag)
+        differ(f"projection partitions {name}", source.partitions[name], target.partitions[name])

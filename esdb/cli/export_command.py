@@ -23,6 +23,7 @@ from esdb.cli.export_format import (
     Counts,
     EndLine,
     HeaderLine,
+    ProjectionLine,
     SnapshotLine,
     StoreLine,
     StreamLine,
@@ -162,6 +163,32 @@ class _Exporter:
             self.counts.parked += len(parked)
             self._progress.advance()
 
+    async def projections(self) -> None:
+        self._progress.phase("projections", None)
+        for info in await self._client.list_projections():
+            partitions = [
+                p
+                async for p in self._client.iter_projection_partitions(
+                    info.name, page_size=PAGE_SIZE
+                )
+            ]
+            line = ProjectionLine(
+                name=info.name,
+                query=info.query,
+                enabled=info.enabled,
+                emit_enabled=info.emit_enabled,
+                epoch=info.epoch,
+                position=info.position,
+                events_processed=info.events_processed,
+                events_emitted=info.events_emitted,
+                reason=info.reason,
+                fault_position=info.fault_position,
+                partitions=partitions,
+            )
+            self._out.write(encode_record(line))
+            self.counts.projections += 1
+            self._progress.advance()
+
     def end(self) -> None:
         self._out.write(encode_record(EndLine(counts=self.counts)))
 
@@ -186,6 +213,7 @@ async def export_events(client: Client, args: argparse.Namespace) -> int:
                 await exporter.all_streams()
                 await exporter.snapshots()
                 await exporter.subscriptions()
+                await exporter.projections()
             exporter.end()
         counts = exporter.counts
         output.finish(
@@ -201,6 +229,7 @@ async def export_events(client: Client, args: argparse.Namespace) -> int:
         "snapshots": counts.snapshots,
         "subscriptions": counts.subscriptions,
         "parked": counts.parked,
+        "projections": counts.projections,
         "last_position": exporter.last_position,
         "seconds": round(seconds, 3),
         "events_per_second": round(counts.events / seconds) if seconds else 0,
@@ -208,8 +237,9 @@ async def export_events(client: Client, args: argparse.Namespace) -> int:
     }
     text = (
         f"exported {counted(counts.events, 'event')}, {counted(counts.streams, 'stream')}, "
-        f"{counted(counts.snapshots, 'snapshot')} and "
-        f"{counted(counts.subscriptions, 'subscription')} ({counts.parked:,} parked) from "
+        f"{counted(counts.snapshots, 'snapshot')}, "
+        f"{counted(counts.subscriptions, 'subscription')} ({counts.parked:,} parked) and "
+        f"{counted(counts.projections, 'projection')} from "
         f"store {client.store} (up to position {exporter.last_position}) in {seconds:.1f} s "
         f"({counts.events / seconds if seconds else 0:,.0f} events/s)"
     )

@@ -13,13 +13,15 @@ from esdb import __version__
 from esdb.client import InvalidRequest, RecordedEvent
 from esdb.client.snapshots import RecordedSnapshot
 from esdb.contracts.api import JSON_CONTENT_TYPE, EventOut
+from esdb.contracts.projections import ProjectionPartition
 from esdb.contracts.restore import RestoreEvent
 from esdb.contracts.subscriptions import ParkedEvent, SelectorSpec
 
 FORMAT = "esdb-export"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """1: event and stream lines only, no header (still imported). 2: the header, store,
-snapshot, subscription and end records. A new record kind (projections) raises it."""
+snapshot, subscription and end records. 3: events' DCB `tags`, subscriptions'
+`resolve_links`, projection records. A new record kind raises it."""
 SCOPE_STORE = "store"
 SCOPE_STREAMS = "streams"
 _JSON_SPACE = b" \t\r\n"
@@ -33,6 +35,7 @@ class Counts(msgspec.Struct, kw_only=True, omit_defaults=True):
     snapshots: int = 0
     subscriptions: int = 0
     parked: int = 0
+    projections: int = 0
 
 
 class HeaderLine(msgspec.Struct, kw_only=True, tag_field="kind", tag="header"):
@@ -113,13 +116,32 @@ class SubscriptionLine(msgspec.Struct, kw_only=True, tag_field="kind", tag="subs
     resolve_links: bool = False
 
 
+class ProjectionLine(msgspec.Struct, kw_only=True, tag_field="kind", tag="projection"):
+    """A projection as `projection_info` shows it (`position`: its checkpoint, in the
+    source's positions) and every partition's state and result."""
+
+    name: str
+    query: str
+    enabled: bool
+    emit_enabled: bool
+    epoch: int
+    position: int
+    events_processed: int
+    events_emitted: int
+    reason: str = ""
+    fault_position: int | None = None
+    partitions: list[ProjectionPartition] = []
+
+
 class EndLine(msgspec.Struct, kw_only=True, tag_field="kind", tag="end"):
     """The last line: the file is whole, and holds these counts."""
 
     counts: Counts
 
 
-Record = HeaderLine | StoreLine | StreamLine | SnapshotLine | SubscriptionLine | EndLine
+Record = (
+    HeaderLine | StoreLine | StreamLine | SnapshotLine | SubscriptionLine | ProjectionLine | EndLine
+)
 
 
 class LineEvent(NamedTuple):

@@ -24,6 +24,7 @@ from esdb.cli.export_format import (
     EndLine,
     HeaderLine,
     LineEvent,
+    ProjectionLine,
     Record,
     SnapshotLine,
     StoreLine,
@@ -34,6 +35,7 @@ from esdb.cli.export_format import (
 )
 from esdb.cli.output import json_line, note
 from esdb.cli.progress import Progress
+from esdb.cli.projection_import import restore_projections
 from esdb.cli.restore_import import (
     BATCH_EVENTS,
     IN_FLIGHT,
@@ -54,7 +56,8 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         description=(
             "Restore an export exactly: the same events with the same ids, versions, order "
             "and created times, every stream's state and metadata, snapshots and persistent "
-            "subscriptions (checkpoints and parked events mapped to the target's positions). "
+            "subscriptions (checkpoints and parked events mapped to the target's positions), "
+            "projections (their checkpoints mapped, their states and counts kept). "
             "Uses the admin's restore writes. Events already stored are skipped, so a re-run, "
             "or a run after an interrupted one, goes on where it stopped. With --renumber the "
             "events are appended instead. See docs/backup.md."
@@ -66,7 +69,8 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="append the events with expected version any, so streams continue from the "
         "target's versions (to add an export to streams the target already has); stream "
-        "states follow, snapshots and subscriptions are left out",
+        "states follow, DCB events go through dcb_append without a condition, snapshots, "
+        "subscriptions and projections are left out",
     )
     command.add_argument(
         "--batch-size",
@@ -95,6 +99,7 @@ class ExportReader:
         self.streams: list[tuple[int, StreamLine]] = []
         self.snapshots: list[SnapshotLine] = []
         self.subscriptions: list[SubscriptionLine] = []
+        self.projections: list[ProjectionLine] = []
         self.end: EndLine | None = None
         self.events_read = 0
         for number, line in lines:
@@ -132,6 +137,8 @@ class ExportReader:
             self.snapshots.append(record)
         elif isinstance(record, SubscriptionLine):
             self.subscriptions.append(record)
+        elif isinstance(record, ProjectionLine):
+            self.projections.append(record)
         elif isinstance(record, StoreLine):
             self.store = record
         elif isinstance(record, EndLine):
@@ -151,6 +158,7 @@ class ExportReader:
             len(self.streams),
             len(self.snapshots),
             len(self.subscriptions),
+            len(self.projections),
         )
         expected = self.end.counts
         if counted_here != (
@@ -158,10 +166,11 @@ class ExportReader:
             expected.streams,
             expected.snapshots,
             expected.subscriptions,
+            expected.projections,
         ):
             raise InvalidRequest(
-                f"the file holds {counted_here} events, streams, snapshots and "
-                f"subscriptions, its end record says {expected}"
+                f"the file holds {counted_here} events, streams, snapshots, subscriptions "
+                f"and projections, its end record says {expected}"
             )
 
 
@@ -223,6 +232,11 @@ async def _restored(
         for line in reader.subscriptions:
             await restorer.subscription(line, report.last_position + 1)
             bar.advance()
+        bar.phase("projections", len(reader.projections))
+        projections = await restore_projections(
+            client, reader.projections, restorer.positions, report.last_position + 1
+        )
+        bar.advance(len(reader.projections))
     except (EsdbError, ForeignWrite) as e:
         failed = restorer.stopped_at
         where = "" if failed is None else f" at line {failed.first_line}"
@@ -246,6 +260,8 @@ async def _restored(
         "subscriptions_skipped": report.subscriptions_skipped,
         "parked": report.parked,
         "parked_dropped": report.parked_dropped,
+        "projections": projections.restored,
+        "projections_skipped": projections.skipped,
     }
     text = (
         f"restored {counted(report.imported, 'event')}, skipped {report.skipped:,} already "
@@ -253,7 +269,9 @@ async def _restored(
         f"{counted(report.requests, 'request')}), {counted(report.states, 'stream state')}, "
         f"{counted(report.snapshots, 'snapshot')}, "
         f"{counted(report.subscriptions, 'subscription')} "
-        f"({report.subscriptions_skipped:,} already there, {report.parked:,} parked)"
+        f"({report.subscriptions_skipped:,} already there, {report.parked:,} parked), "
+        f"{counted(projections.restored, 'projection')} "
+        f"({projections.skipped:,} already there)"
     )
     return summary, text
 

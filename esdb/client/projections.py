@@ -1,8 +1,10 @@
 """Projection operations of `Client` (`projection_create`, `_update`, `_delete`, `_enable`,
-`_disable`, `_reset`, `_list`, `_info`, `_state`, `_result`). See docs/projections.md."""
+`_disable`, `_reset`, `_list`, `_info`, `_state`, `_result`, `_partitions`). See
+docs/projections.md."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -16,6 +18,9 @@ from esdb.contracts.projections import (
     ProjectionList,
     ProjectionListRequest,
     ProjectionNameRequest,
+    ProjectionPartition,
+    ProjectionPartitions,
+    ProjectionPartitionsRequest,
     ProjectionResultOut,
     ProjectionStateOut,
     ProjectionStateRequest,
@@ -27,6 +32,7 @@ _list = msgspec.msgpack.Decoder(ProjectionList)
 _state = msgspec.msgpack.Decoder(ProjectionStateOut)
 _result = msgspec.msgpack.Decoder(ProjectionResultOut)
 _deleted = msgspec.msgpack.Decoder(ProjectionDeleted)
+_partitions = msgspec.msgpack.Decoder(ProjectionPartitions)
 
 
 class _Update(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -135,3 +141,23 @@ class ProjectionOperations:
         subject = self._subject(Op.PROJECTION_RESULT)
         reply = await self._connection.request(subject, request, _result, idempotent=True)
         return reply.result
+
+    async def iter_projection_partitions(
+        self, name: str, *, page_size: int = 100
+    ) -> AsyncIterator[ProjectionPartition]:
+        """Every partition of projection `name` in key order, with its state and result."""
+        after: str | None = None
+        while True:
+            request = ProjectionPartitionsRequest(
+                name=name,
+                after=after,
+                limit=page_size,
+                timeout_ms=self._connection.server_timeout_ms,
+            )
+            subject = self._subject(Op.PROJECTION_PARTITIONS)
+            page = await self._connection.request(subject, request, _partitions, idempotent=True)
+            for partition in page.partitions:
+                yield partition
+            if page.next is None:
+                return
+            after = page.next

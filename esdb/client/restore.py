@@ -1,5 +1,6 @@
-"""Restore operations of `Client` (`_sys.store_restore`, `_sys.subscription_restore`):
-admin-only writes that put a store back as an export saw it (`esdb import` uses them)."""
+"""Restore operations of `Client` (`_sys.store_restore`, `_sys.subscription_restore`,
+`_sys.projection_restore`): admin-only writes that put a store back as an export saw it
+(`esdb import` uses them)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import msgspec
 
 from esdb.client.connection import Requests
 from esdb.contracts.api import AppendResult
+from esdb.contracts.projections import ProjectionInfo
 from esdb.contracts.restore import (
     NO_FENCE,
+    ProjectionRestoreRequest,
     RestoreSnapshot,
     RestoreStream,
     StoreRestoreRequest,
@@ -22,6 +25,7 @@ from esdb.contracts.subscriptions import SubscriptionInfo
 
 _restored = msgspec.msgpack.Decoder(StoreRestoreResult)
 _subscription = msgspec.msgpack.Decoder(SubscriptionInfo)
+_projection = msgspec.msgpack.Decoder(ProjectionInfo)
 
 
 class RestoreOperations:
@@ -60,4 +64,14 @@ class RestoreOperations:
         )
         return await self._connection.request(
             api_subject(SYSTEM_STORE, Op.SUBSCRIPTION_RESTORE), request, _subscription, write=True
+        )
+
+    async def restore_projection(self, request: ProjectionRestoreRequest) -> ProjectionInfo:
+        """Create a projection with its checkpoint, counts and partition states, in this
+        store's positions; `AlreadyExists` if there is one of that name."""
+        request = msgspec.structs.replace(
+            request, store=self.store, timeout_ms=self._connection.server_timeout_ms
+        )
+        return await self._connection.request(
+            api_subject(SYSTEM_STORE, Op.PROJECTION_RESTORE), request, _projection, write=True
         )

@@ -1,7 +1,7 @@
-"""`_sys.store_restore` and `_sys.subscription_restore`: the admin-only restore writes that
-`esdb import` uses. They are `_sys` operations, so only the admin role may send them
-(docs/security.md); a store restore goes to the writer leader as a write of its own, a
-subscription restore to the subscription service that owns the group."""
+"""`_sys.store_restore`, `_sys.subscription_restore` and `_sys.projection_restore`: the
+admin-only restore writes that `esdb import` uses. They are `_sys` operations, so only the
+admin role may send them (docs/security.md); a store restore goes to the writer leader as a
+write of its own, a subscription or projection restore to the service that owns it."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from esdb.contracts.errors import EsdbError, InvalidRequest, error_from_body
 from esdb.contracts.log import SnapshotOp, StampedEvent
 from esdb.contracts.restore import (
     NO_FENCE,
+    ProjectionRestoreRequest,
     RestoreEvent,
     RestoreSnapshot,
     RestoreStream,
@@ -25,7 +26,7 @@ from esdb.contracts.restore import (
     StoreRestoreResult,
     SubscriptionRestoreRequest,
 )
-from esdb.contracts.subjects import SUBSCRIPTIONS_SERVICE, Op
+from esdb.contracts.subjects import PROJECTIONS_SERVICE, SUBSCRIPTIONS_SERVICE, Op
 from esdb.services.snapshot import requests as snapshot_requests
 from esdb.shared.dcb_requests import check_tags
 from esdb.shared.lifecycle import check_metadata
@@ -53,6 +54,7 @@ class RestoreAdmin:
         self.handlers: dict[str, Callable[[bytes, Codec], Awaitable[bytes]]] = {
             Op.STORE_RESTORE: self.restore_store,
             Op.SUBSCRIPTION_RESTORE: self.restore_subscription,
+            Op.PROJECTION_RESTORE: self.restore_projection,
         }
 
     async def restore_store(self, data: bytes, codec: Codec) -> bytes:
@@ -67,12 +69,28 @@ class RestoreAdmin:
 
     async def restore_subscription(self, data: bytes, codec: Codec) -> bytes:
         """Hand a subscription restore to the subscription service (it checks the rest)."""
-        request = decode_request(data, SubscriptionRestoreRequest, codec)
+        return await self._hand_over(
+            SUBSCRIPTIONS_SERVICE, Op.SUBSCRIPTION_RESTORE, SubscriptionRestoreRequest, data, codec
+        )
+
+    async def restore_projection(self, data: bytes, codec: Codec) -> bytes:
+        """Hand a projection restore to the projection service (it checks the rest)."""
+        return await self._hand_over(
+            PROJECTIONS_SERVICE, Op.PROJECTION_RESTORE, ProjectionRestoreRequest, data, codec
+        )
+
+    async def _hand_over(
+        self,
+        service: str,
+        op: str,
+        kind: type[SubscriptionRestoreRequest | ProjectionRestoreRequest],
+        data: bytes,
+        codec: Codec,
+    ) -> bytes:
+        request = decode_request(data, kind, codec)
         check_store(request.store)
         check_timeout(request.timeout_ms, self._settings)
-        return await self._forward(
-            SUBSCRIPTIONS_SERVICE, request.store, Op.SUBSCRIPTION_RESTORE, data, codec
-        )
+        return await self._forward(service, request.store, op, data, codec)
 
 
 def decode_restore(data: bytes, codec: Codec) -> StoreRestoreRequest:

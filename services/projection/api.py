@@ -32,6 +32,8 @@ from esdb.contracts.projections import (
     ProjectionList,
     ProjectionListRequest,
     ProjectionNameRequest,
+    ProjectionPartitions,
+    ProjectionPartitionsRequest,
     ProjectionResultOut,
     ProjectionStateOut,
     ProjectionStateRequest,
@@ -41,7 +43,10 @@ from esdb.contracts.projections import (
     stored_partition_decoder,
     stored_projection_decoder,
 )
+from esdb.contracts.restore import ProjectionRestoreRequest
 from esdb.contracts.subjects import Op
+from esdb.services.projection.partitions import json_value, partition_page
+from esdb.services.projection.restoring import restore_op
 from esdb.services.projection.runtime import Isolate, QueryError
 from esdb.services.projection.service import stored_projections
 from esdb.shared.freshness import Deadline
@@ -110,6 +115,8 @@ class ProjectionApi:
             Op.PROJECTION_INFO: (ProjectionNameRequest, self.info),
             Op.PROJECTION_STATE: (ProjectionStateRequest, self.state),
             Op.PROJECTION_RESULT: (ProjectionStateRequest, self.result),
+            Op.PROJECTION_PARTITIONS: (ProjectionPartitionsRequest, self.partitions),
+            Op.PROJECTION_RESTORE: (ProjectionRestoreRequest, self.restore),
         }
 
     async def _reader(self, store: str, deadline: Deadline) -> StoreReader:
@@ -241,6 +248,30 @@ class ProjectionApi:
         name, partition, _, result = await self._partition(store, request)
         return ProjectionResultOut(name=name, partition=partition, result=result)
 
+    async def partitions(
+        self, store: str, request: ProjectionPartitionsRequest, codec: Codec
+    ) -> ProjectionPartitions:
+        """A page of its partitions, each with its state and result."""
+        name = check_name(request.name)
+        reader = await self._reader(store, self._deadline(request.timeout_ms))
+        _existing(reader, name)
+        return partition_page(reader, name, request.after, request.limit)
+
+    async def restore(
+        self, store: str, request: ProjectionRestoreRequest, codec: Codec
+    ) -> ProjectionInfo:
+        """`_sys.projection_restore`: create it as an export saw it (`AlreadyExists` if the
+        store has one of that name)."""
+        name = check_name(request.name)
+        deadline = self._deadline(request.timeout_ms)
+        await asyncio.to_thread(check_query, request.query, request.emit_enabled)
+        reader = await self._reader(store, deadline)
+        if _record(reader, name) is not None:
+            raise AlreadyExists(f"projection {name!r} already exists", field="name", name=name)
+        await self._submit([restore_op(store, request, reader.last_position())], deadline.left())
+        reader = await self._reader(store, deadline)
+        return projection_info(name, _existing(reader, name), reader.last_position())
+
     async def _partition(
         self, store: str, request: ProjectionStateRequest
     ) -> tuple[str, str, Any, Any]:
@@ -259,11 +290,7 @@ class ProjectionApi:
                 )
             return name, partition, None, None
         stored = stored_partition_decoder.decode(raw)
-        return name, partition, _json(stored.state), _json(stored.result)
-
-
-def _json(text: bytes) -> Any:
-    return msgspec.json.decode(text) if text else None
+        return name, partition, json_value(stored.state), json_value(stored.result)
 
 
 def _record(reader: StoreReader, name: str) -> StoredProjection | None:
@@ -293,4 +320,5 @@ def projection_info(name: str, record: StoredProjection, last_position: int) -> 
         emit_enabled=record.emit_enabled,
         query=record.query,
         fault_position=record.fault_position if record.reason else None,
+        epoch=record.epoch,
     )

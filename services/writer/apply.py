@@ -17,6 +17,7 @@ from esdb.contracts.log import (
     ProjectionCommitOp,
     ProjectionDefineOp,
     ProjectionOp,
+    ProjectionRestoreOp,
     RemoveStoreOp,
     RestoreStreamOp,
     ScavengeOp,
@@ -56,6 +57,7 @@ _STORE_OPS = (
     SnapshotDeleteOp,
     ProjectionDefineOp,
     ProjectionCommitOp,
+    ProjectionRestoreOp,
     RestoreStreamOp,
 )
 
@@ -140,7 +142,7 @@ def apply_entry(catalog: Catalog, sequence: int, entry: LogEntry, raw: bytes | N
                     known = versions.get(op.stream) or txn.stream_state(op.stream)
                     version = StreamState().version if known is None else known.version
                     versions[op.stream] = StreamState(version, op.state, op.metadata)
-                elif isinstance(op, ProjectionDefineOp | ProjectionCommitOp):
+                elif isinstance(op, ProjectionOp):
                     projections.apply(op)
                 else:
                     _apply_item(txn, op)

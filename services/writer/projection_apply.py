@@ -18,12 +18,14 @@ from esdb.contracts.log import (
     ProjectionCommitOp,
     ProjectionDefineOp,
     ProjectionOp,
+    ProjectionRestoreOp,
 )
 from esdb.contracts.projections import (
     StoredPartition,
     StoredProjection,
     stored_projection_decoder,
 )
+from esdb.services.writer.projection_restore import restored_partitions, restored_projection
 from esdb.shared.storage import item_keys
 from esdb.shared.storage.port import StoreReader, StoreTransaction
 
@@ -42,10 +44,12 @@ class ProjectionWrites:
         self._partitions: dict[str, set[str]] = {}
 
     def apply(self, op: ProjectionOp) -> None:
-        """Apply one definition change or commit."""
+        """Apply one definition change, commit or restore."""
         current = self._record(op.name)
         if isinstance(op, ProjectionCommitOp):
             self._commit(op, current)
+        elif isinstance(op, ProjectionRestoreOp):
+            self._restore(op, current)
         else:
             self._define(op, current)
 
@@ -115,6 +119,16 @@ class ProjectionWrites:
                 ),
             )
         # An unknown action (a newer writer's) changes nothing, on every replica alike.
+
+    def _restore(self, op: ProjectionRestoreOp, current: StoredProjection | None) -> None:
+        if current is not None:
+            return  # restored already, or defined since: what is there stands
+        self._txn.delete_items(_TABLE, item_keys.partition_prefix(op.name))
+        for partition, stored in restored_partitions(op).items():
+            key = item_keys.partition_key(op.name, partition)
+            self._txn.put_item(_TABLE, key, _encoder.encode(stored))
+        self._partitions[op.name] = set(restored_partitions(op))
+        self._put(op.name, restored_projection(op))
 
     def _commit(self, op: ProjectionCommitOp, current: StoredProjection | None) -> None:
         if (

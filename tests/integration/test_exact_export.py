@@ -1,7 +1,9 @@
 """`esdb export` then `esdb import` restore a store exactly, compared through the public API
 only: every stream state, truncation of each kind, deletes and recreations, multi-stream
-appends, non-JSON payloads, snapshots, two persistent subscriptions with checkpoints in the
-middle and a parked event. An import killed halfway and run again ends with the same store.
+appends, non-JSON payloads, DCB events with tags, snapshots, persistent subscriptions with
+checkpoints in the middle, a parked event and `resolve_links`, and two projections (one
+partitioned by stream and running, one emitting and stopped in the middle) that go on in the
+copy. An import killed halfway and run again ends with the same store.
 Bad restore writes are refused naming the field."""
 
 from __future__ import annotations
@@ -35,6 +37,20 @@ from tests.stack import Api, Stack, wait_until
 from tests.store_view import differences, view_of
 
 DEADLINE_S = 20.0
+PER_ORDER = """
+fromCategory("order")
+  .foreachStream()
+  .when({
+    $init: function () { return { placed: 0 }; },
+    Placed: function (s, e) { s.placed += 1; }
+  });
+"""
+FEED_LOG = """
+fromStream("feed-1").when({
+  $init: function () { return { n: 0 }; },
+  Fed: function (s, e) { s.n += 1; emit("feedlog-1", "Logged", { n: s.n }); }
+});
+"""
 
 
 def _name(prefix: str) -> str:
@@ -121,7 +137,30 @@ async def source(stack: Stack) -> AsyncIterator[Client]:
                     answered.add(delivered.position)
             # Connected until the answers are in: they leave with the consumer's next flush.
             await wait_until(settled, timeout=DEADLINE_S, what="the checkpoint past the parked one")
+        await _projections(client)
         yield client
+
+
+async def _projections(client: Client) -> None:
+    """`per-order` running to the store's end; `feed-log` stopped after 3 of 5 `Fed` events,
+    having emitted 3 events."""
+    await _events(client, "feed-1", 3, "Fed")
+    await client.create_projection("per-order", PER_ORDER)
+    await client.create_projection("feed-log", FEED_LOG, emit_enabled=True)
+
+    async def fed_three() -> bool:
+        return (await client.projection_state("feed-log")) == {"n": 3}
+
+    await wait_until(fed_three, timeout=DEADLINE_S, what="feed-log to handle 3 events")
+    await client.disable_projection("feed-log")
+    await _events(client, "feed-1", 2, "Fed")  # after its checkpoint
+    last = (await client.store_status(client.store)).last_position
+
+    async def at_the_end() -> bool:
+        info = await client.projection_info("per-order")
+        return info.position == last and info.partitions == 3
+
+    await wait_until(at_the_end, timeout=DEADLINE_S, what="per-order to reach the store's end")
 
 
 async def _dcb_events(client: Client) -> None:
@@ -160,6 +199,7 @@ async def test_a_store_round_trips_exactly_and_a_rerun_changes_nothing(
     exported = tmp_path / "store.jsonl.gz"
     summary = await _export(stack, source.store, exported)
     assert (summary["snapshots"], summary["subscriptions"], summary["parked"]) == (2, 3, 1)
+    assert summary["projections"] == 2
     target = _name("exdst")
     async with Client.connect(stack.url, store=target) as copy:
         await copy.create_store(target)
@@ -168,24 +208,53 @@ async def test_a_store_round_trips_exactly_and_a_rerun_changes_nothing(
 
         assert report["imported"] == summary["events"] and report["skipped"] == 0
         assert (report["subscriptions"], report["parked"], report["parked_dropped"]) == (3, 1, 0)
+        assert (report["projections"], report["projections_skipped"]) == (2, 0)
         before = await view_of(source)
         after = await view_of(copy)
         assert differences(before, after) == []
         assert [len(after.by_tag[t]) for t in ("course:c1", "student:s8")] == [3, 1]
         assert after.subscriptions["linked"].resolve_links
+        feed_log = after.infos_of_projections["feed-log"]
+        assert (feed_log.status, feed_log.events_emitted) == ("stopped", 3)
+        assert 0 < feed_log.position < after.events[-1].position  # in the middle
+        assert after.partitions["per-order"]["order-1"] == ({"placed": 5}, {"placed": 5})
         assert len(after.events) < before.events[-1].position  # hidden events left no gaps
         assert (await copy.store_config(target)).tags == ["prod"]
 
         again = await _import(stack, target, exported)
         assert (again["imported"], again["skipped"]) == (0, summary["events"])
         assert again["subscriptions_skipped"] == 3
+        assert (again["projections"], again["projections_skipped"]) == (0, 2)
         assert differences(before, await view_of(copy)) == []
+        await _projections_go_on(copy)
 
         # A soft-deleted stream goes on from its version; a tombstoned one stays shut.
         result = await copy.append("gone-1", [NewEvent("Again", {})], expected_version="no_stream")
         assert result.first_version == 3
         with pytest.raises(StreamDeleted):
             await copy.append("dead-1", [NewEvent("Again", {})])
+
+
+async def _projections_go_on(copy: Client) -> None:
+    """The restored projections handle what follows their checkpoints, once each."""
+    await copy.enable_projection("feed-log")
+    await _events(copy, "feed-1", 1, "Fed")
+    await _events(copy, "order-4", 2, "Placed")
+    await _events(copy, "order-1", 1, "Placed")
+
+    async def caught_up() -> bool:
+        feed = await copy.projection_info("feed-log")
+        orders = await copy.projection_info("per-order")
+        return feed.events_processed == 6 and orders.partitions == 4 and orders.lag == 0
+
+    await wait_until(caught_up, timeout=DEADLINE_S, what="the restored projections to go on")
+    assert await copy.projection_state("feed-log") == {"n": 6}
+    logged = (await copy.read_stream("feedlog-1")).events
+    assert [e.json()["n"] for e in logged] == [1, 2, 3, 4, 5, 6]  # none emitted twice
+    assert len({e.event_id for e in logged}) == 6
+    assert (await copy.projection_info("feed-log")).events_emitted == 6
+    assert await copy.projection_state("per-order", "order-4") == {"placed": 2}
+    assert await copy.projection_state("per-order", "order-1") == {"placed": 6}
 
 
 async def test_an_import_killed_halfway_then_run_again_is_whole(
