@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from esdb.client import (
@@ -31,7 +32,8 @@ from esdb.client import (
     NewEvent,
     StreamDeleted,
 )
-from esdb.contracts.restore import RestoreEvent, RestoreStream
+from esdb.contracts.projections import ProjectionPartition
+from esdb.contracts.restore import ProjectionRestoreRequest, RestoreEvent, RestoreStream
 from tests.integration.test_backup import ESDB, esdb, ok
 from tests.stack import Api, Stack, wait_until
 from tests.store_view import differences, view_of
@@ -45,6 +47,7 @@ fromCategory("order")
     Placed: function (s, e) { s.placed += 1; }
   });
 """
+FAULTY = 'fromStream("fault-1").when({ Boom: function () { throw new Error("boom"); } });'
 FEED_LOG = """
 fromStream("feed-1").when({
   $init: function () { return { n: 0 }; },
@@ -143,7 +146,9 @@ async def source(stack: Stack) -> AsyncIterator[Client]:
 
 async def _projections(client: Client) -> None:
     """`per-order` running to the store's end; `feed-log` stopped after 3 of 5 `Fed` events,
-    having emitted 3 events."""
+    having emitted 3 events; `faulty` faulted at its first event."""
+    await _events(client, "fault-1", 1, "Boom")
+    await client.create_projection("faulty", FAULTY)
     await _events(client, "feed-1", 3, "Fed")
     await client.create_projection("per-order", PER_ORDER)
     await client.create_projection("feed-log", FEED_LOG, emit_enabled=True)
@@ -161,6 +166,11 @@ async def _projections(client: Client) -> None:
         return info.position == last and info.partitions == 3
 
     await wait_until(at_the_end, timeout=DEADLINE_S, what="per-order to reach the store's end")
+
+    async def faulted() -> bool:
+        return (await client.projection_info("faulty")).status == "faulted"
+
+    await wait_until(faulted, timeout=DEADLINE_S, what="faulty to fault")
 
 
 async def _dcb_events(client: Client) -> None:
@@ -199,7 +209,7 @@ async def test_a_store_round_trips_exactly_and_a_rerun_changes_nothing(
     exported = tmp_path / "store.jsonl.gz"
     summary = await _export(stack, source.store, exported)
     assert (summary["snapshots"], summary["subscriptions"], summary["parked"]) == (2, 3, 1)
-    assert summary["projections"] == 2
+    assert summary["projections"] == 3
     target = _name("exdst")
     async with Client.connect(stack.url, store=target) as copy:
         await copy.create_store(target)
@@ -208,7 +218,7 @@ async def test_a_store_round_trips_exactly_and_a_rerun_changes_nothing(
 
         assert report["imported"] == summary["events"] and report["skipped"] == 0
         assert (report["subscriptions"], report["parked"], report["parked_dropped"]) == (3, 1, 0)
-        assert (report["projections"], report["projections_skipped"]) == (2, 0)
+        assert (report["projections"], report["projections_skipped"]) == (3, 0)
         before = await view_of(source)
         after = await view_of(copy)
         assert differences(before, after) == []
@@ -216,6 +226,9 @@ async def test_a_store_round_trips_exactly_and_a_rerun_changes_nothing(
         assert after.subscriptions["linked"].resolve_links
         feed_log = after.infos_of_projections["feed-log"]
         assert (feed_log.status, feed_log.events_emitted) == ("stopped", 3)
+        faulty = after.infos_of_projections["faulty"]
+        boom = next(e for e in after.events if e.stream_id == "fault-1")
+        assert (faulty.status, faulty.fault_position) == ("faulted", boom.position)
         assert 0 < feed_log.position < after.events[-1].position  # in the middle
         assert after.partitions["per-order"]["order-1"] == ({"placed": 5}, {"placed": 5})
         assert len(after.events) < before.events[-1].position  # hidden events left no gaps
@@ -224,7 +237,7 @@ async def test_a_store_round_trips_exactly_and_a_rerun_changes_nothing(
         again = await _import(stack, target, exported)
         assert (again["imported"], again["skipped"]) == (0, summary["events"])
         assert again["subscriptions_skipped"] == 3
-        assert (again["projections"], again["projections_skipped"]) == (0, 2)
+        assert (again["projections"], again["projections_skipped"]) == (0, 3)
         assert differences(before, await view_of(copy)) == []
         await _projections_go_on(copy)
 
@@ -255,6 +268,7 @@ async def _projections_go_on(copy: Client) -> None:
     assert (await copy.projection_info("feed-log")).events_emitted == 6
     assert await copy.projection_state("per-order", "order-4") == {"placed": 2}
     assert await copy.projection_state("per-order", "order-1") == {"placed": 6}
+    assert (await copy.projection_info("faulty")).status == "faulted"
 
 
 async def test_an_import_killed_halfway_then_run_again_is_whole(
@@ -367,6 +381,20 @@ async def test_bad_restore_writes_are_refused_naming_the_field(stack: Stack) -> 
             assert raised.value.details.get("field") == field
         assert (await client.store_status(name)).last_position in (0, None)
         assert [s async for s in client.iter_streams()] == []
+        good = ProjectionRestoreRequest(store=name, name="p", query=FEED_LOG, emit_enabled=True)
+        one = ProjectionPartition(partition="a", state={"n": 1}, result=None)
+        projections = {
+            "checkpoint": msgspec.structs.replace(good, checkpoint=1),
+            "query": msgspec.structs.replace(good, query="fromAll().when({"),
+            "events_emitted": msgspec.structs.replace(good, events_emitted=-1),
+            "partitions[1].partition": msgspec.structs.replace(good, partitions=[one, one]),
+            "name": msgspec.structs.replace(good, name=""),
+        }
+        for field, request in projections.items():
+            with pytest.raises(InvalidRequest) as raised:
+                await client.restore_projection(request)
+            assert raised.value.details.get("field") == field
+        assert await client.list_projections() == []
 
 
 def _with_tags(event: RestoreEvent, tags: list[str]) -> RestoreEvent:
