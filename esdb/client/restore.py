@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 import msgspec
 
@@ -26,6 +27,7 @@ from esdb.contracts.subscriptions import SubscriptionInfo
 _restored = msgspec.msgpack.Decoder(StoreRestoreResult)
 _subscription = msgspec.msgpack.Decoder(SubscriptionInfo)
 _projection = msgspec.msgpack.Decoder(ProjectionInfo)
+T = TypeVar("T")
 
 
 class RestoreOperations:
@@ -59,19 +61,23 @@ class RestoreOperations:
     async def restore_subscription(self, request: SubscriptionRestoreRequest) -> SubscriptionInfo:
         """Create a persistent subscription with its checkpoint and parked events, in this
         store's positions; `AlreadyExists` if there is one of that name."""
-        request = msgspec.structs.replace(
-            request, store=self.store, timeout_ms=self._connection.server_timeout_ms
-        )
-        return await self._connection.request(
-            api_subject(SYSTEM_STORE, Op.SUBSCRIPTION_RESTORE), request, _subscription, write=True
-        )
+        return await self._create(Op.SUBSCRIPTION_RESTORE, request, _subscription)
 
     async def restore_projection(self, request: ProjectionRestoreRequest) -> ProjectionInfo:
         """Create a projection with its checkpoint, counts and partition states, in this
         store's positions; `AlreadyExists` if there is one of that name."""
+        return await self._create(Op.PROJECTION_RESTORE, request, _projection)
+
+    async def _create(
+        self,
+        operation: str,
+        request: SubscriptionRestoreRequest | ProjectionRestoreRequest,
+        decoder: msgspec.msgpack.Decoder[T],
+    ) -> T:
+        """Send a restore that creates one subscription or projection of this store."""
         request = msgspec.structs.replace(
             request, store=self.store, timeout_ms=self._connection.server_timeout_ms
         )
         return await self._connection.request(
-            api_subject(SYSTEM_STORE, Op.PROJECTION_RESTORE), request, _projection, write=True
+            api_subject(SYSTEM_STORE, operation), request, decoder, write=True
         )
