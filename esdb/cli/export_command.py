@@ -1,6 +1,7 @@
 """`esdb export`: a store (or some streams) as an export file (`export_format`), read through
 the public API: a header, the store's config, every visible event, every stream's state,
-snapshots, persistent subscriptions with their checkpoints and parked events, an end record."""
+snapshots, persistent subscriptions with their checkpoints and parked events, projections with
+their partition states, an end record."""
 
 from __future__ import annotations
 
@@ -48,9 +49,10 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         help="write a store (or some streams) to an export file",
         description=(
             "A header, then the store's config, its events in $all order (or stream by "
-            "stream) up to the end of the store as it was when the export started, every "
-            "stream's state, snapshots and persistent subscriptions with their checkpoints "
-            "and parked events. `esdb import` restores them exactly. See docs/backup.md."
+            "stream; DCB events with their tags) up to the end of the store as it was when "
+            "the export started, every stream's state, snapshots, persistent subscriptions "
+            "with their checkpoints and parked events, and projections with their states. "
+            "`esdb import` restores them exactly. See docs/backup.md."
         ),
     )
     which = export.add_mutually_exclusive_group()

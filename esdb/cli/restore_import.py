@@ -1,5 +1,5 @@
 """`esdb import` without `--renumber`: an export restored exactly through the admin's restore
-writes (`_sys.store_restore`, `_sys.subscription_restore`).
+writes (`_sys.store_restore`, `_sys.subscription_restore`; projections: `projection_import`).
 
 Events go in requests of up to `--batch-size` events, in file order: a request is the file's
 runs of one stream each, applied in order, so the target's positions keep the file's order.
