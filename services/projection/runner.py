@@ -179,7 +179,27 @@ class ProjectionRunner:
         emitted: int,
         checkpoint: int,
     ) -> None:
-        op = ProjectionCommitOp(
+        op = self._commit_op(checkpoint, processed, emitted, parts)
+        await self._commit(self.store, appends, op)
+        self.position = checkpoint
+
+    async def _fault(self, reason: str, position: int) -> None:
+        log.warning("projection %s/%s faulted at %d: %s", self.store, self.name, position, reason)
+        op = self._commit_op(self.position, 0, 0, [], reason=reason, fault_position=position)
+        await self._commit(self.store, [], op)
+
+    def _commit_op(
+        self,
+        checkpoint: int,
+        processed: int,
+        emitted: int,
+        parts: list[PartitionWrite],
+        *,
+        reason: str = "",
+        fault_position: int = 0,
+    ) -> ProjectionCommitOp:
+        """Progress from where this runner stands, in its epoch and revision."""
+        return ProjectionCommitOp(
             store=self.store,
             name=self.name,
             epoch=self.record.epoch,
@@ -189,26 +209,9 @@ class ProjectionRunner:
             processed=processed,
             emitted=emitted,
             partitions=parts,
-        )
-        await self._commit(self.store, appends, op)
-        self.position = checkpoint
-
-    async def _fault(self, reason: str, position: int) -> None:
-        log.warning("projection %s/%s faulted at %d: %s", self.store, self.name, position, reason)
-        op = ProjectionCommitOp(
-            store=self.store,
-            name=self.name,
-            epoch=self.record.epoch,
-            revision=self.record.revision,
-            from_checkpoint=self.position,
-            checkpoint=self.position,
-            processed=0,
-            emitted=0,
-            partitions=[],
             reason=reason,
-            fault_position=position,
+            fault_position=fault_position,
         )
-        await self._commit(self.store, [], op)
 
 
 async def run_to_end(call: Callable[..., T], *args: Any) -> T:

@@ -70,17 +70,7 @@ def restored_group(
                 f"a parked position must be 1 to the store's last position ({last})",
                 field=f"parked[{index}].position",
             )
-    definition = SubscriptionDefinition(
-        name=request.subscription,
-        selector=request.selector,
-        start_position=request.start_position,
-        message_timeout_ms=request.message_timeout_ms,
-        max_retries=request.max_retries,
-        max_in_flight=request.max_in_flight,
-        uid=uuid.uuid4().hex,
-        created_us=time.time_ns() // 1000,
-        resolve_links=request.resolve_links,
-    )
+    definition = new_definition(request, request.start_position)
     by_reason: dict[tuple[str, int], list[int]] = {}
     for parked in request.parked:
         when = (parked.parked - _EPOCH) // _MICROSECOND
@@ -92,3 +82,20 @@ def restored_group(
     ]
     ops.append(CheckpointOp(store, definition.checkpoint_name, request.checkpoint))
     return definition, ops
+
+
+def new_definition(
+    request: SubscriptionCreateRequest | SubscriptionRestoreRequest, start_position: int
+) -> SubscriptionDefinition:
+    """A group's definition as a create or a restore asks for it, with a new internal id."""
+    return SubscriptionDefinition(
+        name=request.subscription,
+        selector=request.selector,
+        start_position=start_position,
+        message_timeout_ms=request.message_timeout_ms,
+        max_retries=request.max_retries,
+        max_in_flight=request.max_in_flight,
+        uid=uuid.uuid4().hex,
+        created_us=time.time_ns() // 1000,
+        resolve_links=request.resolve_links,
+    )

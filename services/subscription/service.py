@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -38,7 +37,7 @@ from esdb.contracts.subscriptions import (
 )
 from esdb.contracts.watches import WatchRequest
 from esdb.services.subscription.group import ConsumerGroup, Publish
-from esdb.services.subscription.restoring import check_group, restored_group
+from esdb.services.subscription.restoring import check_group, new_definition, restored_group
 from esdb.services.subscription.selection import selection_predicate
 from esdb.services.subscription.watches import Watches
 from esdb.shared.cluster_view import ClusterView, follow_leader
@@ -228,17 +227,7 @@ class SubscriptionService:
         check_group(store, request)
         reader = self._stores(store)
         start = _start_position(request.start, reader)
-        definition = SubscriptionDefinition(
-            name=request.subscription,
-            selector=request.selector,
-            start_position=start,
-            message_timeout_ms=request.message_timeout_ms,
-            max_retries=request.max_retries,
-            max_in_flight=request.max_in_flight,
-            uid=uuid.uuid4().hex,
-            created_us=time.time_ns() // 1000,
-            resolve_links=request.resolve_links,
-        )
+        definition = new_definition(request, start)
         encoded = _definition_encoder.encode(definition)
         ops: list[LogOp] = [SubscriptionOp(store, definition.name, encoded)]
         return await self._register(store, definition, ops, start - 1)
