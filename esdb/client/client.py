@@ -271,8 +271,9 @@ class Client(
     ) -> ReadAllPage:
         """One page of the store's global log (`$all`), filtered on the server; with
         `resolve_links`, links come as the events they point to (`read_stream`)."""
-        request = self._read_all_request(from_position, direction, limit, filter, min_position)
-        request.resolve_links = resolve_links
+        request = self._read_all_request(
+            from_position, direction, limit, filter, min_position, resolve_links
+        )
         return await self._connection.request(
             self._subjects[Op.READ_ALL], request, _all_page, idempotent=True
         )
@@ -303,6 +304,7 @@ class Client(
         limit: int,
         filter: ReadFilter | None,
         min_position: int | None,
+        resolve_links: bool = False,
     ) -> ReadAllRequest:
         return ReadAllRequest(
             from_position=from_position,
@@ -311,6 +313,7 @@ class Client(
             filter=filter,
             min_position=min_position,
             timeout_ms=self._connection.server_timeout_ms,
+            resolve_links=resolve_links,
         )
 
     async def iter_all(
