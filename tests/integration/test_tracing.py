@@ -99,7 +99,9 @@ async def api(
     yield client
     await client.nc.close()
     stop.set()
-    await asyncio.wait_for(asyncio.gather(*running), timeout=30)
+    # Each service drains its NATS connection on the way out, which nats-py bounds at 30 s by
+    # itself: a slow drain must not fail the fixture before the service has had that long.
+    await asyncio.wait_for(asyncio.gather(*running), timeout=90)
 
 
 def by_name(found: list[ReadableSpan], name: str) -> list[ReadableSpan]:
