@@ -173,4 +173,4 @@ async def gather_replies(
                     break
         return found
     finally:
-        await sub.unsubscribe()
+        await unsubscribe(sub)  # a stop may have closed the connection meanwhile

@@ -73,10 +73,13 @@ class Stack:
         self.stop()
         raise StackFailed(f"{what} was not ready in {timeout} s:\n{self.log_tail()}")
 
+    def log(self) -> str:
+        """The stack's whole stderr so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def log_tail(self, lines: int = 60) -> str:
         """The last lines of the stack's stderr."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(self.log().splitlines()[-lines:])
 
     def interrupt(self) -> None:
         """Ctrl-C in a terminal: SIGINT to every process in the job's process group."""

@@ -146,7 +146,7 @@ async def test_three_hosts_form_a_cluster_and_refuse_a_second_node_of_one_id(
     async def impostor_refused() -> None:
         impostor = hosts.spawn(4, (1,), "--node-id", "node2")
         assert await asyncio.to_thread(impostor.process.wait, 60) == 1
-        assert "node id 'node2' is already live" in impostor.log_tail()
+        assert "node id 'node2' is already live" in impostor.log()
         hosts.running.pop(4)
 
     # Refused while the cluster takes writes, and the writes go on unharmed.
@@ -177,7 +177,8 @@ async def test_nodes_join_and_one_is_removed_under_load(hosts: HostCluster, api:
 
     comeback = hosts.spawn(5, (1,))
     assert await asyncio.to_thread(comeback.process.wait, 90) == 1
-    assert "was removed from the cluster" in comeback.log_tail()
+    # The whole log: other services' stop lines may follow the refusal.
+    assert "was removed from the cluster" in comeback.log()
     hosts.running.pop(5)
 
 
