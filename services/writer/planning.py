@@ -5,6 +5,7 @@ and never touches it. Everything non-deterministic (timestamps) is stamped here.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from esdb.contracts.api import AppendResult
@@ -88,6 +89,8 @@ class Planner:
         self._now_us = 0
         self._overlays: dict[str, _StoreOverlay] = {}
         self._stores: dict[str, bool] = {}  # stores created (True) or removed (False)
+        self._held: contextlib.ExitStack | None = None  # read transactions of `plan_batch`
+        self._holding: set[str] = set()
 
     def reset(self) -> None:
         """Forget planned effects; call when everything planned has been applied."""
@@ -99,24 +102,32 @@ class Planner:
         self._now_us = now_us
         ops: list[LogOp] = []
         outcomes: list[WriteOutcome] = []
-        for request in requests:
-            try:
-                request_ops, outcome = self.plan(request)
-            except EsdbError as error:
-                request_ops, outcome = [], WriteOutcome(error=error.to_body())
-            ops.extend(request_ops)
-            outcomes.append(outcome)
+        with contextlib.ExitStack() as self._held:
+            for request in requests:
+                try:
+                    request_ops, outcome = self.plan(request)
+                except EsdbError as error:
+                    request_ops, outcome = [], WriteOutcome(error=error.to_body())
+                ops.extend(request_ops)
+                outcomes.append(outcome)
+        self._held = None
+        self._holding.clear()
         return Plan(ops=ops, outcomes=outcomes)
 
     def overlay(self, store: str) -> _StoreOverlay:
         found = self._overlays.get(store)
         if found is None:
-            found = self._overlays[store] = _StoreOverlay(self._catalog.get(store).last_position())
+            found = self._overlays[store] = _StoreOverlay(self.store(store).last_position())
         return found
 
     def store(self, store: str) -> StoreReader:
-        """The applied state of `store`; `NotFound` when it does not exist."""
-        return self._catalog.get(store)
+        """The applied state of `store`; `NotFound` when it does not exist. During
+        `plan_batch` its lookups share one read transaction (one snapshot) per store."""
+        reader = self._catalog.get(store)
+        if self._held is not None and store not in self._holding:
+            self._held.enter_context(reader.held_reads())
+            self._holding.add(store)
+        return reader
 
     def stream_state(self, store: str, stream: str) -> StreamState:
         overlay = self.overlay(store)
@@ -124,7 +135,7 @@ class Planner:
         if state is None:
             # Kept for the rest of the batch: only this planner's own ops change it until
             # `reset`, and those go through the overlay.
-            state = self._catalog.get(store).stream_state(stream) or StreamState()
+            state = self.store(store).stream_state(stream) or StreamState()
             overlay.states[stream] = state
         if stream in overlay.versions:
             return StreamState(overlay.versions[stream], state.state, state.metadata)
@@ -135,7 +146,7 @@ class Planner:
         overlay = self.overlay(store)
         if event_id in overlay.event_ids:
             return overlay.event_ids[event_id]
-        reader = self._catalog.get(store)
+        reader = self.store(store)
         position = reader.event_position(event_id)
         if position is None:
             return None
@@ -163,7 +174,7 @@ class Planner:
             if replayed is not None:
                 return [], WriteOutcome(results=replayed)
             if request.condition is not None:
-                store = self._catalog.get(request.store)
+                store = self.store(request.store)
                 check_condition(store, overlay.dcb_events, request.condition)
             ops: list[AppendOp] = []
             results: list[AppendResult] = []

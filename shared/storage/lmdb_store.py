@@ -182,9 +182,10 @@ class LmdbStore:
         self._dbs: dict[bytes, lmdb._Database] = {}
         for name in _DATABASES:
             self._open_db(name, create=not readonly)
-        # The read transaction of the `read_all` this thread is in, for its predicate's
-        # stream-state lookups.
-        self._scanning = threading.local()
+        # A read transaction this thread holds for a run of point lookups (`held_reads`) or
+        # for the `read_all` it is in (its predicate's stream-state lookups): one snapshot
+        # instead of a transaction per lookup (1.2 against 0.6 µs a lookup).
+        self._held = threading.local()
         self.path = path
         self.index_steps = 0
         """DCB index entries visited so far (tests count them: conditions must not scan)."""
@@ -201,25 +202,37 @@ class LmdbStore:
         with self._env.begin() as txn:
             return self._meta(txn, _LAST_POSITION)
 
+    @contextmanager
+    def held_reads(self) -> Iterator[None]:
+        """Point lookups (`stream_state`, `event_position`, `get_event`) in this thread
+        share one read transaction until the `with` ends."""
+        if getattr(self._held, "txn", None) is not None:
+            yield
+            return
+        with self._env.begin() as txn:
+            self._held.txn = txn
+            try:
+                yield
+            finally:
+                self._held.txn = None
+
+    def _get(self, table: bytes, key: bytes) -> bytes | None:
+        held = getattr(self._held, "txn", None)
+        if held is not None:
+            return held.get(key, db=self._dbs[table])  # type: ignore[no-any-return]
+        with self._env.begin() as txn:
+            return txn.get(key, db=self._dbs[table])  # type: ignore[no-any-return]
+
     def stream_state(self, stream: str) -> StreamState | None:
-        scan = getattr(self._scanning, "txn", None)
-        if scan is not None:
-            # Asked by a `read_all` predicate (visibility): the scan's own snapshot, and no
-            # transaction of its own per stream (1.2 against 0.6 µs a lookup).
-            raw = scan.get(stream.encode(), db=self._dbs[b"stream_meta"])
-        else:
-            with self._env.begin() as txn:
-                raw = txn.get(stream.encode(), db=self._dbs[b"stream_meta"])
+        raw = self._get(b"stream_meta", stream.encode())
         return None if raw is None else stream_state_decoder.decode(raw)
 
     def event_position(self, event_id: bytes) -> int | None:
-        with self._env.begin() as txn:
-            raw = txn.get(event_id, db=self._dbs[b"event_ids"])
+        raw = self._get(b"event_ids", event_id)
         return None if raw is None else int(_U64.unpack(raw)[0])
 
     def get_event(self, position: int) -> EventRecord | None:
-        with self._env.begin() as txn:
-            raw = txn.get(_u64(position), db=self._dbs[b"events"])
+        raw = self._get(b"events", _u64(position))
         return None if raw is None else record_decoder.decode(raw)
 
     def read_stream(
@@ -267,7 +280,7 @@ class LmdbStore:
             start = (last if backward else last + 1) if from_position is None else from_position
             cursor = txn.cursor(db=self._dbs[b"events"])
             records = self._scan(cursor, start, backward, last)
-            self._scanning.txn = txn
+            held, self._held.txn = getattr(self._held, "txn", None), txn
             try:
                 return page_of_all(
                     records,
@@ -278,7 +291,7 @@ class LmdbStore:
                     last_position=last,
                 )
             finally:
-                self._scanning.txn = None
+                self._held.txn = held
 
     @staticmethod
     def _scan(cursor: lmdb.Cursor, start: int, backward: bool, last: int) -> Iterator[EventRecord]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from esdb.contracts.commands import DcbItem
 from esdb.shared.storage import dcb_index
@@ -73,6 +73,9 @@ class MemoryStore:
 
     def last_position(self) -> int:
         return len(self._events)
+
+    def held_reads(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def stream_state(self, stream: str) -> StreamState | None:
         return self._streams.get(stream)

@@ -30,6 +30,11 @@ class StoreReader(Protocol):
         """The highest global position written (0 when empty)."""
         ...
 
+    def held_reads(self) -> AbstractContextManager[None]:
+        """Inside the `with`, this thread's `stream_state`, `event_position` and `get_event`
+        read one snapshot through one transaction (a writer planning a batch)."""
+        ...
+
     def stream_state(self, stream: str) -> StreamState | None:
         """A stream's state, or None if it never existed."""
         ...

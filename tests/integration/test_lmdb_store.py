@@ -190,3 +190,26 @@ def test_a_reader_opens_a_store_written_before_its_newer_tables_existed(tmp_path
         assert reader.get_item("projections", b"p") == b"v"  # seen once the writer made it
     finally:
         reader.close()
+
+
+def test_held_reads_share_one_snapshot(tmp_path: Path) -> None:
+    store = LmdbStore(tmp_path / "store", map_size=MAP_SIZE)
+    try:
+        first = commit(store, 1, [("order-1", "Created")])
+        with store.held_reads():
+            assert store.stream_state("order-1") == StreamState(version=0)
+            later = commit(store, 2, [("order-1", "Paid")])
+            # Lookups inside read the transaction taken when the `with` began.
+            assert store.stream_state("order-1") == StreamState(version=0)
+            assert store.event_position(later[0].event_id) is None
+            assert store.get_event(later[0].position) is None
+            with store.held_reads():  # nested: the outer snapshot still
+                assert store.event_position(first[0].event_id) == 1
+                assert store.event_position(later[0].event_id) is None
+            # `read_all` scans its own transaction and leaves the held one in place.
+            assert [r.position for r in store.read_all(1, backward=False, limit=9)[0]] == [1, 2]
+            assert store.get_event(later[0].position) is None
+        assert store.stream_state("order-1") == StreamState(version=1)
+        assert store.get_event(later[0].position) == later[0]
+    finally:
+        store.close()
