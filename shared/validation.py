@@ -98,8 +98,12 @@ def _check_name(name: str, limit: int, accepted: _Accepted, field: str) -> None:
 
 
 def _event(event: EventIn, codec: Codec, field: str, settings: Settings) -> NewEvent:
-    _check_name(event.type, MAX_TYPE_BYTES, _types, f"{field}.type")
-    _check_name(event.content_type, MAX_CONTENT_TYPE_BYTES, _content_types, f"{field}.content_type")
+    if event.type not in _types:
+        _check_name(event.type, MAX_TYPE_BYTES, _types, f"{field}.type")
+    if event.content_type not in _content_types:
+        _check_name(
+            event.content_type, MAX_CONTENT_TYPE_BYTES, _content_types, f"{field}.content_type"
+        )
     if event.event_id is None:
         event_id = new_event_id()
     else:
@@ -155,6 +159,8 @@ def _all_generated(event_lists: list[list[EventIn]]) -> bool:
 
 
 def _unique_ids(appends: list[StreamAppend]) -> None:
+    if len(appends) == 1 and len(appends[0].events) == 1:
+        return  # the common append of one event
     ids = [e.event_id for a in appends for e in a.events]
     if len(set(ids)) != len(ids):
         raise InvalidRequest("event ids must be unique within a request", field="events")
