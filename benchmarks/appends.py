@@ -30,7 +30,7 @@ from nats.js.api import (
 from esdb.benchmarks.figures import LatencyLog
 from esdb.contracts.api import MSGPACK_CONTENT_TYPE
 from esdb.contracts.errors import ErrorBody
-from esdb.contracts.subjects import Op, api_subject
+from esdb.contracts.subjects import Op, api_subject, leader_subject
 
 JETSTREAM_STREAM = "BENCH_ES"
 JETSTREAM_SUBJECTS = "bench.es.>"
@@ -211,8 +211,11 @@ class Progress:
 async def esdb_appends(
     nc: NatsClient, store: str, plan: AppendPlan, payload: bytes, progress: Progress
 ) -> AppendRun:
-    """`plan` against esdb: one msgpack `append` request per event, exact expected version."""
-    subject = api_subject(store, Op.APPEND)
+    """`plan` against esdb: one msgpack `append` request per event, exact expected version,
+    sent straight to the writer leader as the Python client sends it (`esdb.leader`: no
+    gateway keeps a copy)."""
+    subject = leader_subject(api_subject(store, Op.APPEND))
+    assert subject is not None
 
     async def append_once(client: int, stream_no: int, fence: int | None) -> tuple[int, int]:
         body = AppendBody(

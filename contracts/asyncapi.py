@@ -22,7 +22,14 @@ from esdb import __version__
 from esdb.contracts import api, projections, restore, snapshots, subscriptions, watches
 from esdb.contracts.api import JSON_CONTENT_TYPE, MSGPACK_CONTENT_TYPE
 from esdb.contracts.errors import ErrorBody, ErrorCode, ErrorReply
-from esdb.contracts.subjects import API_PREFIX, GATEWAY_QUEUE, SYSTEM_STORE, Op
+from esdb.contracts.subjects import (
+    API_PREFIX,
+    GATEWAY_QUEUE,
+    LEADER_PREFIX,
+    SYSTEM_STORE,
+    WRITER_SERVING,
+    Op,
+)
 from esdb.contracts.subscriptions import ATTEMPT_HEADER, SUBS_PREFIX
 from esdb.contracts.topics import EVENT_ID_HEADER, EVENTS_PREFIX, POSITION_HEADER
 from esdb.contracts.watches import WATCH_TOKEN
@@ -811,6 +818,34 @@ def _add_published(
         "summary": "Publish the events a watch selects.",
         "tags": [{"name": "live"}],
         "messages": [_ref("#/channels/watch_events/messages/event")],
+    }
+    messages["LeaderServing"] = {
+        "name": "LeaderServing",
+        "title": "LeaderServing",
+        "summary": "A new writer leader takes writes; the payload is its node id.",
+        "contentType": "text/plain",
+        "payload": {"type": "string"},
+    }
+    channels["writer_serving"] = {
+        "address": WRITER_SERVING,
+        "title": "writer leader serving",
+        "description": (
+            "A node's writer announces here, once, that it has become the leader and takes "
+            "writes. A write still waiting for its reply then went to an earlier leader or to "
+            "none: give it up and send it again with the same event ids. A client that does "
+            f"may send writes to `{LEADER_PREFIX}.{{store}}.<operation>` instead of "
+            f"`{API_PREFIX}.{{store}}.<operation>`: the same request and reply, without the "
+            "gateways' copy that answers such writes `timeout` for clients that do not "
+            "listen here. Subscribe only."
+        ),
+        "messages": {"serving": _ref("#/components/messages/LeaderServing")},
+    }
+    operations["announce_writer_leader"] = {
+        "action": "send",
+        "channel": _ref("#/channels/writer_serving"),
+        "summary": "Announce that this node's writer leads and takes writes.",
+        "tags": [{"name": "cluster"}],
+        "messages": [_ref("#/channels/writer_serving/messages/serving")],
     }
 
 

@@ -7,6 +7,11 @@ SYSTEM_STORE = "_sys"
 INTERNAL_PREFIX = "esdb.internal"
 
 WRITE_PREFIX = "esdb.write"
+LEADER_PREFIX = "esdb.leader"
+"""`esdb.leader.<store>.<write op>`: a write straight to the writer leader, which no gateway
+copies (services/writer/DESIGN.md, "Writes skip the gateway"). For clients that hear
+`WRITER_SERVING` and give up their own writes in flight when a new leader serves, as the
+Python client does; `esdb.api.<store>.<write op>` is the same write with the gateways' copy."""
 READ_PREFIX = "esdb.read"
 
 GATEWAY_QUEUE = "esdb-gateway"
@@ -14,8 +19,9 @@ READER_QUEUE = "esdb-reader"
 
 WRITER_COMMANDS = f"{INTERNAL_PREFIX}.writer.commands"
 WRITER_OPS = f"{INTERNAL_PREFIX}.writer.ops"
-WRITER_SERVING = f"{INTERNAL_PREFIX}.writer.serving"
-"""A new leader announces here that it takes writes (its node id)."""
+WRITER_SERVING = "esdb.cluster.serving"
+"""A new leader announces here that it takes writes (its node id). Public, subscribe-only:
+a write still waiting when it comes went to an earlier leader or to none."""
 EMITTER_CHECKPOINT = "$emitter"
 NODE_STATUS = f"{INTERNAL_PREFIX}.node.status"
 NODE_HEARTBEAT = f"{INTERNAL_PREFIX}.node.heartbeat"
@@ -83,6 +89,17 @@ def write_subject(store: str, operation: str) -> str:
     return f"{WRITE_PREFIX}.{store}.{operation}"
 
 
+def leader_subject(subject: str) -> str | None:
+    """`esdb.leader.<store>.<op>` for a public write subject `esdb.api.<store>.<op>` (None
+    for anything else): the same write, with no gateway keeping a copy."""
+    prefix, _, rest = subject.partition(".")
+    api, _, rest = rest.partition(".")
+    store, _, operation = rest.partition(".")
+    if f"{prefix}.{api}" != API_PREFIX or operation not in WRITE_OPERATIONS:
+        return None
+    return f"{LEADER_PREFIX}.{store}.{operation}"
+
+
 def read_subject(store: str, operation: str) -> str:
     """The subject the servers map a public read to; the readers serve it (a queue group)."""
     return f"{READ_PREFIX}.{store}.{operation}"
@@ -105,7 +122,7 @@ def api_mappings() -> dict[str, str]:
 
 def public_subject(subject: str) -> str:
     """The public subject a client used, given the one the servers mapped it to."""
-    for prefix in (WRITE_PREFIX, READ_PREFIX):
+    for prefix in (WRITE_PREFIX, LEADER_PREFIX, READ_PREFIX):
         if subject.startswith(f"{prefix}."):
             return API_PREFIX + subject[len(prefix) :]
     return subject

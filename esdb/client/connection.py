@@ -29,7 +29,7 @@ from esdb.contracts.errors import (
     Unavailable,
     error_from_body,
 )
-from esdb.contracts.subjects import public_subject
+from esdb.contracts.subjects import WRITER_SERVING, leader_subject, public_subject
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,9 @@ class Connection(Requests):
         self._denials = denials or Denials(watching=False)
         self._in_flight = in_flight or InFlight()
         self._watchers = watchers if watchers is not None else set()
+        self.hears_leaders = False
+        """Whether it hears new writer leaders announce (`hear_leaders`): then its writes go
+        straight to the leader, with no gateway keeping a copy."""
 
     @classmethod
     async def open(
@@ -232,7 +235,7 @@ class Connection(Requests):
             if error is None:
                 if not all_failed.done():
                     all_failed.set_result(None)  # later errors are logged, not collected
-                return cls(
+                connection = cls(
                     nc,
                     url,
                     timeout,
@@ -243,6 +246,8 @@ class Connection(Requests):
                     servers=servers,
                     tls=tls,
                 )
+                await connection.hear_leaders()
+                return connection
             reason: object = error
         else:
             connecting.cancel()
@@ -252,6 +257,25 @@ class Connection(Requests):
         with contextlib.suppress(Exception):
             await nc.close()
         raise Unavailable(f"cannot connect to NATS at {url}: {reason}", url=url)
+
+    async def hear_leaders(self) -> None:
+        """Listen for new writer leaders (`WRITER_SERVING`): a write still waiting when one
+        announces went to an earlier leader or to none, and is given up at once as
+        `Timeout` (and retried when that is safe) instead of waiting out its timeout. Its
+        writes then go to `esdb.leader.<store>.<op>`, which no gateway copies for that
+        purpose. Where this connection may not listen (permissions from before the
+        subject), writes keep going to `esdb.api` and the gateways' copy covers them."""
+
+        async def on_serving(_: Any) -> None:
+            self._in_flight.leader_serving()
+
+        try:
+            await self.nc.subscribe(WRITER_SERVING, cb=on_serving)
+            await self.nc.flush(timeout=max(1, math.ceil(self.timeout)))
+        except (nats.errors.Error, TimeoutError) as e:
+            log.info("not hearing writer leaders (%s): writes go through the gateways", e)
+            return
+        self.hears_leaders = not self._denials.refused_subscription(WRITER_SERVING)
 
     def watch(self, watcher: ConnectionWatcher) -> None:
         """Tell `watcher` about reconnects and the final close."""
@@ -286,13 +310,23 @@ class Connection(Requests):
                 url=self.url,
                 delivered=False,
             )
+        straight = leader_subject(subject) if write and self.hears_leaders else None
         try:
             reply = await self._in_flight.run(
                 self._denials.guard(
                     subject,
-                    self.nc.request(subject, payload, timeout=self.timeout, headers=_HEADERS),
-                )
+                    self.nc.request(
+                        straight or subject, payload, timeout=self.timeout, headers=_HEADERS
+                    ),
+                ),
+                write=straight is not None,
             )
+        except LeaderChanged as e:
+            raise Timeout(
+                f"the writer leader changed while {subject} waited; the outcome is unknown: "
+                "retry with the same ids",
+                subject=subject,
+            ) from e
         except ConnectionLost as e:
             landed = "; the write may have landed" if write else ""
             raise Unavailable(
@@ -318,6 +352,11 @@ class ConnectionLost(Exception):
     """The connection dropped while a request waited: its reply cannot come any more."""
 
 
+class LeaderChanged(Exception):
+    """A new writer leader announced while a write waited: the leader it went to, if any,
+    will not answer it."""
+
+
 class InFlight:
     """The requests waiting for replies. Replies come back on the connection that sent the
     request, so when it drops (a server stopped for a rolling restart) they fail at once and
@@ -327,6 +366,8 @@ class InFlight:
     def __init__(self) -> None:
         self._waiting: set[asyncio.Task[Any]] = set()
         self._lost: set[asyncio.Task[Any]] = set()
+        self._writes: set[asyncio.Task[Any]] = set()
+        self._superseded: set[asyncio.Task[Any]] = set()
         self._up = asyncio.Event()
         self._up.set()
 
@@ -348,25 +389,39 @@ class InFlight:
         """Fail every request still waiting with `ConnectionLost`; hold new ones until the
         connection is back."""
         self._up.clear()
-        for task in self._waiting - self._lost:
+        for task in self._waiting - self._lost - self._superseded:
             self._lost.add(task)
             task.cancel()
 
-    async def run(self, request: Awaitable[T]) -> T:
-        """Await `request` in this task; `ConnectionLost` if the connection drops first."""
+    def leader_serving(self) -> None:
+        """A new writer leader serves: fail every write sent straight to a leader and still
+        waiting with `LeaderChanged`."""
+        for task in self._writes - self._lost - self._superseded:
+            self._superseded.add(task)
+            task.cancel()
+
+    async def run(self, request: Awaitable[T], *, write: bool = False) -> T:
+        """Await `request` in this task; `ConnectionLost` if the connection drops first, and
+        for a `write` sent straight to the leader `LeaderChanged` if a new one serves first."""
         task = asyncio.current_task()
         assert task is not None
         self._waiting.add(task)
+        if write:
+            self._writes.add(task)
         try:
             return await request
         except asyncio.CancelledError:
             # Only our own cancel, not also the caller's, becomes ConnectionLost.
             if task in self._lost and task.uncancel() == 0:
                 raise ConnectionLost() from None
+            if task in self._superseded and task.uncancel() == 0:
+                raise LeaderChanged() from None
             raise
         finally:
             self._waiting.discard(task)
             self._lost.discard(task)
+            self._writes.discard(task)
+            self._superseded.discard(task)
 
 
 def inbox_prefix_of(servers: Sequence[str]) -> str:
@@ -377,6 +432,7 @@ def inbox_prefix_of(servers: Sequence[str]) -> str:
 
 
 _DENIED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+_NOT_SUBSCRIBED = re.compile(r'permissions violation for subscription to "([^"]+)"', re.IGNORECASE)
 
 
 class Denials:
@@ -386,9 +442,19 @@ class Denials:
     def __init__(self, *, watching: bool) -> None:
         self._watching = watching
         self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self._refused: set[str] = set()
+
+    def refused_subscription(self, subject: str) -> bool:
+        """Whether the server refused this connection a subscription to `subject`."""
+        return subject in self._refused
 
     def denied(self, error: Exception) -> bool:
-        """Whether `error` is a publish permission violation (then its requests fail)."""
+        """Whether `error` is a permission violation: a publish's requests fail; a refused
+        subscription is remembered."""
+        refused = _NOT_SUBSCRIBED.search(str(error))
+        if refused is not None:
+            self._refused.add(refused.group(1))
+            return True
         found = _DENIED.search(str(error))
         if found is None:
             return False

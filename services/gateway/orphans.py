@@ -11,7 +11,9 @@ none. Every gateway's cluster view hears the announcement, and each gateway answ
 it holds. A write that was answered gets a second reply, which request-reply clients drop (the
 first reply wins). The copy costs the gateway one message per write, but it keeps a leader's
 death from turning into every client's full timeout (`esdb bench --nodes 3 --scenario
-failover`: without it the first ack after a kill came at 4.05 s, the clients' own timeout)."""
+failover`: without it the first ack after a kill came at 4.05 s, the clients' own timeout).
+Writes sent straight to `esdb.leader.<store>.<op>` (the Python client's) are not copied: their
+client hears the announcement itself."""
 
 from __future__ import annotations
 

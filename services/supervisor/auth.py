@@ -5,11 +5,12 @@ a role:
 
 - `service`: esdb's own processes; everything, including `esdb.internal.>` and JetStream.
 - `admin`: the public API of every store and `_sys` management, every store's event topics
-  and subscription subjects.
+  and subscription subjects, and the leader's announcements (`esdb.cluster.serving`).
 - `tenant`: the public API (`esdb.api.<store>.>`, and `esdb.write.<store>.>` and
-  `esdb.read.<store>.>` where the servers route its writes and reads), event topics
-  (`esdb.events.<store>.>`) and subscription subjects (`esdb.subs.<store>.>`) of its own
-  stores only.
+  `esdb.read.<store>.>` where the servers route its writes and reads), its straight writes
+  (`esdb.leader.<store>.>`), event topics (`esdb.events.<store>.>`) and subscription subjects
+  (`esdb.subs.<store>.>`) of its own stores only, and the leader's announcements
+  (`esdb.cluster.serving`, subscribe only).
 
 Replies come back on a per-user inbox prefix (`_INBOX_<user>.>`), so no user can read another
 user's replies; the Python client sets it from the user name in the URL. Deliveries of
@@ -30,7 +31,13 @@ from pathlib import Path
 
 import bcrypt
 
-from esdb.contracts.subjects import API_PREFIX, READ_PREFIX, WRITE_PREFIX
+from esdb.contracts.subjects import (
+    API_PREFIX,
+    LEADER_PREFIX,
+    READ_PREFIX,
+    WRITE_PREFIX,
+    WRITER_SERVING,
+)
 from esdb.contracts.subscriptions import SUBS_PREFIX
 from esdb.contracts.topics import EVENTS_PREFIX
 from esdb.shared.files import write_atomically
@@ -129,20 +136,28 @@ def _user_entry(user: User) -> str:
     if user.role == "service":
         publish, subscribe = [">"], [">"]
     elif user.role == "admin":
-        publish = [f"{API_PREFIX}.>", f"{WRITE_PREFIX}.>", f"{READ_PREFIX}.>"]
-        subscribe = [f"{EVENTS_PREFIX}.>", f"{SUBS_PREFIX}.>", f"{inbox_prefix(user.user)}.>"]
+        publish = [
+            f"{prefix}.>" for prefix in (API_PREFIX, WRITE_PREFIX, LEADER_PREFIX, READ_PREFIX)
+        ]
+        subscribe = [
+            f"{EVENTS_PREFIX}.>",
+            f"{SUBS_PREFIX}.>",
+            WRITER_SERVING,
+            f"{inbox_prefix(user.user)}.>",
+        ]
     else:
         # The servers map a store's public writes to `esdb.write.<store>.<op>` and its reads
         # to `esdb.read.<store>.<op>` before they check permissions, so those subjects are
-        # granted with the store's API.
+        # granted with the store's API, and so is its own straight write subject.
         publish = [
             f"{prefix}.{store}.>"
             for store in user.stores
-            for prefix in (API_PREFIX, WRITE_PREFIX, READ_PREFIX)
+            for prefix in (API_PREFIX, WRITE_PREFIX, LEADER_PREFIX, READ_PREFIX)
         ]
         subscribe = [
             *(f"{EVENTS_PREFIX}.{store}.>" for store in user.stores),
             *(f"{SUBS_PREFIX}.{store}.>" for store in user.stores),
+            WRITER_SERVING,
             f"{inbox_prefix(user.user)}.>",
         ]
     responses = "" if user.role == "service" else ', allow_responses: {max: 1, expires: "1m"}'

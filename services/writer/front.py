@@ -14,7 +14,7 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 
 from esdb.contracts.commands import WriteOutcome
 from esdb.contracts.errors import EsdbError, InternalError, InvalidRequest
-from esdb.contracts.subjects import SYSTEM_STORE, WRITE_OPERATIONS, WRITE_PREFIX
+from esdb.contracts.subjects import LEADER_PREFIX, SYSTEM_STORE, WRITE_OPERATIONS, WRITE_PREFIX
 from esdb.services.writer.sequencer import Sequencer
 from esdb.shared.metrics import RequestMetrics
 from esdb.shared.requests import check_request, target
@@ -63,9 +63,10 @@ class Replies:
 
 
 class WriteFront:
-    """Serves `esdb.write.<store>.<operation>` while this node leads: each request is
-    validated in the subscription callback, queued on the sequencer, and answered on the
-    client's own inbox once its entry is durable and applied (two NATS hops, not four)."""
+    """Serves `esdb.write.<store>.<operation>` and `esdb.leader.<store>.<operation>` while
+    this node leads: each request is validated in the subscription callback, queued on the
+    sequencer, and answered on the client's own inbox once its entry is durable and applied
+    (two NATS hops, not four)."""
 
     def __init__(
         self,
@@ -82,22 +83,26 @@ class WriteFront:
         self._replies = replies
         self._metrics = metrics
         self._tracer = tracer
-        self._sub: Subscription | None = None
+        self._subs: list[Subscription] = []
 
     async def start(self) -> None:
         """Take writes. A plain subscription, not a queue group: after a partition the other
         servers may keep a cut-off old leader's interest until their routes time out, and a
         queue group would send them a share of the writes, never to be answered (seen in the
         partition test). While two writers briefly both believe they lead, both see each
-        write; the log's fence lets only one of their entries in."""
-        self._sub = await self._nc.subscribe(
-            f"{WRITE_PREFIX}.>", cb=self._on_request, pending_msgs_limit=PENDING_LIMIT
-        )
+        write; the log's fence lets only one of their entries in. Writes come mapped from
+        `esdb.api` (the gateways keep a copy) and straight on `esdb.leader` (no copy)."""
+        self._subs = [
+            await self._nc.subscribe(
+                f"{prefix}.>", cb=self._on_request, pending_msgs_limit=PENDING_LIMIT
+            )
+            for prefix in (WRITE_PREFIX, LEADER_PREFIX)
+        ]
 
     async def stop(self) -> None:
         """Take no more writes; those already queued are still answered."""
-        if self._sub is not None:
-            sub, self._sub = self._sub, None
+        subs, self._subs = self._subs, []
+        for sub in subs:
             await sub.unsubscribe()
 
     async def _on_request(self, msg: Msg) -> None:

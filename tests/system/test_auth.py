@@ -137,7 +137,15 @@ async def test_a_tenant_cannot_reach_another_store(tenants: dict[str, str]) -> N
 
 
 @pytest.mark.parametrize(
-    "subject", ["esdb.internal.writer.ops", "esdb.api._sys.store_remove", "$JS.API.INFO"]
+    "subject",
+    [
+        "esdb.internal.writer.ops",
+        "esdb.api._sys.store_remove",
+        "$JS.API.INFO",
+        # Subscribe-only: a forged announcement would give up every client's waiting writes.
+        "esdb.cluster.serving",
+        "esdb.leader.storeb.append",
+    ],
 )
 async def test_a_tenant_cannot_touch_internals_or_management(
     tenants: dict[str, str], subject: str
