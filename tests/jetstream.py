@@ -88,6 +88,8 @@ async def connected(urls: Sequence[str]) -> AsyncIterator[list[NatsClient]]:
             await wait_for_port(int(url.rsplit(":", 1)[1]))
             clients.append(await nats.connect(url))
             await _wait_for_jetstream(clients[-1], url)
+        if len(clients) > 1:
+            await _wait_for_placement(clients[0], len(clients))
         yield clients
     finally:
         for nc in clients:
@@ -105,6 +107,23 @@ async def _wait_for_jetstream(nc: NatsClient, url: str) -> None:
         return True
 
     await wait_until(answers, timeout=30, what=f"JetStream at {url}")
+
+
+async def _wait_for_placement(nc: NatsClient, replicas: int) -> None:
+    """Until the meta leader can place a stream on every server: it answers before it has
+    heard from all of them ("no suitable peers for placement", seen once in CI)."""
+    js = nc.jetstream(timeout=5)
+    probe = f"PLACEMENT_{uuid.uuid4().hex[:12]}"
+
+    async def placed() -> bool:
+        try:
+            await js.add_stream(name=probe, subjects=[f"placement.{probe}"], num_replicas=replicas)
+        except (nats.errors.Error, TimeoutError):
+            return False
+        await js.delete_stream(probe)
+        return True
+
+    await wait_until(placed, timeout=30, what=f"JetStream to place R{replicas} streams")
 
 
 @asynccontextmanager
