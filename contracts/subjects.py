@@ -32,6 +32,12 @@ def node_applied_subject(node_id: str) -> str:
     return f"{INTERNAL_PREFIX}.node.{node_id}.applied"
 
 
+def node_hearing_subject(node_id: str) -> str:
+    """Where a node-local service that hears applied notices says so to its writer, which
+    publishes them only while someone does; the reply is the sequence applied so far."""
+    return f"{INTERNAL_PREFIX}.node.{node_id}.hearing"
+
+
 LOG_STREAM = "ESDB_LOG"
 LOG_SUBJECT = f"{INTERNAL_PREFIX}.log"
 LEASE_BUCKET = "esdb_leader"

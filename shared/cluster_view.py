@@ -36,6 +36,7 @@ from esdb.contracts.subjects import (
     lease_holder,
     lease_value,
     node_applied_subject,
+    node_hearing_subject,
 )
 from esdb.shared.membership import Member, all_members
 from esdb.shared.nats_connection import gather_replies, unsubscribe
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 
 APPLIED_POLL_S = 0.05
 """A lost applied notice (the writer restarted between apply and publish) costs at most this."""
+HEARING_RENEW_S = 1.0
+"""How often a view that hears applied notices tells its writer so (`node_hearing_subject`)."""
+HEARING_TTL_S = 3.5
+"""How long a writer goes on publishing applied notices after it was last told."""
 STATUS_WINDOW_S = 0.3
 """How long a node's writer has to answer a status request."""
 PROBE_EVERY_S = 0.5
@@ -268,6 +273,7 @@ class NatsClusterView(ClusterView):
         self._nc = nc
         self._subs: list[Subscription] = []
         self._notice_sub: Subscription | None = None
+        self._telling: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._revision = 0
 
@@ -290,6 +296,8 @@ class NatsClusterView(ClusterView):
         await cancel_and_wait(*tasks)
         subs, self._subs = self._subs, []
         notices, self._notice_sub = self._notice_sub, None
+        telling, self._telling = self._telling, None
+        await cancel_and_wait(telling)
         await unsubscribe(*subs, notices)
 
     async def __aenter__(self) -> NatsClusterView:
@@ -351,9 +359,30 @@ class NatsClusterView(ClusterView):
         if on and self._notice_sub is None:
             subject = node_applied_subject(self.node_id)
             self._notice_sub = await self._nc.subscribe(subject, cb=self._on_applied)
+            # The writer publishes notices only while told someone hears (per entry, they
+            # cost every node a message to no one otherwise). Its reply carries what it
+            # applied before it heard, so no entry falls between the two.
+            await self._tell_hearing(self.node_id)
+            self._telling = asyncio.create_task(self._keep_telling(self.node_id))
         elif not on and self._notice_sub is not None:
             sub, self._notice_sub = self._notice_sub, None
+            telling, self._telling = self._telling, None
+            await cancel_and_wait(telling)
             await unsubscribe(sub)
+
+    async def _tell_hearing(self, node_id: str) -> None:
+        try:
+            reply = await self._nc.request(
+                node_hearing_subject(node_id), b"", timeout=HEARING_RENEW_S
+            )
+            self._applied_announced(int(reply.data))
+        except (nats.errors.Error, TimeoutError, ValueError):
+            pass  # no writer now: the store polls cover it, and the next renewal asks again
+
+    async def _keep_telling(self, node_id: str) -> None:
+        while True:
+            await asyncio.sleep(HEARING_RENEW_S)
+            await self._tell_hearing(node_id)
 
     async def _on_applied(self, msg: Msg) -> None:
         try:

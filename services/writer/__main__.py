@@ -8,12 +8,12 @@ import logging
 from nats.js import JetStreamContext
 from nats.js.object_store import ObjectStore
 
-from esdb.contracts.subjects import node_applied_subject
 from esdb.services.writer.applier import Applier
 from esdb.services.writer.images import ImageKeeper, open_image_store, prepare_data_dir
 from esdb.services.writer.lease import Lease
 from esdb.services.writer.log import JetStreamLog
 from esdb.services.writer.node import WriterNode
+from esdb.services.writer.notices import AppliedNotices
 from esdb.shared.membership import NodeRemoved, open_members, register
 from esdb.shared.nats_connection import connect_service, retry_until_ready
 from esdb.shared.service_runtime import EXIT_REFUSED, run_service
@@ -78,12 +78,9 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
         purge=settings.log_purge,
     )
     try:
-        applied_subject = node_applied_subject(settings.node_id)
-
-        async def announce(sequence: int) -> None:
-            await nc.publish(applied_subject, str(sequence).encode())
-
-        applier = Applier(catalog, announce)
+        notices = AppliedNotices(nc, settings.node_id, catalog.applied_sequence)
+        await notices.start()
+        applier = Applier(catalog, notices.announce)
         node = WriterNode(settings, nc, log_, applier, lease, keeper, telemetry)
         telemetry.ready_when(node.not_ready)
         await node.run(stop)

@@ -23,7 +23,8 @@ from esdb.contracts.subjects import (
     node_applied_subject,
 )
 from esdb.services.writer.lease import Lease
-from esdb.shared.cluster_view import NatsClusterView
+from esdb.services.writer.notices import AppliedNotices
+from esdb.shared.cluster_view import HEARING_TTL_S, NatsClusterView
 from esdb.shared.nats_connection import connect
 from tests.integration.conftest import NatsServer
 from tests.stack import wait_until
@@ -162,6 +163,49 @@ async def test_applied_notices_are_heard_only_while_waiting(nc: NatsClient) -> N
         with pytest.raises(Timeout) as behind:
             await view.wait_applied(6, timeout_s=0.2)
         assert behind.value.details == {"sequence": 6, "applied_sequence": 5}
+
+
+async def test_a_writer_announces_applied_entries_only_while_a_view_hears(
+    nc: NatsClient,
+) -> None:
+    applied = 3
+    now = [100.0]
+    notices = AppliedNotices(nc, "node1", lambda: applied, clock=lambda: now[0])
+    await notices.start()
+    sent: list[bytes] = []
+
+    async def record(msg: Msg) -> None:
+        sent.append(msg.data)
+
+    await nc.subscribe(node_applied_subject("node1"), cb=record)
+    await nc.flush()
+    await notices.announce(3)  # nobody hears yet
+    await nc.flush()
+    await idle()
+    assert sent == []
+
+    async with NatsClusterView(nc, "node1") as view:
+        waiting = asyncio.create_task(view.wait_applied(5, timeout_s=5))
+
+        async def told() -> bool:
+            return notices.heard
+
+        await wait_until(told, timeout=5, what="the view to tell the writer it hears")
+        # The writer's answer carried what it had applied before it heard of the view.
+        assert view.applied == 3
+        applied = 5
+        await notices.announce(4)
+        await notices.announce(5)
+        await asyncio.wait_for(waiting, 5)
+        assert view.applied == 5
+        assert sent[-2:] == [b"4", b"5"]
+
+    now[0] += HEARING_TTL_S  # nobody said it hears since
+    assert not notices.heard
+    await notices.announce(6)
+    await nc.flush()
+    await idle()
+    assert sent[-1] == b"5"
 
 
 async def test_the_log_state_is_none_until_the_log_exists(nc: NatsClient) -> None:
