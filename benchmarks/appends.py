@@ -224,9 +224,8 @@ async def esdb_appends(
             events=[BenchEvent(type=EVENT_TYPE, data=payload)],
         )
         try:
-            reply = await nc.request(
-                subject, _encode(body), timeout=plan.timeout, headers=MSGPACK_HEADERS
-            )
+            # msgpack, known by its first byte: no header, as the Python client sends it
+            reply = await nc.request(subject, _encode(body), timeout=plan.timeout)
         except nats.errors.TimeoutError as e:
             raise AppendFailed("nats_timeout") from e
         except nats.errors.NoRespondersError as e:

@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from esdb.benchmarks.appends import JETSTREAM_STREAM, MSGPACK_HEADERS
+from esdb.benchmarks.appends import JETSTREAM_STREAM
 from esdb.benchmarks.figures import ReadFigures, read_figures
 from esdb.contracts.errors import ErrorBody
 from esdb.contracts.subjects import Op, api_subject
@@ -78,7 +78,8 @@ async def esdb_read_all(
         body = _encode(ReadAllBody(from_position=position, limit=page, min_position=wait_for))
         wait_for = None
         try:
-            reply = await nc.request(subject, body, timeout=timeout, headers=MSGPACK_HEADERS)
+            # msgpack, known by its first byte: no header, as the Python client sends it
+            reply = await nc.request(subject, body, timeout=timeout)
         except nats.errors.TimeoutError as e:
             raise ReadFailed(f"read_all from {position} timed out after {timeout} s") from e
         result = _read_reply.decode(reply.data)

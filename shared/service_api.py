@@ -42,7 +42,7 @@ def api_handler(
     codec; every failure becomes a typed error reply."""
 
     async def handle(msg: Msg) -> None:
-        codec = codec_of(msg.headers)
+        codec = codec_of(msg.headers, msg.data)
         tokens = msg.subject.split(".")
         store, operation = tokens[-2], tokens[-1]
         try:

@@ -48,13 +48,20 @@ _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
 
 
-def codec_of(headers: dict[str, str] | None) -> Codec:
-    """The codec named by a message's `Content-Type` header; JSON when absent."""
+# First bytes of a msgpack map (fixmap, map 16, map 32): a request body is a map, and no
+# JSON text starts with one of these (JSON is ASCII up to its first string).
+_MSGPACK_MAP_STARTS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
+
+
+def codec_of(headers: dict[str, str] | None, body: bytes = b"") -> Codec:
+    """The codec named by a request's `Content-Type` header; without one, msgpack when the
+    body starts as a msgpack map does (the Python client sends no header: a message with
+    headers costs nats-py about 1.4 µs more to receive), else JSON."""
     if headers:
-        content_type = headers.get("Content-Type") or headers.get("content-type") or ""
-        if content_type.startswith(MSGPACK_CONTENT_TYPE):
-            return Codec.MSGPACK
-    return Codec.JSON
+        content_type = headers.get("Content-Type") or headers.get("content-type")
+        if content_type is not None:
+            return Codec.MSGPACK if content_type.startswith(MSGPACK_CONTENT_TYPE) else Codec.JSON
+    return Codec.MSGPACK if body and body[0] in _MSGPACK_MAP_STARTS else Codec.JSON
 
 
 def content_type_of(codec: Codec) -> str:

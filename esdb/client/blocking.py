@@ -33,7 +33,6 @@ import msgspec
 
 from esdb.client.connection import Requests, decoded, inbox_prefix_of
 from esdb.client.retry import RetryPolicy
-from esdb.contracts.api import MSGPACK_CONTENT_TYPE
 from esdb.contracts.errors import Timeout, TooLarge, Unauthorized, Unavailable
 
 T = TypeVar("T")
@@ -47,7 +46,6 @@ IDLE_CHECK_S = 1.0
 """A pooled connection idle this long is checked for what the server sent meanwhile (PINGs
 to answer, or its close) before a request goes out on it."""
 
-_HEADERS = f"NATS/1.0\r\nContent-Type: {MSGPACK_CONTENT_TYPE}\r\n\r\n".encode()
 _NO_RESPONDERS = b"NATS/1.0 503"
 _CRLF = b"\r\n"
 _PING = b"PING"
@@ -260,7 +258,7 @@ class _Link:
 
     def request(self, subject: str, payload: bytes, timeout: float, write: bool) -> bytearray:
         """Publish `payload` to `subject` and wait for the reply; its payload."""
-        size = len(_HEADERS) + len(payload)
+        size = len(payload)
         if size > self.max_payload:
             raise TooLarge(
                 f"the request is {size} bytes; the NATS servers take at most {self.max_payload}",
@@ -271,8 +269,8 @@ class _Link:
         deadline = time.monotonic() + timeout
         try:
             self._send(
-                b"HPUB %b %b %d %d\r\n%b%b\r\n"
-                % (subject.encode(), reply, len(_HEADERS), size, _HEADERS, payload)
+                # No Content-Type header: the servers know a msgpack body by its first byte.
+                b"PUB %b %b %d\r\n%b\r\n" % (subject.encode(), reply, size, payload)
             )
         except OSError as e:
             raise Unavailable(

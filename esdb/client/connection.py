@@ -19,7 +19,6 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from esdb.client.retry import RetryPolicy, retrying
-from esdb.contracts.api import MSGPACK_CONTENT_TYPE
 from esdb.contracts.errors import (
     ErrorReply,
     EsdbError,
@@ -40,7 +39,6 @@ RECONNECT_WAIT_S = 1
 """How long the connection waits before trying a NATS server again after losing it; it goes
 on trying (every server it knows, in turn) until it is closed."""
 
-_HEADERS = {"Content-Type": MSGPACK_CONTENT_TYPE}
 # Every result has a different first key, so a one-key map whose key is "error" is an error.
 _ERROR_PREFIX = b"\x81\xa5error"
 _encoder = msgspec.msgpack.Encoder()
@@ -316,7 +314,10 @@ class Connection(Requests):
                 self._denials.guard(
                     subject,
                     self.nc.request(
-                        straight or subject, payload, timeout=self.timeout, headers=_HEADERS
+                        # No Content-Type header: a msgpack body is known by its first byte.
+                        straight or subject,
+                        payload,
+                        timeout=self.timeout,
                     ),
                 ),
                 write=straight is not None,

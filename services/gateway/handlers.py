@@ -49,7 +49,7 @@ class GatewayHandlers:
         writes are validated right here and queued for the leader (no task per write); every
         other operation answers in a task of its own."""
         started = time.perf_counter()
-        codec = codec_of(msg.headers)
+        codec = codec_of(msg.headers, msg.data)
         operation = msg.subject.rpartition(".")[2]
         span = None
         if self._tracer is not None:
@@ -79,7 +79,7 @@ class GatewayHandlers:
     async def on_write_copy(self, msg: Msg) -> None:
         """The copy of a write the servers routed to the leader (`orphans.py`)."""
         if msg.reply:
-            self._orphans.remember(msg.reply, msg.data, codec_of(msg.headers))
+            self._orphans.remember(msg.reply, msg.data, codec_of(msg.headers, msg.data))
 
     async def _handle(
         self,

@@ -159,7 +159,7 @@ def _public_read(settings: Settings) -> Decode:
     """A client's own read, routed here by the servers' mapping (`esdb.read.<s>.<op>`)."""
 
     def decode(msg: Msg) -> tuple[Any, Codec]:
-        codec = codec_of(msg.headers)
+        codec = codec_of(msg.headers, msg.data)
         store, operation = target(msg.subject)
         if store == SYSTEM_STORE:
             raise InvalidRequest(f"unknown system operation {operation!r}", field="operation")
@@ -269,7 +269,7 @@ async def serve(settings: Settings, stop: asyncio.Event, telemetry: Telemetry) -
     }
 
     def public_handler(operation: str, answer: Answer) -> Handler:
-        decode, codec = _public_read(settings), lambda msg: codec_of(msg.headers)
+        decode, codec = _public_read(settings), lambda msg: codec_of(msg.headers, msg.data)
         return _handler(operation, decode, answer, metrics, telemetry.tracer, codec, nc.publish)
 
     # An unknown operation fails in `_public_read`, before any answer is asked for.

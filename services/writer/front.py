@@ -107,7 +107,7 @@ class WriteFront:
 
     async def _on_request(self, msg: Msg) -> None:
         started = time.perf_counter()
-        codec = codec_of(msg.headers)
+        codec = codec_of(msg.headers, msg.data)
         operation = msg.subject.rpartition(".")[2]
         span = self._span(msg, operation)
         try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
+
 from tests.stack import Api
 
 
@@ -168,3 +170,15 @@ async def test_event_record_has_every_contract_field(api: Api) -> None:
     assert event["metadata"] == {"m": 1}
     assert event["content_type"] == "application/json"
     assert event["created"].endswith("Z") and "T" in event["created"]
+
+
+async def test_a_msgpack_body_without_a_content_type_gets_msgpack(api: Api) -> None:
+    stream = _stream()
+    body = msgspec.msgpack.encode(
+        {"stream": stream, "expected_version": "no_stream", "events": [{"type": "T", "data": {}}]}
+    )
+    reply = await api.nc.request("esdb.api.default.append", body, timeout=10)
+    assert msgspec.msgpack.decode(reply.data)["last_version"] == 0
+    read = msgspec.msgpack.encode({"stream": stream})
+    reply = await api.nc.request("esdb.api.default.read_stream", read, timeout=10)
+    assert [e["version"] for e in msgspec.msgpack.decode(reply.data)["events"]] == [0]

@@ -168,7 +168,7 @@ class FakeNats:
     is_draining: bool = False
 
     async def request(
-        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str]
+        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None = None
     ) -> Reply:
         self.sent.append((subject, payload))
         step = self.script.pop(0)

@@ -53,7 +53,7 @@ class FakeNats:
     is_draining: bool = False
 
     async def request(
-        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str]
+        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None = None
     ) -> Reply:
         self.threads.add(threading.current_thread().name)
         return Reply(self.replies[subject.rsplit(".", 1)[1]].pop(0))
