@@ -507,6 +507,9 @@ MALFORMED_JSON = (
 )
 
 
+MSGPACK_MAP_FIRST_BYTES = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
+
+
 @dataclass(frozen=True)
 class Sent:
     """One request as sent, for the failure message."""
@@ -514,9 +517,16 @@ class Sent:
     subject: str
     body: bytes
     binary: bool
+    """Sent with `Content-Type: application/msgpack`."""
+
+    @property
+    def answered_in_msgpack(self) -> bool:
+        """The contract (docs/api.md): the header says msgpack, or there is none and the body
+        starts as a msgpack map does."""
+        return self.binary or (bool(self.body) and self.body[0] in MSGPACK_MAP_FIRST_BYTES)
 
     def __str__(self) -> str:
-        codec = "msgpack" if self.binary else "json"
+        codec = "msgpack" if self.binary else "no header"
         return f"{self.subject} ({codec}) {self.body[:300]!r}"
 
 
@@ -667,7 +677,7 @@ async def _exchange(api: Api, sent: Sent) -> Any:
     except nats.errors.Error as e:
         raise AssertionError(f"no reply ({e!r}) to {sent}") from e
     try:
-        if sent.binary:
+        if sent.answered_in_msgpack:
             return msgspec.msgpack.decode(reply)
         return msgspec.json.decode(reply)
     except msgspec.DecodeError as e:
