@@ -208,14 +208,21 @@ class Progress:
         self.done = 0
 
 
+def client_append_subject(store: str) -> str:
+    """Where the Python client sends an append: straight to the writer leader
+    (`esdb.leader.<store>.append`), which no gateway copies, since the client hears leader
+    changes itself."""
+    subject = leader_subject(api_subject(store, Op.APPEND))
+    assert subject is not None
+    return subject
+
+
 async def esdb_appends(
     nc: NatsClient, store: str, plan: AppendPlan, payload: bytes, progress: Progress
 ) -> AppendRun:
     """`plan` against esdb: one msgpack `append` request per event, exact expected version,
-    sent straight to the writer leader as the Python client sends it (`esdb.leader`: no
-    gateway keeps a copy)."""
-    subject = leader_subject(api_subject(store, Op.APPEND))
-    assert subject is not None
+    sent as the Python client sends it (`client_append_subject`)."""
+    subject = client_append_subject(store)
 
     async def append_once(client: int, stream_no: int, fence: int | None) -> tuple[int, int]:
         body = AppendBody(

@@ -27,7 +27,6 @@ from nats.js import JetStreamContext
 
 from esdb.benchmarks.appends import (
     EVENT_TYPE,
-    MSGPACK_HEADERS,
     AppendBody,
     AppendFailed,
     AppendPlan,
@@ -36,6 +35,7 @@ from esdb.benchmarks.appends import (
     BenchEvent,
     PhaseSource,
     Progress,
+    client_append_subject,
     esdb_appends,
 )
 from esdb.benchmarks.figures import (
@@ -49,7 +49,6 @@ from esdb.benchmarks.figures import (
 )
 from esdb.benchmarks.rounds import WithProgress
 from esdb.benchmarks.stack import BenchStack
-from esdb.contracts.subjects import Op, api_subject
 
 SendOne = Callable[[int], Awaitable[int]]
 """Send append `i`; where it landed (global position or stream sequence), or `AppendFailed`."""
@@ -145,8 +144,8 @@ def esdb_sender(
     nc: NatsClient, store: str, stream_of: Callable[[int], str], payload: bytes, timeout: float
 ) -> SendOne:
     """Append `i` as one event to stream `stream_of(i)`, a raw msgpack request with
-    `expected_version: "any"`; its global position."""
-    subject = api_subject(store, Op.APPEND)
+    `expected_version: "any"`, sent as the Python client sends it; its global position."""
+    subject = client_append_subject(store)
 
     async def send(i: int) -> int:
         body = AppendBody(
@@ -155,9 +154,7 @@ def esdb_sender(
             events=[BenchEvent(type=EVENT_TYPE, data=payload)],
         )
         try:
-            reply = await nc.request(
-                subject, _encode(body), timeout=timeout, headers=MSGPACK_HEADERS
-            )
+            reply = await nc.request(subject, _encode(body), timeout=timeout)  # msgpack, no header
         except nats.errors.TimeoutError as e:
             raise AppendFailed("nats_timeout") from e
         except nats.errors.NoRespondersError as e:
