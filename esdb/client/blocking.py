@@ -34,6 +34,7 @@ import msgspec
 from esdb.client.connection import Requests, decoded, inbox_prefix_of
 from esdb.client.retry import RetryPolicy
 from esdb.contracts.errors import Timeout, TooLarge, Unauthorized, Unavailable
+from esdb.contracts.subjects import WRITER_SERVING, leader_subject
 
 T = TypeVar("T")
 
@@ -54,6 +55,9 @@ _ERR = b"-ERR"
 _MSG = (b"MSG ", b"HMSG ")
 _RECV = 256 * 1024
 _PUBLISH_DENIED = "permissions violation for publish"
+_NOT_SUBSCRIBED = "permissions violation for subscription"
+_SERVING = WRITER_SERVING.encode()
+_SERVING_SID = 2
 
 
 def drive(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -198,6 +202,10 @@ class _Link:
         self._sent = 0
         self._used = time.monotonic()
         self.max_payload = 1024 * 1024
+        self.hears_leaders = False
+        """Whether it hears new writer leaders announce: then its writes go straight to the
+        leader (`esdb.leader`), and one still waiting when a leader announces fails at once
+        as `Timeout`, as the event-loop client's do (connection.py, `hear_leaders`)."""
 
     @classmethod
     def open(cls, server: str, *, timeout: float, tls: ssl.SSLContext | None, inbox: str) -> _Link:
@@ -219,11 +227,20 @@ class _Link:
                 context = tls or ssl.create_default_context()
                 link._sock = context.wrap_socket(sock, server_hostname=host)
             link._send(
-                b"CONNECT %b\r\nSUB %b.* 1\r\nPING\r\n"
-                % (_connect_options(parts.username, parts.password), inbox.encode())
+                b"CONNECT %b\r\nSUB %b.* 1\r\nSUB %b %d\r\nPING\r\n"
+                % (
+                    _connect_options(parts.username, parts.password),
+                    inbox.encode(),
+                    _SERVING,
+                    _SERVING_SID,
+                )
             )
+            link.hears_leaders = True
             while (line := link._line(deadline)) != b"PONG":
                 if line.startswith(_ERR):
+                    if _NOT_SUBSCRIBED in line.decode(errors="replace").lower():
+                        link.hears_leaders = False  # credentials from before the subject
+                        continue
                     raise _server_error(line, server)
         except BaseException:
             link.close()
@@ -245,16 +262,39 @@ class _Link:
                 pass
             finally:
                 self._sock.setblocking(True)
-            while (end := self._buffer.find(_CRLF, self._start, self._end)) >= 0:
-                line = bytes(self._buffer[self._start : end])
-                self._start = end + 2
-                if line == _PING:
-                    self._send(_PONG)
-                elif line.startswith(_ERR):
-                    return False
-            return True
+            return self._handle_buffered()
         except OSError:
             return False
+
+    def _handle_buffered(self) -> bool:
+        """Answer the PINGs and skip the announcements already read (between requests, an
+        announcement concerns no write of this connection); False on a server error."""
+        while (end := self._buffer.find(_CRLF, self._start, self._end)) >= 0:
+            line = bytes(self._buffer[self._start : end])
+            if line.startswith(_MSG):
+                total = int(line.rsplit(b" ", 1)[1])
+                if self._end - (end + 2) < total + 2:
+                    return True  # its payload is still on its way: the next read skips it
+                self._start = end + 2 + total + 2
+                continue
+            self._start = end + 2
+            if line == _PING:
+                self._send(_PONG)
+            elif line.startswith(_ERR):
+                return False
+        return True
+
+    def _skip_stale(self) -> None:
+        """Read what the server sent since the last request, without waiting for more."""
+        self._sock.setblocking(False)
+        try:
+            while self._receive():
+                pass
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass
+        finally:
+            self._sock.setblocking(True)
+        self._handle_buffered()
 
     def request(self, subject: str, payload: bytes, timeout: float, write: bool) -> bytearray:
         """Publish `payload` to `subject` and wait for the reply; its payload."""
@@ -267,10 +307,13 @@ class _Link:
         self._sent += 1
         reply = b"%b%d" % (self._reply_prefix, self._sent)
         deadline = time.monotonic() + timeout
+        straight = leader_subject(subject) if write and self.hears_leaders else None
         try:
+            if straight is not None:
+                self._skip_stale()
             self._send(
                 # No Content-Type header: the servers know a msgpack body by its first byte.
-                b"PUB %b %b %d\r\n%b\r\n" % (subject.encode(), reply, size, payload)
+                b"PUB %b %b %d\r\n%b\r\n" % ((straight or subject).encode(), reply, size, payload)
             )
         except OSError as e:
             raise Unavailable(
@@ -282,7 +325,14 @@ class _Link:
                 line = self._line(deadline)
                 if line.startswith(_MSG):
                     found = self._message(line, reply, deadline)
-                    if found is not None:
+                    if found is _LEADER_CHANGED:
+                        if straight is not None:
+                            raise Timeout(
+                                f"the writer leader changed while {subject} waited; the "
+                                "outcome is unknown: retry with the same ids",
+                                subject=subject,
+                            )
+                    elif found is not None:
                         self._used = time.monotonic()
                         return found
                 elif line == _PING:
@@ -300,14 +350,17 @@ class _Link:
             ) from e
 
     def _message(self, line: bytes, reply: bytes, deadline: float) -> bytearray | None:
-        """The payload of the message `line` announces, if it is the reply to `reply` (else
-        None: a late reply to a request that timed out, skipped)."""
+        """The payload of the message `line` announces, if it is the reply to `reply`;
+        `_LEADER_CHANGED` for a leader's announcement; else None (a late reply to a request
+        that timed out, skipped)."""
         fields = line.split(b" ")
         total = int(fields[-1])
         headers = int(fields[-2]) if line.startswith(b"H") else 0
         self._fill(total + 2, deadline)
         start = self._start
         self._start += total + 2
+        if fields[1] == _SERVING:
+            return _LEADER_CHANGED
         if fields[1] != reply:
             return None
         if headers and self._buffer.startswith(_NO_RESPONDERS, start):
@@ -359,6 +412,10 @@ class _Link:
         self._room.release()
         with contextlib.suppress(OSError):
             self._sock.close()
+
+
+_LEADER_CHANGED = bytearray(b"leader changed")
+"""What `_Link._message` returns for a leader's announcement (compared by identity)."""
 
 
 def _connect_options(user: str | None, password: str | None) -> bytes:

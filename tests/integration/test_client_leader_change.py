@@ -12,7 +12,7 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from esdb.client import Client, NewEvent, RetryPolicy
+from esdb.client import Client, NewEvent, RetryPolicy, SyncClient
 from esdb.client import Timeout as EsdbTimeout
 from esdb.contracts.api import AppendResult
 from esdb.contracts.subjects import WRITER_SERVING
@@ -83,3 +83,45 @@ async def test_the_given_up_write_is_sent_again_with_the_same_ids(plain_nats_url
         assert (await later).last_position == 1
         assert len(leader.received) == 3
     await nc.close()
+
+
+async def test_blocking_calls_give_up_a_waiting_write_on_a_new_leader_too(
+    plain_nats_url: str,
+) -> None:
+    """`SyncClient` sends its requests over blocking connections of its own, which hear the
+    announcement on the socket the write waits on."""
+    leader = SilentLeader()
+    nc = await nats.connect(plain_nats_url)
+    await nc.subscribe("esdb.leader.default.append", cb=leader.on_write)
+    await nc.flush()
+    client = await asyncio.to_thread(SyncClient.connect, plain_nats_url, timeout=30)
+    try:
+        waiting = asyncio.ensure_future(
+            asyncio.to_thread(client.append, "order-1", [NewEvent("Created", {})])
+        )
+        await leader.heard(1)
+        assert not waiting.done()
+        await nc.publish(WRITER_SERVING, b"node2")
+        await leader.heard(2)  # given up at once and sent again, with the same ids
+        assert event_ids(leader.received[1]) == event_ids(leader.received[0])
+        result = AppendResult(first_version=0, last_version=0, first_position=1, last_position=1)
+        await nc.publish(leader.received[1].reply, msgspec.msgpack.encode(result))
+        assert (await waiting).last_position == 1
+
+        # With retries off the caller sees why.
+        strict = await asyncio.to_thread(
+            SyncClient.connect, plain_nats_url, timeout=30, retry=RetryPolicy.never()
+        )
+        try:
+            failing = asyncio.ensure_future(
+                asyncio.to_thread(strict.append, "order-2", [NewEvent("Created", {})])
+            )
+            await leader.heard(3)
+            await nc.publish(WRITER_SERVING, b"node3")
+            with pytest.raises(EsdbTimeout, match="the writer leader changed"):
+                await failing
+        finally:
+            await asyncio.to_thread(strict.close)
+    finally:
+        await asyncio.to_thread(client.close)
+        await nc.close()
