@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 API_PREFIX = "esdb.api"
 SYSTEM_STORE = "_sys"
 INTERNAL_PREFIX = "esdb.internal"
@@ -95,6 +97,7 @@ def write_subject(store: str, operation: str) -> str:
     return f"{WRITE_PREFIX}.{store}.{operation}"
 
 
+@functools.lru_cache(maxsize=1024)
 def leader_subject(subject: str) -> str | None:
     """`esdb.leader.<store>.<op>` for a public write subject `esdb.api.<store>.<op>` (None
     for anything else): the same write, with no gateway keeping a copy."""

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from esdb.client.connection import Requests, decoded, inbox_prefix_of
+from esdb.client.connection import Requests, decoded, inbox_prefix_of, leader_changed
 from esdb.client.retry import RetryPolicy
 from esdb.contracts.errors import Timeout, TooLarge, Unauthorized, Unavailable
 from esdb.contracts.subjects import WRITER_SERVING, leader_subject
@@ -327,11 +327,7 @@ class _Link:
                     found = self._message(line, reply, deadline)
                     if found is _LEADER_CHANGED:
                         if straight is not None:
-                            raise Timeout(
-                                f"the writer leader changed while {subject} waited; the "
-                                "outcome is unknown: retry with the same ids",
-                                subject=subject,
-                            )
+                            raise leader_changed(subject)
                     elif found is not None:
                         self._used = time.monotonic()
                         return found

@@ -323,11 +323,7 @@ class Connection(Requests):
                 write=straight is not None,
             )
         except LeaderChanged as e:
-            raise Timeout(
-                f"the writer leader changed while {subject} waited; the outcome is unknown: "
-                "retry with the same ids",
-                subject=subject,
-            ) from e
+            raise leader_changed(subject) from e
         except ConnectionLost as e:
             landed = "; the write may have landed" if write else ""
             raise Unavailable(
@@ -351,6 +347,15 @@ class Connection(Requests):
 
 class ConnectionLost(Exception):
     """The connection dropped while a request waited: its reply cannot come any more."""
+
+
+def leader_changed(subject: str) -> Timeout:
+    """The error of a write given up because a new writer leader announced while it waited."""
+    return Timeout(
+        f"the writer leader changed while {subject} waited; the outcome is unknown: "
+        "retry with the same ids",
+        subject=subject,
+    )
 
 
 class LeaderChanged(Exception):
